@@ -1,0 +1,62 @@
+//! Generating: the block that opens the pool, runs the rewritten body and joins.
+//!
+//! ```text
+//! {
+//!     let options = { let mut o = PoolOptions::new(); o.max_workers(4); o };   // user values, checked
+//!     let guard = unsafe { ThreadScope::new(options) };   // only our tokens inside `unsafe`
+//!     let scope = &guard;                                 // what rewritten `submit`s use
+//!     let value = { BODY };                               // `?`/`return`/`break` act on the caller
+//!     let value = { guard.finish(); value };              // join; report unread panics
+//!     value
+//! }                                                       // early exits join in `Drop`
+//! ```
+//! Every local is created with mixed-site hygiene, so the body cannot name the guard: it cannot be
+//! moved or leaked, which is what makes borrowing tasks sound (the guard's `Drop` always runs).
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::Ident;
+
+use crate::ast::PoolInput;
+use crate::valid::Backend;
+
+pub fn expand(input: PoolInput, backend: Backend, scope: Ident) -> TokenStream {
+    let options = Ident::new("__executor_options", Span::mixed_site());
+    let guard = Ident::new("__executor_guard", Span::mixed_site());
+    let value = Ident::new("__executor_value", Span::mixed_site());
+
+    let setters = input.options.iter().map(|option| {
+        let name = &option.name;
+        let value = &option.value;
+        quote_spanned! {value.span()=> #options.#name(#value); }
+    });
+    let scope_type = match backend {
+        Backend::Thread => quote!(::executor::__private::ThreadScope),
+    };
+    let body = &input.body;
+
+    quote! {
+        {
+            let #options = {
+                #[allow(unused_mut)]
+                let mut #options = ::executor::__private::PoolOptions::new();
+                #(#setters)*
+                #options
+            };
+            // SAFETY: the guard lives in a local that user code cannot name (mixed-site hygiene),
+            // so it cannot be leaked: it is dropped, joining every task, before anything the tasks
+            // borrow goes out of scope.
+            let #guard = unsafe { #scope_type::new(#options) };
+            let #scope = &#guard;
+            let #value = #body;
+            // A body that always leaves early (`return`) makes this unreachable, which is fine.
+            #[allow(unreachable_code)]
+            let #value = {
+                #guard.finish();
+                #value
+            };
+            #value
+        }
+    }
+}

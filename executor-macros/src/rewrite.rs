@@ -1,0 +1,244 @@
+//! Rewriting: every plain call `submit(f, a1, ..., an)` in the body becomes a call on the pool's
+//! hidden scope, `SCOPE.submit(::executor::__private::bind<n>(f, a1, ..., an))`.
+//!
+//! What is rewritten: a call whose function is the bare path `submit` (no `::`, no generics, not a
+//! method), anywhere in the body, including closures and the arguments of other macros when those
+//! arguments parse as expressions (`vec![submit(f, 1)]`, `println!("{:?}", submit(f, 1).result())`).
+//! What is not: nested `pool!` invocations (their own expansion handles their `submit`s) and nested
+//! items (`fn`s declared in the block cannot reach the pool).
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{format_ident, quote_spanned, ToTokens};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::visit_mut::{self, VisitMut};
+use syn::{Error, Expr, ExprCall, ExprPath, Item, Macro, Token};
+
+/// The most arguments `submit` passes to the function; `executor_runtime::__private::bind<n>`
+/// exists for each count up to this.
+pub const MAX_ARGS: usize = 12;
+
+/// Rewrites the `submit` calls of a body in place.
+pub struct SubmitRewriter {
+    scope: Ident,
+    rewritten: usize,
+    errors: Vec<Error>,
+}
+
+impl SubmitRewriter {
+    /// `scope` is the hygienic local that holds `&` the pool's scope.
+    pub fn new(scope: Ident) -> Self {
+        SubmitRewriter {
+            scope,
+            rewritten: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The errors found, combined, if any.
+    pub fn into_result(self) -> Result<(), Error> {
+        let mut errors = self.errors.into_iter();
+        match errors.next() {
+            None => Ok(()),
+            Some(mut first) => {
+                first.extend(errors);
+                Err(first)
+            }
+        }
+    }
+
+    fn rewrite(&mut self, call: &ExprCall) -> Option<Expr> {
+        let submit_span = call.func.span();
+        let mut args = call.args.iter();
+        let Some(func) = args.next() else {
+            self.errors.push(Error::new(
+                call.paren_token.span.join(),
+                "submit() needs a function to call: `submit(f, args...)`",
+            ));
+            return None;
+        };
+        let args: Vec<&Expr> = args.collect();
+        if args.len() > MAX_ARGS {
+            self.errors.push(Error::new_spanned(
+                args[MAX_ARGS],
+                format!(
+                    "submit passes at most {MAX_ARGS} arguments to the function; group the rest in a tuple or a struct"
+                ),
+            ));
+            return None;
+        }
+        self.rewritten += 1;
+        let bind = format_ident!("bind{}", args.len(), span = submit_span);
+        let scope = &self.scope;
+        let tokens = quote_spanned! {submit_span=>
+            #scope.submit(::executor::__private::#bind(#func #(, #args)*))
+        };
+        Some(syn::parse2(tokens).expect("the rewritten submit call is an expression"))
+    }
+
+    /// Rewrites inside a macro's arguments when they parse as expressions. The tokens are replaced
+    /// only if something was rewritten, so macros whose input is not expressions are untouched.
+    fn rewrite_macro_arguments(&mut self, mac: &mut Macro) {
+        let before = self.rewritten;
+        let comma_separated = Punctuated::<Expr, Token![,]>::parse_terminated;
+        if let Ok(mut exprs) = comma_separated.parse2(mac.tokens.clone()) {
+            for expr in exprs.iter_mut() {
+                self.visit_expr_mut(expr);
+            }
+            if self.rewritten > before {
+                mac.tokens = exprs.into_token_stream();
+            }
+            return;
+        }
+        // `vec![element; count]`
+        let repeat = |input: syn::parse::ParseStream| {
+            let element: Expr = input.parse()?;
+            let semi: Token![;] = input.parse()?;
+            let count: Expr = input.parse()?;
+            Ok((element, semi, count))
+        };
+        if let Ok((mut element, semi, mut count)) = repeat.parse2(mac.tokens.clone()) {
+            self.visit_expr_mut(&mut element);
+            self.visit_expr_mut(&mut count);
+            if self.rewritten > before {
+                let mut tokens = TokenStream::new();
+                element.to_tokens(&mut tokens);
+                semi.to_tokens(&mut tokens);
+                count.to_tokens(&mut tokens);
+                mac.tokens = tokens;
+            }
+        }
+    }
+}
+
+/// `submit`, alone: not `a::submit`, not `submit::<T>`, not `<T>::submit`.
+fn is_plain_submit(func: &Expr) -> bool {
+    match func {
+        Expr::Path(ExprPath {
+            qself: None,
+            path,
+            attrs,
+        }) => {
+            attrs.is_empty()
+                && path.leading_colon.is_none()
+                && path.segments.len() == 1
+                && path.segments[0].ident == "submit"
+                && path.segments[0].arguments.is_none()
+        }
+        _ => false,
+    }
+}
+
+fn is_pool_macro(mac: &Macro) -> bool {
+    mac.path
+        .segments
+        .last()
+        .is_some_and(|segment| segment.ident == "pool")
+}
+
+impl VisitMut for SubmitRewriter {
+    fn visit_expr_mut(&mut self, expr: &mut Expr) {
+        // Arguments first, so `submit(f, submit(g).result().unwrap())` rewrites both.
+        visit_mut::visit_expr_mut(self, expr);
+        if let Expr::Call(call) = expr {
+            if is_plain_submit(&call.func) {
+                if let Some(rewritten) = self.rewrite(call) {
+                    *expr = rewritten;
+                }
+            }
+        }
+    }
+
+    fn visit_macro_mut(&mut self, mac: &mut Macro) {
+        if !is_pool_macro(mac) {
+            self.rewrite_macro_arguments(mac);
+        }
+    }
+
+    fn visit_item_mut(&mut self, _item: &mut Item) {
+        // A nested `fn` or `impl` cannot capture the scope; its `submit` stays unresolved.
+    }
+}
+
+/// The name of the hidden local holding the scope: mixed-site hygiene makes it invisible to the
+/// user's tokens, so no user code can name, move or leak it.
+pub fn scope_ident() -> Ident {
+    Ident::new("__executor_scope", Span::mixed_site())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn rewrite(body: TokenStream) -> String {
+        let mut block: syn::Block = syn::parse2(body).unwrap();
+        let mut rewriter = SubmitRewriter::new(scope_ident());
+        rewriter.visit_block_mut(&mut block);
+        rewriter.into_result().unwrap();
+        block.into_token_stream().to_string()
+    }
+
+    #[test]
+    fn plain_calls_are_rewritten_with_their_arity() {
+        let out = rewrite(quote!({
+            submit(f, 1, 2);
+            submit(g)
+        }));
+        assert!(
+            out.contains(
+                "__executor_scope . submit (:: executor :: __private :: bind2 (f , 1 , 2))"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("bind0 (g)"), "{out}");
+    }
+
+    #[test]
+    fn closures_nested_calls_and_macro_arguments_are_rewritten() {
+        let out = rewrite(quote!({
+            let v = xs.iter().map(|x| submit(f, *x)).collect::<Vec<_>>();
+            submit(f, submit(g).result());
+            let w = vec![submit(h, 1)];
+            let z = vec![submit(h, 2); 3];
+        }));
+        assert_eq!(out.matches("__executor_scope").count(), 5, "{out}");
+        assert!(!out.contains(" submit ("), "{out}");
+    }
+
+    #[test]
+    fn qualified_methods_items_and_nested_pools_are_left_alone() {
+        let out = rewrite(quote!({
+            other::submit(f);
+            x.submit(f);
+            submit::<u8>(f);
+            fn inner() {
+                submit(f)
+            }
+            pool!(Thread => { submit(f) });
+            matches!(x, Some(_));
+        }));
+        assert!(!out.contains("__executor_scope"), "{out}");
+    }
+
+    #[test]
+    fn missing_function_and_too_many_arguments_are_errors() {
+        let mut block: syn::Block = syn::parse2(quote!({
+            submit();
+            submit(f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
+        }))
+        .unwrap();
+        let mut rewriter = SubmitRewriter::new(scope_ident());
+        rewriter.visit_block_mut(&mut block);
+        let error = rewriter
+            .into_result()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>();
+        assert_eq!(error.len(), 2);
+        assert!(error[0].starts_with("submit() needs a function"));
+        assert!(error[1].starts_with("submit passes at most 12 arguments"));
+    }
+}

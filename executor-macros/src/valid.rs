@@ -1,0 +1,166 @@
+//! Checking: which backend, which options it takes, and option values that are wrong on sight.
+
+use std::collections::HashSet;
+
+use syn::{Error, Expr, ExprLit, ExprUnary, Lit, UnOp};
+
+use crate::ast::{PoolInput, PoolOption};
+
+/// The backends `pool!` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Thread,
+}
+
+/// Backend names that are planned but not built yet: a compile error that says so.
+const NOT_YET: &[(&str, &str)] = &[
+    (
+        "Process",
+        "the `Process` backend is not available yet: use `Thread` for now",
+    ),
+    (
+        "Auto",
+        "the `Auto` backend is not available yet: use `Thread` for now",
+    ),
+    (
+        "Mpi",
+        "the `Mpi` backend is not available yet: use `Thread` for now",
+    ),
+];
+
+impl Backend {
+    fn options(self) -> &'static [&'static str] {
+        match self {
+            Backend::Thread => &["max_workers", "thread_name_prefix"],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Thread => "Thread",
+        }
+    }
+}
+
+/// Checks the input; every problem found is reported, each at its own token.
+pub fn validate(input: &PoolInput) -> Result<Backend, Error> {
+    let backend = backend(input)?;
+    let mut errors: Option<Error> = None;
+    let mut push = |error: Error| match &mut errors {
+        Some(all) => all.combine(error),
+        None => errors = Some(error),
+    };
+    let mut seen = HashSet::new();
+    for option in &input.options {
+        let name = option.name.to_string();
+        if !backend.options().contains(&name.as_str()) {
+            let allowed: Vec<String> = backend.options().iter().map(|o| format!("`{o}`")).collect();
+            push(Error::new(
+                option.name.span(),
+                format!(
+                    "unknown option `{name}` for the {} backend; expected one of: {}",
+                    backend.name(),
+                    allowed.join(", ")
+                ),
+            ));
+        } else if !seen.insert(name.clone()) {
+            push(Error::new(
+                option.name.span(),
+                format!("duplicate option `{name}`: give each option once"),
+            ));
+        } else if let Err(error) = check_value(option) {
+            push(error);
+        }
+    }
+    match errors {
+        Some(errors) => Err(errors),
+        None => Ok(backend),
+    }
+}
+
+fn backend(input: &PoolInput) -> Result<Backend, Error> {
+    let name = input.backend.to_string();
+    if name == "Thread" {
+        return Ok(Backend::Thread);
+    }
+    if let Some((_, message)) = NOT_YET.iter().find(|(planned, _)| *planned == name) {
+        return Err(Error::new(input.backend.span(), message));
+    }
+    Err(Error::new(
+        input.backend.span(),
+        format!("unknown backend `{name}`; expected `Thread`"),
+    ))
+}
+
+/// Literal values that can never be right are refused here; other values are checked at block entry.
+fn check_value(option: &PoolOption) -> Result<(), Error> {
+    if option.name == "max_workers" {
+        match integer_literal(&option.value) {
+            Some(n) if n < 1 => Err(Error::new_spanned(
+                &option.value,
+                format!("`max_workers` must be at least 1, got {n}"),
+            )),
+            _ => Ok(()),
+        }
+    } else {
+        Ok(())
+    }
+}
+
+/// The value of an integer literal, possibly negated (`4`, `-1`); `None` for anything else.
+fn integer_literal(expr: &Expr) -> Option<i128> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => int.base10_parse().ok(),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr,
+            ..
+        }) => integer_literal(expr).map(|n| -n),
+        Expr::Paren(inner) => integer_literal(&inner.expr),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn check(tokens: proc_macro2::TokenStream) -> Result<Backend, String> {
+        validate(&syn::parse2(tokens).unwrap()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn thread_with_known_options_is_valid() {
+        assert_eq!(
+            check(quote!(Thread(max_workers = n, thread_name_prefix = "w") => {})),
+            Ok(Backend::Thread)
+        );
+    }
+
+    #[test]
+    fn each_problem_has_its_message() {
+        assert!(check(quote!(Fibers => {}))
+            .unwrap_err()
+            .starts_with("unknown backend `Fibers`"));
+        assert!(check(quote!(Process => {}))
+            .unwrap_err()
+            .contains("not available yet"));
+        assert!(check(quote!(Thread(workers = 2) => {}))
+            .unwrap_err()
+            .starts_with("unknown option `workers`"));
+        assert!(
+            check(quote!(Thread(max_workers = 2, max_workers = 3) => {}))
+                .unwrap_err()
+                .starts_with("duplicate option")
+        );
+        assert!(check(quote!(Thread(max_workers = 0) => {}))
+            .unwrap_err()
+            .contains("at least 1, got 0"));
+        assert!(check(quote!(Thread(max_workers = -2) => {}))
+            .unwrap_err()
+            .contains("got -2"));
+    }
+}

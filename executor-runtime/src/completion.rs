@@ -1,0 +1,269 @@
+//! The completion slot shared by a running task and its [`Future`](crate::Future).
+//!
+//! One atomic byte holds the task's state: `PENDING → RUNNING → DONE`, or `PENDING → CANCELLED`.
+//! A fourth bit says that someone registered a waiter. The common case (a task completes, nobody
+//! is parked on it) costs one read-modify-write; the waiter list, behind a mutex, is touched only
+//! when someone really waits. Both the completer's state change and the registrant's flag change
+//! are read-modify-writes of the same atomic, so one of them always sees the other: a waiter is
+//! never missed.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::thread::{self, Thread};
+use std::time::Instant;
+
+use crossbeam_utils::Backoff;
+
+use crate::error::TaskError;
+
+pub(crate) const PENDING: u8 = 0;
+pub(crate) const RUNNING: u8 = 1;
+pub(crate) const DONE: u8 = 2;
+pub(crate) const CANCELLED: u8 = 3;
+const STATE_MASK: u8 = 0b011;
+const HAS_WAITERS: u8 = 0b100;
+
+/// Someone to tell when the task finishes.
+pub(crate) enum Waiter {
+    /// A thread parked in a blocking wait.
+    Thread(Thread),
+}
+
+impl Waiter {
+    fn notify(self) {
+        match self {
+            Waiter::Thread(thread) => thread.unpark(),
+        }
+    }
+}
+
+/// The state, waiters and outcome of one task.
+pub(crate) struct Completion<R> {
+    state: AtomicU8,
+    waiters: Mutex<Vec<Waiter>>,
+    /// Written once, by the thread that won [`Completion::try_start`], before the state becomes
+    /// `DONE`; read only after the state is seen as `DONE` (acquire), by the future's owner.
+    outcome: UnsafeCell<Option<Result<R, TaskError>>>,
+}
+
+// SAFETY: `outcome` is the only field that is not already `Sync`. It is written by exactly one
+// thread (the one that won `try_start`, which the state machine guarantees is unique) before the
+// release transition to `DONE`, and read only after an acquire load that observed `DONE`; so no
+// read overlaps a write. Moving an `R` between threads through it needs `R: Send`.
+unsafe impl<R: Send> Sync for Completion<R> {}
+
+impl<R> Completion<R> {
+    pub(crate) const fn new() -> Self {
+        Completion {
+            state: AtomicU8::new(PENDING),
+            waiters: Mutex::new(Vec::new()),
+            outcome: UnsafeCell::new(None),
+        }
+    }
+
+    /// The current state: one of `PENDING`, `RUNNING`, `DONE`, `CANCELLED`.
+    pub(crate) fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire) & STATE_MASK
+    }
+
+    /// Whether the task is done or cancelled: nothing more will happen to it.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.state() >= DONE
+    }
+
+    /// Claims the task for running. Exactly one caller ever gets `true`, and only while the task
+    /// is pending (not cancelled).
+    pub(crate) fn try_start(&self) -> bool {
+        self.transition(PENDING, RUNNING)
+    }
+
+    /// Marks a pending task cancelled; `false` if it already started or finished.
+    pub(crate) fn try_cancel(&self) -> bool {
+        if self.state() != PENDING {
+            return false;
+        }
+        let cancelled = self.transition(PENDING, CANCELLED);
+        if cancelled {
+            self.wake_waiters();
+        }
+        cancelled
+    }
+
+    /// Stores the outcome and wakes whoever waits.
+    ///
+    /// # Safety
+    /// The caller must be the thread that won [`Completion::try_start`], and call this once.
+    pub(crate) unsafe fn complete(&self, outcome: Result<R, TaskError>) {
+        // SAFETY: the caller won `try_start`, so no other thread writes `outcome`, and no reader
+        // looks at it before the release below makes the state `DONE`.
+        unsafe { *self.outcome.get() = Some(outcome) };
+        let previous = self.state.fetch_xor(RUNNING ^ DONE, Ordering::AcqRel);
+        debug_assert_eq!(previous & STATE_MASK, RUNNING);
+        if previous & HAS_WAITERS != 0 {
+            self.wake_waiters();
+        }
+    }
+
+    /// Takes the outcome of a finished task.
+    ///
+    /// # Safety
+    /// The task must be finished ([`Completion::is_finished`] returned `true` on this thread), and
+    /// the caller must be the only reader of the outcome (the future's owner, by value).
+    pub(crate) unsafe fn take_outcome(&self) -> Result<R, TaskError> {
+        match self.state() {
+            CANCELLED => Err(TaskError::Cancelled),
+            // SAFETY: the state is `DONE` (acquire), so the write happened before, and the caller
+            // is the only reader.
+            DONE => unsafe { (*self.outcome.get()).take() }
+                .expect("the outcome of a finished task is taken once"),
+            state => unreachable!("take_outcome on an unfinished task (state {state})"),
+        }
+    }
+
+    /// The panic message of a finished task whose outcome was never taken.
+    ///
+    /// # Safety
+    /// As for [`Completion::take_outcome`]: finished, and no concurrent reader.
+    pub(crate) unsafe fn untaken_panic(&self) -> Option<String> {
+        if self.state() != DONE {
+            return None;
+        }
+        // SAFETY: `DONE` was observed with acquire ordering and the caller is the only reader.
+        match unsafe { &*self.outcome.get() } {
+            Some(Err(TaskError::Panicked(message))) => Some(message.clone()),
+            _ => None,
+        }
+    }
+
+    /// Blocks until the task is finished or the deadline passes; returns whether it finished.
+    pub(crate) fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        if self.spin_until_finished() {
+            return true;
+        }
+        if !self.register(Waiter::Thread(thread::current())) {
+            return true;
+        }
+        loop {
+            if self.is_finished() {
+                return true;
+            }
+            match deadline {
+                None => thread::park(),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        self.forget_current_thread();
+                        return self.is_finished();
+                    }
+                    thread::park_timeout(deadline - now);
+                }
+            }
+        }
+    }
+
+    /// A short spin, then yields: a tiny task often finishes in less time than a park costs.
+    fn spin_until_finished(&self) -> bool {
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
+            if self.is_finished() {
+                return true;
+            }
+            backoff.snooze();
+        }
+        self.is_finished()
+    }
+
+    /// Adds a waiter; `false` (and the waiter dropped) if the task finished meanwhile.
+    fn register(&self, waiter: Waiter) -> bool {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        waiters.push(waiter);
+        let previous = self.state.fetch_or(HAS_WAITERS, Ordering::AcqRel);
+        if previous & STATE_MASK >= DONE {
+            // The completer changed the state before our flag was set, so it will not look at
+            // the list: take our entry back.
+            waiters.pop();
+            return false;
+        }
+        true
+    }
+
+    /// Removes this thread's entries after a timed-out wait, so repeated polls do not grow the list.
+    fn forget_current_thread(&self) {
+        let me = thread::current().id();
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        waiters.retain(|waiter| match waiter {
+            Waiter::Thread(thread) => thread.id() != me,
+        });
+    }
+
+    fn wake_waiters(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+        for waiter in waiters {
+            waiter.notify();
+        }
+    }
+
+    /// Moves the state from `from` to `to`, keeping the waiter flag.
+    fn transition(&self, from: u8, to: u8) -> bool {
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                (state & STATE_MASK == from).then_some((state & !STATE_MASK) | to)
+            })
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn only_one_claim_wins() {
+        let completion = Completion::<u32>::new();
+        assert!(completion.try_start());
+        assert!(!completion.try_start());
+        assert!(!completion.try_cancel());
+    }
+
+    #[test]
+    fn cancel_only_while_pending() {
+        let completion = Completion::<u32>::new();
+        assert!(completion.try_cancel());
+        assert!(!completion.try_start());
+        assert!(completion.is_finished());
+        // SAFETY: finished, single reader.
+        assert_eq!(
+            unsafe { completion.take_outcome() },
+            Err(TaskError::Cancelled)
+        );
+    }
+
+    #[test]
+    fn a_parked_waiter_is_woken_by_completion() {
+        let completion = Arc::new(Completion::<u32>::new());
+        assert!(completion.try_start());
+        let waiter = {
+            let completion = completion.clone();
+            thread::spawn(move || {
+                completion.wait_until(None);
+                // SAFETY: finished, and this thread is the only reader.
+                unsafe { completion.take_outcome() }
+            })
+        };
+        thread::sleep(Duration::from_millis(20));
+        // SAFETY: this thread won `try_start`.
+        unsafe { completion.complete(Ok(7)) };
+        assert_eq!(waiter.join().unwrap(), Ok(7));
+    }
+
+    #[test]
+    fn a_timed_wait_returns_false_and_leaves_no_waiter() {
+        let completion = Completion::<u32>::new();
+        let deadline = Instant::now() + Duration::from_millis(10);
+        assert!(!completion.wait_until(Some(deadline)));
+        assert!(completion.waiters.lock().unwrap().is_empty());
+    }
+}

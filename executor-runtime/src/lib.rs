@@ -1,0 +1,35 @@
+//! The runtime of [`executor`](https://docs.rs/executor): pools, futures and workers.
+//!
+//! Users depend on the `executor` crate, which re-exports what is public here; the `pool!` macro
+//! expands to calls into [`__private`], which is not part of the stable API.
+//!
+//! One module per concept:
+//! - `completion`: the state machine and waiter list shared by a task and its future;
+//! - `future`: [`Future`], the user's handle to one call;
+//! - `error`: [`TaskError`], why a call gave no value;
+//! - `thread_pool`: the Thread backend, the guard of a `pool!(Thread => ...)` block and its workers;
+//! - `worker`: [`current_worker`], where a task runs;
+//! - `options`: the `name = value` options of a block;
+//! - `call`: turning `submit(f, args...)` into a closure with no arguments.
+
+#![warn(missing_docs)]
+
+mod call;
+mod completion;
+mod error;
+mod future;
+mod options;
+mod thread_pool;
+mod worker;
+
+pub use error::TaskError;
+pub use future::Future;
+pub use worker::{current_worker, Backend, WorkerInfo};
+
+/// What the `pool!` macro expands to. Not a stable API: use the macro.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::call::*;
+    pub use crate::options::PoolOptions;
+    pub use crate::thread_pool::ThreadScope;
+}

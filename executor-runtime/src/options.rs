@@ -1,0 +1,60 @@
+//! The options of a `pool!` block, `pool!(Thread(name = value, ...) => { ... })`, checked at block entry.
+
+/// Options given to a pool; the `pool!` macro fills them in from `name = value` pairs.
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct PoolOptions {
+    pub(crate) max_workers: Option<usize>,
+    pub(crate) thread_name_prefix: Option<String>,
+}
+
+impl PoolOptions {
+    /// No options set: every option takes its default.
+    pub fn new() -> Self {
+        PoolOptions::default()
+    }
+
+    /// `max_workers = n`: the most workers the pool runs at once.
+    ///
+    /// # Panics
+    /// If `n` is 0: a pool without workers would never run anything.
+    #[track_caller]
+    pub fn max_workers(&mut self, n: usize) -> &mut Self {
+        assert!(
+            n > 0,
+            "pool! option `max_workers` must be at least 1, got 0"
+        );
+        self.max_workers = Some(n);
+        self
+    }
+
+    /// `thread_name_prefix = "name"`: worker threads are called `name-0`, `name-1`, ...
+    pub fn thread_name_prefix(&mut self, prefix: impl Into<String>) -> &mut Self {
+        self.thread_name_prefix = Some(prefix.into());
+        self
+    }
+}
+
+/// The default `max_workers` of the Thread backend: `min(32, cpus + 4)`, Python's choice, because
+/// thread pools mostly wait on I/O and a few more threads than cores keeps the cores busy.
+pub(crate) fn default_thread_workers() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus + 4).min(32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "`max_workers` must be at least 1")]
+    fn zero_workers_is_refused() {
+        PoolOptions::new().max_workers(0);
+    }
+
+    #[test]
+    fn default_thread_workers_is_cpus_plus_four_capped_at_32() {
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(default_thread_workers(), (cpus + 4).min(32));
+    }
+}

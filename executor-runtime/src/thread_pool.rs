@@ -1,0 +1,449 @@
+//! The Thread backend: the pool behind one `pool!(Thread => { ... })` block.
+//!
+//! Each block owns its pool. Worker threads start lazily, one per `submit` that finds no idle
+//! worker, up to `max_workers` (as Python's `ThreadPoolExecutor` does), and all of them are joined
+//! when the block is left. A pool per block is what makes nesting safe: a task that opens its own
+//! `pool!` block gets fresh workers, so no pool ever waits on work queued behind itself.
+//!
+//! Tasks may borrow from the enclosing function, like `std::thread::scope`. The guard
+//! ([`ThreadScope`]) is a local of the macro expansion that user code cannot name, so it cannot be
+//! leaked, and its `Drop` joins every task before the borrowed data can go away.
+//!
+//! The queue is a lock-free injector; a worker that finds it empty spins briefly, yields, then
+//! sleeps on a condition variable. A `submit` wakes a sleeper only when one is asleep, so a busy
+//! pool makes no system calls per task.
+
+use std::cell::UnsafeCell;
+use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{self, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::{self, JoinHandle, Thread};
+
+use crossbeam_deque::{Injector, Steal};
+use crossbeam_utils::{Backoff, CachePadded};
+
+use crate::completion::{Completion, CANCELLED};
+use crate::error::{drop_payload, panic_message, TaskError};
+use crate::future::{Future, Task};
+use crate::options::{default_thread_workers, PoolOptions};
+use crate::worker::{self, Backend, WorkerInfo};
+
+/// Pool ids start at 1; 0 means "not a worker".
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A queued task, as a worker sees it.
+trait Job: Send + Sync {
+    /// Runs the task unless it was cancelled (then drops the closure). Returns `true` if the task
+    /// ran and panicked.
+    fn run(&self) -> bool;
+
+    /// The panic message of a task that panicked and whose future nobody read.
+    ///
+    /// # Safety
+    /// The task must be finished and the caller must hold the only reference to it.
+    unsafe fn unread_panic(&self) -> Option<String>;
+}
+
+type JobRef<'env> = Arc<dyn Job + 'env>;
+
+/// One submitted call: the closure and its completion, in one allocation.
+struct ThreadTask<F, R> {
+    completion: Completion<R>,
+    /// `Some` until taken by the one thread that runs the task, or that drops it after a cancel.
+    func: UnsafeCell<Option<F>>,
+    pool_id: u64,
+}
+
+// SAFETY: `func` is touched by exactly one thread: the one that wins `Completion::try_start` (to run
+// it), or, for a cancelled task, the worker that pops it (the canceller never touches `func`). The
+// closure moves to that thread, so `F: Send` is needed and enough; `Completion` is `Sync` for
+// `R: Send`.
+unsafe impl<F: Send, R: Send> Sync for ThreadTask<F, R> {}
+
+impl<F, R> ThreadTask<F, R>
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+{
+    /// Runs the closure; the caller won `try_start`.
+    fn run_claimed(&self) -> bool {
+        // SAFETY: the caller won `try_start`, so this thread alone touches `func`.
+        let func =
+            unsafe { (*self.func.get()).take() }.expect("a claimed task still has its closure");
+        let outcome = panic::catch_unwind(AssertUnwindSafe(func));
+        let panicked = outcome.is_err();
+        let outcome = outcome.map_err(|payload| {
+            let message = panic_message(&*payload);
+            drop_payload(payload);
+            TaskError::Panicked(message)
+        });
+        // SAFETY: this thread won `try_start` and completes the task once.
+        unsafe { self.completion.complete(outcome) };
+        panicked
+    }
+}
+
+impl<F, R> Job for ThreadTask<F, R>
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+{
+    fn run(&self) -> bool {
+        if self.completion.try_start() {
+            return self.run_claimed();
+        }
+        if self.completion.state() == CANCELLED {
+            // SAFETY: a cancelled task is never started and the canceller leaves `func` alone; this
+            // worker popped the task's only queue entry, so it alone touches `func`.
+            let func = unsafe { (*self.func.get()).take() };
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(func))) {
+                drop_payload(payload);
+            }
+        }
+        // Otherwise a waiting worker of this pool already ran it (`run_here_if_pending`).
+        false
+    }
+
+    unsafe fn unread_panic(&self) -> Option<String> {
+        // SAFETY: forwarded from the caller: finished, sole reference.
+        unsafe { self.completion.untaken_panic() }
+    }
+}
+
+impl<F, R> Task<R> for ThreadTask<F, R>
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+{
+    fn completion(&self) -> &Completion<R> {
+        &self.completion
+    }
+
+    fn run_here_if_pending(&self) -> bool {
+        if worker::current_pool_id() != self.pool_id || !self.completion.try_start() {
+            return false;
+        }
+        self.run_claimed();
+        true
+    }
+}
+
+/// State shared by the guard and the workers.
+struct Shared<'env> {
+    id: u64,
+    queue: Injector<JobRef<'env>>,
+    max_workers: usize,
+    name_prefix: String,
+    /// Workers started so far.
+    spawned: AtomicUsize,
+    /// Workers not running a task (spinning or asleep).
+    idle: AtomicUsize,
+    /// Workers asleep on `wake`, or about to be.
+    sleepers: AtomicUsize,
+    sleep_lock: Mutex<()>,
+    wake: Condvar,
+    /// Set when the block is left and no task remains: workers exit.
+    shutdown: AtomicBool,
+    /// Tasks pushed on the queue (written by submitters).
+    submitted: CachePadded<AtomicUsize>,
+    /// Tasks taken off the queue and finished, one counter per worker so workers never contend.
+    finished: Mutex<Vec<Arc<CachePadded<AtomicUsize>>>>,
+    /// The thread waiting in `join`, woken when a worker runs out of work.
+    joiner: OnceLock<Thread>,
+    /// Tasks that panicked, kept to report the ones whose future nobody read.
+    panicked: Mutex<Vec<JobRef<'env>>>,
+}
+
+impl<'env> Shared<'env> {
+    fn all_finished(&self) -> bool {
+        // Read the finished counts first: if they add up to the submitted count read afterwards,
+        // then at that moment no task was queued or running, and only a running task (or the
+        // joining thread itself) could submit another.
+        let finished: usize = {
+            let counters = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+            counters.iter().map(|c| c.load(Ordering::SeqCst)).sum()
+        };
+        finished == self.submitted.load(Ordering::SeqCst)
+    }
+
+    fn pop(&self) -> Option<JobRef<'env>> {
+        loop {
+            match self.queue.steal() {
+                Steal::Success(job) => return Some(job),
+                Steal::Empty => return None,
+                Steal::Retry => {}
+            }
+        }
+    }
+
+    fn wake_one_sleeper(&self) {
+        atomic::fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _lock = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.wake.notify_one();
+        }
+    }
+
+    fn wake_joiner(&self) {
+        // Pairs with the fence in `join`: either the joiner sees this worker's finished count, or
+        // this worker sees the joiner and wakes it.
+        atomic::fence(Ordering::SeqCst);
+        if let Some(joiner) = self.joiner.get() {
+            joiner.unpark();
+        }
+    }
+}
+
+/// The guard of one `pool!(Thread => { ... })` block: owns the workers and joins them on drop.
+///
+/// `'env` is the lifetime of everything the tasks may borrow. It is invariant, and `ThreadScope`
+/// has a `Drop` implementation, so the borrow checker makes `'env` outlive the guard: a task cannot
+/// borrow a local declared inside the block.
+#[doc(hidden)]
+pub struct ThreadScope<'env> {
+    shared: Arc<Shared<'env>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    joined: AtomicBool,
+    _invariant: PhantomData<&'env mut &'env ()>,
+}
+
+impl<'env> ThreadScope<'env> {
+    /// Opens a pool.
+    ///
+    /// # Safety
+    /// The guard must be dropped, or [`ThreadScope::finish`] called, before `'env` ends: it must
+    /// not be leaked (`mem::forget`, a reference cycle). Worker threads borrow `'env` data and only
+    /// the guard joins them. The `pool!` macro upholds this by keeping the guard in a local that
+    /// user code cannot name.
+    pub unsafe fn new(options: PoolOptions) -> Self {
+        let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
+        let max_workers = options.max_workers.unwrap_or_else(default_thread_workers);
+        let name_prefix = options
+            .thread_name_prefix
+            .unwrap_or_else(|| format!("executor-{id}"));
+        ThreadScope {
+            shared: Arc::new(Shared {
+                id,
+                queue: Injector::new(),
+                max_workers,
+                name_prefix,
+                spawned: AtomicUsize::new(0),
+                idle: AtomicUsize::new(0),
+                sleepers: AtomicUsize::new(0),
+                sleep_lock: Mutex::new(()),
+                wake: Condvar::new(),
+                shutdown: AtomicBool::new(false),
+                submitted: CachePadded::new(AtomicUsize::new(0)),
+                finished: Mutex::new(Vec::new()),
+                joiner: OnceLock::new(),
+                panicked: Mutex::new(Vec::new()),
+            }),
+            threads: Mutex::new(Vec::new()),
+            joined: AtomicBool::new(false),
+            _invariant: PhantomData,
+        }
+    }
+
+    /// Starts `call` on the pool; `submit(f, args...)` in a block becomes this.
+    pub fn submit<F, R>(&self, call: F) -> Future<R>
+    where
+        F: FnOnce() -> R + Send + 'env,
+        R: Send + 'env,
+    {
+        let task = Arc::new(ThreadTask {
+            completion: Completion::new(),
+            func: UnsafeCell::new(Some(call)),
+            pool_id: self.shared.id,
+        });
+        let job: JobRef<'env> = task.clone();
+        let handle: Arc<dyn Task<R> + 'env> = task;
+        // SAFETY: this only erases `'env` from the trait object's type. Through the future, the
+        // task's closure (the only part that borrows `'env`) is reached only while the task is
+        // pending (`run_here_if_pending`); every task stops being pending before the block's join
+        // returns, and the closure is consumed or dropped before then. After `'env` ends the
+        // future only reads the completion, whose type `R` it still names, and dropping the task
+        // then drops a `None` closure slot, which touches no `'env` data.
+        let handle: Arc<dyn Task<R>> =
+            unsafe { std::mem::transmute::<Arc<dyn Task<R> + 'env>, Arc<dyn Task<R>>>(handle) };
+
+        self.shared.submitted.fetch_add(1, Ordering::SeqCst);
+        self.shared.queue.push(job);
+        if self.shared.idle.load(Ordering::SeqCst) == 0 {
+            self.spawn_worker_if_below_max();
+        }
+        self.shared.wake_one_sleeper();
+        Future::new(handle)
+    }
+
+    fn spawn_worker_if_below_max(&self) {
+        let shared = &self.shared;
+        let claimed = shared
+            .spawned
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < shared.max_workers).then_some(n + 1)
+            });
+        let Ok(index) = claimed else { return };
+
+        let counter = Arc::new(CachePadded::new(AtomicUsize::new(0)));
+        shared
+            .finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(counter.clone());
+        let name = format!("{}-{index}", shared.name_prefix);
+        let worker_shared = Arc::clone(shared);
+        let builder = thread::Builder::new().name(name.clone());
+        // SAFETY: the thread borrows `'env` data through the queued closures. It is joined by
+        // `ThreadScope::join`, which runs in `finish` or `Drop` before `'env` ends (the guard
+        // cannot be leaked, per `ThreadScope::new`'s contract).
+        let spawned = unsafe {
+            builder.spawn_unchecked(move || worker_loop(&worker_shared, index, name, &counter))
+        };
+        match spawned {
+            Ok(handle) => self
+                .threads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(handle),
+            Err(error) => {
+                shared.spawned.fetch_sub(1, Ordering::SeqCst);
+                let mut counters = shared.finished.lock().unwrap_or_else(|e| e.into_inner());
+                counters.retain(|c| Arc::strong_count(c) > 1);
+                drop(counters);
+                // With at least one worker the task still runs, on fewer threads; with none it
+                // never would, so say so rather than hang.
+                assert!(
+                    shared.spawned.load(Ordering::SeqCst) > 0,
+                    "pool!: could not start a worker thread: {error}"
+                );
+            }
+        }
+    }
+
+    /// Waits for every task, stops the workers and reports panics nobody read. Called when the
+    /// block's body finishes normally; leaving it any other way runs the same join in `Drop`.
+    ///
+    /// # Panics
+    /// If a task panicked and its future was dropped without its result being read: like
+    /// `std::thread::scope`, a failure nobody looked at is not silently lost.
+    pub fn finish(&self) {
+        let unread = self.join();
+        if let Some(report) = unread_panic_report(&unread) {
+            panic!("{report}");
+        }
+    }
+
+    /// Waits until every submitted task has finished, then stops and joins the workers. Returns the
+    /// messages of panics whose futures were dropped unread.
+    fn join(&self) -> Vec<String> {
+        if self.joined.swap(true, Ordering::SeqCst) {
+            return Vec::new();
+        }
+        let shared = &self.shared;
+        let _ = shared.joiner.set(thread::current());
+        atomic::fence(Ordering::SeqCst);
+        while !shared.all_finished() {
+            thread::park();
+        }
+        shared.shutdown.store(true, Ordering::SeqCst);
+        {
+            let _lock = shared.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+            shared.wake.notify_all();
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for handle in threads {
+            // The worker loop catches every task panic, so a worker only fails on a bug here.
+            if let Err(payload) = handle.join() {
+                panic::resume_unwind(payload);
+            }
+        }
+        let panicked =
+            std::mem::take(&mut *shared.panicked.lock().unwrap_or_else(|e| e.into_inner()));
+        panicked
+            .iter()
+            .filter(|job| Arc::strong_count(job) == 1)
+            // SAFETY: every task is finished (joined above) and the count of 1 means this list
+            // holds the only reference: the future is gone.
+            .filter_map(|job| unsafe { job.unread_panic() })
+            .collect()
+    }
+}
+
+impl Drop for ThreadScope<'_> {
+    /// Leaving the block early (`?`, `return`, `break`, a panic) still waits for every task.
+    fn drop(&mut self) {
+        let unread = self.join();
+        if let Some(report) = unread_panic_report(&unread) {
+            if !thread::panicking() {
+                eprintln!("warning: {report}");
+            }
+        }
+    }
+}
+
+fn unread_panic_report(messages: &[String]) -> Option<String> {
+    let first = messages.first()?;
+    let more = match messages.len() {
+        1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    Some(format!(
+        "a task in a pool! block panicked and its future was dropped without reading the result: {first}{more}"
+    ))
+}
+
+/// The life of one worker thread: take a task, run it, repeat; sleep when there is none.
+fn worker_loop(shared: &Shared<'_>, index: usize, name: String, finished: &AtomicUsize) {
+    worker::become_worker(
+        shared.id,
+        WorkerInfo::new(Backend::Thread, index, Some(name)),
+    );
+    let mut idle = false;
+    loop {
+        if let Some(job) = shared.pop() {
+            if idle {
+                shared.idle.fetch_sub(1, Ordering::SeqCst);
+                idle = false;
+            }
+            if job.run() {
+                shared
+                    .panicked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(job);
+            } else {
+                drop(job);
+            }
+            finished.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
+        if !idle {
+            shared.idle.fetch_add(1, Ordering::SeqCst);
+            idle = true;
+        }
+        shared.wake_joiner();
+        if wait_for_work(shared) {
+            return;
+        }
+    }
+}
+
+/// Waits until the queue may have work (`false`) or the pool shuts down (`true`).
+fn wait_for_work(shared: &Shared<'_>) -> bool {
+    let backoff = Backoff::new();
+    while !backoff.is_completed() {
+        if !shared.queue.is_empty() {
+            return false;
+        }
+        backoff.snooze();
+    }
+    let mut lock = shared.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+    shared.sleepers.fetch_add(1, Ordering::SeqCst);
+    atomic::fence(Ordering::SeqCst);
+    while shared.queue.is_empty() && !shared.shutdown.load(Ordering::SeqCst) {
+        lock = shared.wake.wait(lock).unwrap_or_else(|e| e.into_inner());
+    }
+    shared.sleepers.fetch_sub(1, Ordering::SeqCst);
+    shared.queue.is_empty() && shared.shutdown.load(Ordering::SeqCst)
+}

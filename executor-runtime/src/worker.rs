@@ -1,0 +1,118 @@
+//! Where a task runs: the identity of the current worker, as Python's
+//! `multiprocessing.current_process()` and `threading.current_thread()` tell it.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+
+/// Which kind of pool a worker belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// A thread of the process that opened the `pool!` block.
+    Thread,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Thread => "Thread",
+        })
+    }
+}
+
+/// The identity of the worker running the current task.
+///
+/// ```
+/// use executor::{current_worker, pool, Backend};
+///
+/// let who = pool!(Thread(max_workers = 2) => { submit(current_worker).result().unwrap() });
+/// let who = who.expect("a task runs on a worker");
+/// assert_eq!(who.backend(), Backend::Thread);
+/// assert_eq!(who.pid(), std::process::id()); // threads share the process
+/// assert!(who.index() < 2);
+/// assert!(current_worker().is_none()); // the block itself is not a worker
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerInfo {
+    backend: Backend,
+    index: usize,
+    pid: u32,
+    thread_name: Option<String>,
+}
+
+impl WorkerInfo {
+    pub(crate) fn new(backend: Backend, index: usize, thread_name: Option<String>) -> Self {
+        WorkerInfo {
+            backend,
+            index,
+            pid: std::process::id(),
+            thread_name,
+        }
+    }
+
+    /// The kind of pool this worker belongs to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The worker's number within its pool, from 0 up to `max_workers - 1`.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The id of the operating-system process the worker runs in.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The name of the worker's thread (`executor-<pool>-<index>`, or the pool's
+    /// `thread_name_prefix` followed by `-<index>`).
+    pub fn thread_name(&self) -> Option<&str> {
+        self.thread_name.as_deref()
+    }
+}
+
+impl fmt::Display for WorkerInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} worker {} (pid {}",
+            self.backend, self.index, self.pid
+        )?;
+        if let Some(name) = &self.thread_name {
+            write!(f, ", thread {name}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<WorkerInfo>> = const { RefCell::new(None) };
+    static CURRENT_POOL: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The identity of the worker running the calling code, or `None` outside any pool's worker
+/// (for example in the `pool!` block itself).
+///
+/// ```
+/// use executor::{current_worker, pool};
+///
+/// pool!(Thread => {
+///     let line = submit(|| current_worker().map(|w| w.to_string())).result().unwrap();
+///     assert!(line.unwrap().starts_with("Thread worker 0 (pid "));
+/// });
+/// ```
+pub fn current_worker() -> Option<WorkerInfo> {
+    CURRENT.with(|current| current.borrow().clone())
+}
+
+/// Marks the calling thread as a worker of pool `pool_id` for the rest of its life.
+pub(crate) fn become_worker(pool_id: u64, info: WorkerInfo) {
+    CURRENT.with(|current| *current.borrow_mut() = Some(info));
+    CURRENT_POOL.with(|pool| pool.set(pool_id));
+}
+
+/// The id of the pool the calling thread works for; 0 if none (pool ids start at 1).
+pub(crate) fn current_pool_id() -> u64 {
+    CURRENT_POOL.with(Cell::get)
+}

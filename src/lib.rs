@@ -1,0 +1,52 @@
+//! Python's `concurrent.futures` for Rust: run a batch of function calls concurrently inside a
+//! block that waits for all of them.
+//!
+//! # The contract
+//!
+//! `pool!(BACKEND => BLOCK)` or `pool!(BACKEND(name = value, ...) => BLOCK)` is an expression whose
+//! value is the value of `BLOCK`.
+//!
+//! - Inside `BLOCK`, every plain call `submit(f, a1, ..., an)` (up to 12 arguments, anywhere in the
+//!   block: loops, closures, iterator chains, nested blocks, the arguments of macros such as
+//!   `vec!`/`println!`) evaluates `f` and the arguments on the calling thread, starts `f(a1, ..., an)`
+//!   on the pool, and evaluates to a [`Future<R>`](Future), where `R` is what `f` returns. `f` may be
+//!   a function, a path (`module::f`, `Type::method`, `f::<T>`) or a closure.
+//! - Leaving `BLOCK` in any way (falling off the end, `?`, `return`, `break`, `continue`, a panic)
+//!   first waits for every task submitted in it. `?`, `return`, `break` and `continue` act on the
+//!   enclosing function or loop, exactly as in a plain block: the body is not wrapped in a closure.
+//! - Tasks may borrow anything that outlives the `pool!` expression, as with `std::thread::scope`;
+//!   borrowing something that does not live long enough is a compile error.
+//! - A panic in a task is caught: its [`Future::result`] is `Err(TaskError::Panicked(message))`, and
+//!   the pool and the other tasks carry on. If a task panicked and its future was dropped without
+//!   the result being read, the block panics when it finishes normally (as `std::thread::scope` does),
+//!   and prints a warning when it is left early by `?`, `return`, `break` or a panic.
+//! - Blocks nest, and a task may open a `pool!` block of its own: each block has its own workers.
+//!
+//! Backends: `Thread` (threads of this process). Options of `Thread`: `max_workers` (default
+//! `min(32, cpus + 4)`, as Python's `ThreadPoolExecutor`) and `thread_name_prefix`.
+//!
+//! # Example
+//!
+//! ```
+//! use executor::pool;
+//!
+//! fn word_count(text: &str) -> usize {
+//!     text.split_whitespace().count()
+//! }
+//!
+//! let pages = ["a b c", "d e", "f"];
+//! let counts: Vec<usize> = pool!(Thread => {
+//!     let work: Vec<_> = pages.iter().map(|p| submit(word_count, *p)).collect();
+//!     work.into_iter().map(|f| f.result().unwrap()).collect()
+//! });
+//! assert_eq!(counts, [3, 2, 1]);
+//! ```
+
+// The macro expands to `::executor::...` paths; this makes them resolve inside this crate too.
+extern crate self as executor;
+
+pub use executor_macros::pool;
+pub use executor_runtime::{current_worker, Backend, Future, TaskError, WorkerInfo};
+
+#[doc(hidden)]
+pub use executor_runtime::__private;
