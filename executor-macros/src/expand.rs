@@ -3,15 +3,17 @@
 //! ```text
 //! {
 //!     let options = { let mut o = PoolOptions::new(); o.max_workers(4); o };   // user values, checked
-//!     let guard = unsafe { ThreadScope::new(options) };   // only our tokens inside `unsafe`
-//!     let scope = &guard;                                 // what rewritten `submit`s use
+//!     let pool = unsafe { ThreadScope::new(options) };    // only our tokens inside `unsafe`
+//!     let scope = &pool;                                  // what rewritten `submit`s use
+//!     let guard = scope.join_guard();                     // joins in `Drop`: pins `'scope`
 //!     let value = { BODY };                               // `?`/`return`/`break` act on the caller
 //!     let value = { guard.finish(); value };              // join; report unread panics
 //!     value
 //! }                                                       // early exits join in `Drop`
 //! ```
-//! Every local is created with mixed-site hygiene, so the body cannot name the guard: it cannot be
-//! moved or leaked, which is what makes borrowing tasks sound (the guard's `Drop` always runs).
+//! Every local is created with mixed-site hygiene, so the body cannot name the pool or the guard:
+//! the guard cannot be moved or leaked, which is what makes borrowing tasks sound (its `Drop` always
+//! runs before the data they borrow goes away).
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
@@ -23,6 +25,7 @@ use crate::valid::Backend;
 
 pub fn expand(input: PoolInput, backend: Backend, scope: Ident) -> TokenStream {
     let options = Ident::new("__executor_options", Span::mixed_site());
+    let pool = Ident::new("__executor_pool", Span::mixed_site());
     let guard = Ident::new("__executor_guard", Span::mixed_site());
     let value = Ident::new("__executor_value", Span::mixed_site());
 
@@ -44,11 +47,12 @@ pub fn expand(input: PoolInput, backend: Backend, scope: Ident) -> TokenStream {
                 #(#setters)*
                 #options
             };
-            // SAFETY: the guard lives in a local that user code cannot name (mixed-site hygiene),
-            // so it cannot be leaked: it is dropped, joining every task, before anything the tasks
-            // borrow goes out of scope.
-            let #guard = unsafe { #scope_type::new(#options) };
-            let #scope = &#guard;
+            // SAFETY: the pool and its join guard live in locals that user code cannot name
+            // (mixed-site hygiene), so the guard cannot be leaked: it is dropped, joining every
+            // task, before anything the tasks borrow goes out of scope.
+            let #pool = unsafe { #scope_type::new(#options) };
+            let #scope = &#pool;
+            let #guard = #scope.join_guard();
             let #value = #body;
             // A body that always leaves early (`return`) makes this unreachable, which is fine.
             #[allow(unreachable_code)]

@@ -31,5 +31,5 @@ pub use worker::{current_worker, Backend, WorkerInfo};
 pub mod __private {
     pub use crate::call::*;
     pub use crate::options::PoolOptions;
-    pub use crate::thread_pool::ThreadScope;
+    pub use crate::thread_pool::{JoinGuard, ThreadScope};
 }

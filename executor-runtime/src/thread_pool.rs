@@ -5,9 +5,14 @@
 //! when the block is left. A pool per block is what makes nesting safe: a task that opens its own
 //! `pool!` block gets fresh workers, so no pool ever waits on work queued behind itself.
 //!
-//! Tasks may borrow from the enclosing function, like `std::thread::scope`. The guard
-//! ([`ThreadScope`]) is a local of the macro expansion that user code cannot name, so it cannot be
-//! leaked, and its `Drop` joins every task before the borrowed data can go away.
+//! Tasks may borrow from the enclosing function, like `std::thread::scope`, and the lifetimes work
+//! the same way. [`ThreadScope<'scope>`] is the pool; `submit` takes `&'scope self` and accepts
+//! closures that live for `'scope`, so a task may itself capture the scope and submit more work.
+//! [`JoinGuard<'scope>`] holds that `&'scope` borrow and joins every task in its `Drop`; because its
+//! `Drop` mentions `'scope`, the borrow checker makes `'scope` last until the join, which rejects
+//! tasks that borrow locals declared inside the block. The pool itself has no `Drop` and keeps its
+//! jobs with the lifetime erased, so that dropping it puts no constraint on `'scope`. Both are locals
+//! of the macro expansion that user code cannot name, so the guard cannot be leaked.
 //!
 //! The queue is a lock-free injector; a worker that finds it empty spins briefly, yields, then
 //! sleeps on a condition variable. A `submit` wakes a sleeper only when one is asleep, so a busy
@@ -45,7 +50,8 @@ trait Job: Send + Sync {
     unsafe fn unread_panic(&self) -> Option<String>;
 }
 
-type JobRef<'env> = Arc<dyn Job + 'env>;
+/// A queued task with its borrow lifetime erased (see `ThreadScope::submit`).
+type JobRef = Arc<dyn Job>;
 
 /// One submitted call: the closure and its completion, in one allocation.
 struct ThreadTask<F, R> {
@@ -130,9 +136,9 @@ where
 }
 
 /// State shared by the guard and the workers.
-struct Shared<'env> {
+struct Shared {
     id: u64,
-    queue: Injector<JobRef<'env>>,
+    queue: Injector<JobRef>,
     max_workers: usize,
     name_prefix: String,
     /// Workers started so far.
@@ -152,10 +158,10 @@ struct Shared<'env> {
     /// The thread waiting in `join`, woken when a worker runs out of work.
     joiner: OnceLock<Thread>,
     /// Tasks that panicked, kept to report the ones whose future nobody read.
-    panicked: Mutex<Vec<JobRef<'env>>>,
+    panicked: Mutex<Vec<JobRef>>,
 }
 
-impl<'env> Shared<'env> {
+impl Shared {
     fn all_finished(&self) -> bool {
         // Read the finished counts first: if they add up to the submitted count read afterwards,
         // then at that moment no task was queued or running, and only a running task (or the
@@ -167,7 +173,7 @@ impl<'env> Shared<'env> {
         finished == self.submitted.load(Ordering::SeqCst)
     }
 
-    fn pop(&self) -> Option<JobRef<'env>> {
+    fn pop(&self) -> Option<JobRef> {
         loop {
             match self.queue.steal() {
                 Steal::Success(job) => return Some(job),
@@ -195,33 +201,37 @@ impl<'env> Shared<'env> {
     }
 }
 
-/// The guard of one `pool!(Thread => { ... })` block: owns the workers and joins them on drop.
+/// The pool of one `pool!(Thread => { ... })` block.
 ///
-/// `'env` is the lifetime of everything the tasks may borrow. It is invariant, and `ThreadScope`
-/// has a `Drop` implementation, so the borrow checker makes `'env` outlive the guard: a task cannot
-/// borrow a local declared inside the block.
+/// `'scope` is the lifetime of the block's borrow of the pool, and every task must live that long
+/// (as with `std::thread::Scope`). It is invariant.
 #[doc(hidden)]
-pub struct ThreadScope<'env> {
-    shared: Arc<Shared<'env>>,
+pub struct ThreadScope<'scope> {
+    shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     joined: AtomicBool,
-    _invariant: PhantomData<&'env mut &'env ()>,
+    _invariant: PhantomData<&'scope mut &'scope ()>,
 }
 
-impl<'env> ThreadScope<'env> {
+/// Joins the pool when dropped: at the end of the block, however it is left.
+#[doc(hidden)]
+pub struct JoinGuard<'scope> {
+    scope: &'scope ThreadScope<'scope>,
+}
+
+impl<'scope> ThreadScope<'scope> {
     /// Opens a pool.
     ///
     /// # Safety
-    /// The guard must be dropped, or [`ThreadScope::finish`] called, before `'env` ends: it must
-    /// not be leaked (`mem::forget`, a reference cycle). Worker threads borrow `'env` data and only
-    /// the guard joins them. The `pool!` macro upholds this by keeping the guard in a local that
-    /// user code cannot name.
+    /// The caller must call [`ThreadScope::join_guard`] at once and let the guard be dropped (or
+    /// call [`JoinGuard::finish`]) before anything the tasks borrow goes away: the guard must not be
+    /// leaked (`mem::forget`, a reference cycle), because worker threads run the tasks and only the
+    /// guard joins them. The `pool!` macro upholds this by keeping the pool and its guard in locals
+    /// that user code cannot name.
     pub unsafe fn new(options: PoolOptions) -> Self {
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
         let max_workers = options.max_workers.unwrap_or_else(default_thread_workers);
-        let name_prefix = options
-            .thread_name_prefix
-            .unwrap_or_else(|| format!("executor-{id}"));
+        let name_prefix = options.thread_name_prefix.unwrap_or_else(|| format!("executor-{id}"));
         ThreadScope {
             shared: Arc::new(Shared {
                 id,
@@ -245,27 +255,37 @@ impl<'env> ThreadScope<'env> {
         }
     }
 
+    /// The guard that joins this pool when the block ends.
+    pub fn join_guard(&'scope self) -> JoinGuard<'scope> {
+        JoinGuard { scope: self }
+    }
+
     /// Starts `call` on the pool; `submit(f, args...)` in a block becomes this.
-    pub fn submit<F, R>(&self, call: F) -> Future<R>
+    pub fn submit<F, R>(&'scope self, call: F) -> Future<R>
     where
-        F: FnOnce() -> R + Send + 'env,
-        R: Send + 'env,
+        F: FnOnce() -> R + Send + 'scope,
+        R: Send + 'scope,
     {
         let task = Arc::new(ThreadTask {
             completion: Completion::new(),
             func: UnsafeCell::new(Some(call)),
             pool_id: self.shared.id,
         });
-        let job: JobRef<'env> = task.clone();
-        let handle: Arc<dyn Task<R> + 'env> = task;
-        // SAFETY: this only erases `'env` from the trait object's type. Through the future, the
-        // task's closure (the only part that borrows `'env`) is reached only while the task is
-        // pending (`run_here_if_pending`); every task stops being pending before the block's join
-        // returns, and the closure is consumed or dropped before then. After `'env` ends the
-        // future only reads the completion, whose type `R` it still names, and dropping the task
-        // then drops a `None` closure slot, which touches no `'env` data.
-        let handle: Arc<dyn Task<R>> =
-            unsafe { std::mem::transmute::<Arc<dyn Task<R> + 'env>, Arc<dyn Task<R>>>(handle) };
+        let job: Arc<dyn Job + 'scope> = task.clone();
+        let handle: Arc<dyn Task<R> + 'scope> = task;
+        // SAFETY: these only erase `'scope` from the trait objects' types; the allocation is the same.
+        // The closure (the only part that borrows `'scope` data) is reached through the queue entry by
+        // a worker, and through the future only while the task is pending (`run_here_if_pending`).
+        // Every worker is joined, and every task has stopped being pending with its closure consumed
+        // or dropped, before the `JoinGuard` finishes dropping, which the borrow checker places before
+        // the end of `'scope`. After that only the completion is read (its type `R` is still named by
+        // the future), and dropping the task drops an empty closure slot, which touches no `'scope` data.
+        let (job, handle) = unsafe {
+            (
+                std::mem::transmute::<Arc<dyn Job + 'scope>, JobRef>(job),
+                std::mem::transmute::<Arc<dyn Task<R> + 'scope>, Arc<dyn Task<R>>>(handle),
+            )
+        };
 
         self.shared.submitted.fetch_add(1, Ordering::SeqCst);
         self.shared.queue.push(job);
@@ -294,9 +314,9 @@ impl<'env> ThreadScope<'env> {
         let name = format!("{}-{index}", shared.name_prefix);
         let worker_shared = Arc::clone(shared);
         let builder = thread::Builder::new().name(name.clone());
-        // SAFETY: the thread borrows `'env` data through the queued closures. It is joined by
-        // `ThreadScope::join`, which runs in `finish` or `Drop` before `'env` ends (the guard
-        // cannot be leaked, per `ThreadScope::new`'s contract).
+        // SAFETY: the thread runs closures that borrow `'scope` data. It is joined by
+        // `ThreadScope::join`, which the `JoinGuard` runs before `'scope` ends (the guard cannot be
+        // leaked, per `ThreadScope::new`'s contract).
         let spawned = unsafe {
             builder.spawn_unchecked(move || worker_loop(&worker_shared, index, name, &counter))
         };
@@ -318,19 +338,6 @@ impl<'env> ThreadScope<'env> {
                     "pool!: could not start a worker thread: {error}"
                 );
             }
-        }
-    }
-
-    /// Waits for every task, stops the workers and reports panics nobody read. Called when the
-    /// block's body finishes normally; leaving it any other way runs the same join in `Drop`.
-    ///
-    /// # Panics
-    /// If a task panicked and its future was dropped without its result being read: like
-    /// `std::thread::scope`, a failure nobody looked at is not silently lost.
-    pub fn finish(&self) {
-        let unread = self.join();
-        if let Some(report) = unread_panic_report(&unread) {
-            panic!("{report}");
         }
     }
 
@@ -370,10 +377,25 @@ impl<'env> ThreadScope<'env> {
     }
 }
 
-impl Drop for ThreadScope<'_> {
+impl JoinGuard<'_> {
+    /// Waits for every task, stops the workers and reports panics nobody read. Called when the
+    /// block's body finishes normally; leaving it any other way runs the same join in `Drop`.
+    ///
+    /// # Panics
+    /// If a task panicked and its future was dropped without its result being read: like
+    /// `std::thread::scope`, a failure nobody looked at is not silently lost.
+    pub fn finish(&self) {
+        let unread = self.scope.join();
+        if let Some(report) = unread_panic_report(&unread) {
+            panic!("{report}");
+        }
+    }
+}
+
+impl Drop for JoinGuard<'_> {
     /// Leaving the block early (`?`, `return`, `break`, a panic) still waits for every task.
     fn drop(&mut self) {
-        let unread = self.join();
+        let unread = self.scope.join();
         if let Some(report) = unread_panic_report(&unread) {
             if !thread::panicking() {
                 eprintln!("warning: {report}");
@@ -394,7 +416,7 @@ fn unread_panic_report(messages: &[String]) -> Option<String> {
 }
 
 /// The life of one worker thread: take a task, run it, repeat; sleep when there is none.
-fn worker_loop(shared: &Shared<'_>, index: usize, name: String, finished: &AtomicUsize) {
+fn worker_loop(shared: &Shared, index: usize, name: String, finished: &AtomicUsize) {
     worker::become_worker(
         shared.id,
         WorkerInfo::new(Backend::Thread, index, Some(name)),
@@ -430,7 +452,7 @@ fn worker_loop(shared: &Shared<'_>, index: usize, name: String, finished: &Atomi
 }
 
 /// Waits until the queue may have work (`false`) or the pool shuts down (`true`).
-fn wait_for_work(shared: &Shared<'_>) -> bool {
+fn wait_for_work(shared: &Shared) -> bool {
     let backoff = Backoff::new();
     while !backoff.is_completed() {
         if !shared.queue.is_empty() {

@@ -1,0 +1,59 @@
+//! `pool!` blocks nest, a task may open a `pool!` block of its own, and a task may wait on
+//! another task of its own pool, all without deadlock.
+
+use executor::{pool, Future};
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn inner_sum(n: u64) -> u64 {
+    pool!(Thread(max_workers = 2) => {
+        let futures: Vec<_> = (0..n).map(|i| submit(add, i, 0)).collect();
+        futures.into_iter().map(|f| f.result().unwrap()).sum()
+    })
+}
+
+#[test]
+fn a_block_nests_inside_a_block() {
+    let total = pool!(Thread(max_workers = 1) => {
+        let outer = submit(add, 1, 2);
+        let inner = pool!(Thread(max_workers = 1) => { submit(add, 3, 4).result().unwrap() });
+        outer.result().unwrap() + inner
+    });
+    assert_eq!(total, 10);
+}
+
+#[test]
+fn tasks_open_their_own_blocks_even_when_every_worker_is_busy() {
+    // More tasks than workers, each opening a pool that itself has more tasks than workers.
+    let sums = pool!(Thread(max_workers = 2) => {
+        let futures: Vec<_> = (0..6).map(|_| submit(inner_sum, 10)).collect();
+        futures.into_iter().map(|f| f.result().unwrap()).collect::<Vec<_>>()
+    });
+    assert_eq!(sums, vec![45; 6]);
+}
+
+#[test]
+fn three_levels_deep_with_more_tasks_than_workers() {
+    fn level(depth: u32) -> u64 {
+        if depth == 0 {
+            return 1;
+        }
+        pool!(Thread(max_workers = 2) => {
+            let futures: Vec<_> = (0..3).map(|_| submit(level, depth - 1)).collect();
+            futures.into_iter().map(|f| f.result().unwrap()).sum()
+        })
+    }
+    assert_eq!(level(3), 27);
+}
+
+#[test]
+fn a_task_may_submit_to_its_own_pool_and_wait_even_with_one_worker() {
+    // The only worker waits on a task queued behind it: it runs that task itself rather than block.
+    let value = pool!(Thread(max_workers = 1) => {
+        let chained: Future<u64> = submit(|| submit(add, 20, 22).result().unwrap());
+        chained.result().unwrap()
+    });
+    assert_eq!(value, 42);
+}
