@@ -1,0 +1,5 @@
+use executor::pool;
+
+fn main() {
+    pool!(Thread(max_workers = 2, max_workers = 3) => {});
+}

@@ -1,0 +1,8 @@
+use executor::pool;
+
+fn main() {
+    pool!(Thread => {
+        std::mem::forget(__executor_guard);
+        let _ = __executor_scope;
+    });
+}

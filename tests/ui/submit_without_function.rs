@@ -1,0 +1,7 @@
+use executor::pool;
+
+fn main() {
+    pool!(Thread => {
+        submit();
+    });
+}
