@@ -58,8 +58,12 @@ fn a_result_may_borrow_from_the_enclosing_function() {
 
 #[test]
 fn futures_may_leave_the_block_already_resolved() {
-    let futures = pool!(Thread => { (0..4).map(|i| submit(|x: u32| x * 10, i)).collect::<Vec<_>>() });
-    assert!(futures.iter().all(|f| f.done()), "the block joined every task before it ended");
+    let futures =
+        pool!(Thread => { (0..4).map(|i| submit(|x: u32| x * 10, i)).collect::<Vec<_>>() });
+    assert!(
+        futures.iter().all(|f| f.done()),
+        "the block joined every task before it ended"
+    );
     let values: Vec<u32> = futures.into_iter().map(|f| f.result().unwrap()).collect();
     assert_eq!(values, [0, 10, 20, 30]);
 }

@@ -9,7 +9,9 @@ use executor::{pool, TaskError};
 /// A task that reports it started and then holds its worker until released.
 fn hold(started: mpsc::Sender<()>, release: mpsc::Receiver<()>) -> &'static str {
     started.send(()).unwrap();
-    release.recv_timeout(Duration::from_secs(30)).expect("released by the test");
+    release
+        .recv_timeout(Duration::from_secs(30))
+        .expect("released by the test");
     "released"
 }
 
@@ -51,7 +53,10 @@ fn cancel_succeeds_only_before_the_task_starts_and_a_cancelled_task_never_runs()
         assert_eq!(held.result(), Ok("released"));
         assert_eq!(queued.result(), Err(TaskError::Cancelled));
     });
-    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst), "the cancelled task ran");
+    assert!(
+        !ran.load(std::sync::atomic::Ordering::SeqCst),
+        "the cancelled task ran"
+    );
 }
 
 #[test]
@@ -68,7 +73,11 @@ fn a_cancelled_tasks_captures_are_dropped_before_the_block_ends() {
         release_tx.send(()).unwrap();
         held.result().unwrap();
     });
-    assert_eq!(std::sync::Arc::strong_count(&token), 1, "the cancelled closure was never dropped");
+    assert_eq!(
+        std::sync::Arc::strong_count(&token),
+        1,
+        "the cancelled closure was never dropped"
+    );
 }
 
 #[test]

@@ -114,6 +114,9 @@ fn a_panic_in_the_block_unwinds_after_waiting() {
         })
     });
     let payload = outcome.unwrap_err();
-    assert_eq!(payload.downcast_ref::<&str>(), Some(&"the block itself panics"));
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"the block itself panics")
+    );
     assert_eq!(done.load(Ordering::SeqCst), TASKS);
 }

@@ -23,14 +23,20 @@ impl Concurrency {
 #[test]
 fn max_workers_bounds_how_many_tasks_run_at_once() {
     for limit in [1, 2, 3] {
-        let seen = Concurrency { now: AtomicUsize::new(0), peak: AtomicUsize::new(0) };
+        let seen = Concurrency {
+            now: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        };
         pool!(Thread(max_workers = limit) => {
             for _ in 0..24 {
                 let _ = submit(|| seen.enter_and_leave());
             }
         });
         let peak = seen.peak.load(Ordering::SeqCst);
-        assert!(peak <= limit, "{peak} tasks ran at once with max_workers = {limit}");
+        assert!(
+            peak <= limit,
+            "{peak} tasks ran at once with max_workers = {limit}"
+        );
         assert!(peak >= 1);
     }
 }
@@ -54,7 +60,10 @@ fn a_zero_max_workers_computed_at_run_time_panics_naming_the_option() {
     let outcome = std::panic::catch_unwind(|| pool!(Thread(max_workers = zero) => { 1 }));
     let payload = outcome.unwrap_err();
     let message = payload.downcast_ref::<&str>().copied().unwrap_or_default();
-    assert!(message.contains("`max_workers` must be at least 1"), "{message}");
+    assert!(
+        message.contains("`max_workers` must be at least 1"),
+        "{message}"
+    );
 }
 
 #[test]

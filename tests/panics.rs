@@ -15,7 +15,10 @@ fn a_panicking_task_gives_its_message_and_the_others_complete() {
     });
     for (i, result) in results.iter().enumerate() {
         if i % 5 == 0 {
-            assert_eq!(result, &Err(TaskError::Panicked(format!("task {i} failed"))));
+            assert_eq!(
+                result,
+                &Err(TaskError::Panicked(format!("task {i} failed")))
+            );
         } else {
             assert_eq!(result, &Ok(i as u32));
         }
@@ -32,7 +35,12 @@ fn string_str_and_non_string_payloads_are_described() {
     });
     assert_eq!(owned, Err(TaskError::Panicked("owned message".into())));
     assert_eq!(literal, Err(TaskError::Panicked("literal message".into())));
-    assert_eq!(other, Err(TaskError::Panicked("<a panic payload that is not a string>".into())));
+    assert_eq!(
+        other,
+        Err(TaskError::Panicked(
+            "<a panic payload that is not a string>".into()
+        ))
+    );
 }
 
 #[test]
@@ -53,9 +61,14 @@ fn a_panic_whose_future_was_dropped_unread_panics_the_block_at_its_end() {
         })
     });
     let payload = outcome.expect_err("an unread task panic must not vanish");
-    let message = payload.downcast_ref::<String>().expect("a formatted message");
+    let message = payload
+        .downcast_ref::<String>()
+        .expect("a formatted message");
     assert!(message.contains("nobody looked"), "{message}");
-    assert!(message.contains("dropped without reading the result"), "{message}");
+    assert!(
+        message.contains("dropped without reading the result"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -67,7 +80,10 @@ fn a_panic_that_was_read_does_not_panic_the_block() {
 #[test]
 fn a_panic_whose_future_left_the_block_is_left_to_its_owner() {
     let future = pool!(Thread => { submit(|| -> () { panic!("still held") }) });
-    assert_eq!(future.result(), Err(TaskError::Panicked("still held".into())));
+    assert_eq!(
+        future.result(),
+        Err(TaskError::Panicked("still held".into()))
+    );
 }
 
 #[test]

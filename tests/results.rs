@@ -145,6 +145,8 @@ fn task_error_lifts_into_box_dyn_error_with_question_mark() {
         Ok(value)
     }
     let error = run().unwrap_err();
-    let task_error = error.downcast_ref::<TaskError>().expect("a TaskError inside the box");
+    let task_error = error
+        .downcast_ref::<TaskError>()
+        .expect("a TaskError inside the box");
     assert_eq!(task_error, &TaskError::Panicked("lifted".into()));
 }

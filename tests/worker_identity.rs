@@ -15,9 +15,15 @@ fn a_task_sees_a_thread_worker_of_this_process() {
     assert_eq!(info.backend(), Backend::Thread);
     assert_eq!(info.pid(), std::process::id());
     assert!(info.index() < 3);
-    let name = info.thread_name().expect("worker threads are named").to_string();
+    let name = info
+        .thread_name()
+        .expect("worker threads are named")
+        .to_string();
     assert!(name.starts_with("executor-"), "{name}");
-    assert_eq!(std::thread::current().name(), Some("a_task_sees_a_thread_worker_of_this_process"));
+    assert_eq!(
+        std::thread::current().name(),
+        Some("a_task_sees_a_thread_worker_of_this_process")
+    );
     assert!(info.to_string().starts_with("Thread worker "), "{info}");
 }
 
@@ -40,5 +46,8 @@ fn concurrent_tasks_run_on_distinct_workers_named_by_the_prefix() {
     let indices: HashSet<usize> = infos.iter().map(WorkerInfo::index).collect();
     assert_eq!(indices, HashSet::from([0, 1, 2]));
     let names: HashSet<&str> = infos.iter().filter_map(WorkerInfo::thread_name).collect();
-    assert_eq!(names, HashSet::from(["fetcher-0", "fetcher-1", "fetcher-2"]));
+    assert_eq!(
+        names,
+        HashSet::from(["fetcher-0", "fetcher-1", "fetcher-2"])
+    );
 }

@@ -1,13 +1,16 @@
 //! The handle to one submitted call.
 
 use std::fmt;
-use std::sync::Arc;
+use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use crate::completion::{Completion, CANCELLED, DONE, PENDING, RUNNING};
+use crate::completion::{Completion, CANCELLED, DONE, FUTURE_REF, PENDING, RUNNING};
 use crate::error::TaskError;
 
 /// What a [`Future`] needs from the task behind it, whichever backend runs it.
+///
+/// A task lives in a `Box` shared by two owners, the queue and the future, counted in its
+/// [`Completion`]; the last to let go frees it through its own `dyn` pointer.
 pub(crate) trait Task<R>: Send + Sync {
     fn completion(&self) -> &Completion<R>;
 
@@ -41,16 +44,35 @@ pub(crate) trait Task<R>: Send + Sync {
 /// ```
 #[must_use = "a future does nothing by itself: call `result()` to get the task's value"]
 pub struct Future<R> {
-    task: Arc<dyn Task<R>>,
+    /// Owns the `FUTURE_REF` reference to a boxed task.
+    task: NonNull<dyn Task<R>>,
 }
 
+// SAFETY: a future only reads the task's completion, waits on it, cancels it, or (on a worker of the
+// task's own pool) runs it; the `Task` trait is `Send + Sync`, and the value moves to the future's
+// owner, so sending or sharing a future is sound when `R: Send`.
+unsafe impl<R: Send> Send for Future<R> {}
+// SAFETY: as above; no `&self` method hands out a reference to the value.
+unsafe impl<R: Send> Sync for Future<R> {}
+
 impl<R> Future<R> {
-    pub(crate) fn new(task: Arc<dyn Task<R>>) -> Self {
+    /// Wraps a task that was boxed with both references set.
+    ///
+    /// # Safety
+    /// `task` must come from `Box::into_raw` of a task whose completion holds `FUTURE_REF`, which
+    /// this future takes over; it must stay valid for as long as any `'a` it borrows (the pool's
+    /// join guarantees this before the borrowed data goes away).
+    pub(crate) unsafe fn from_raw(task: NonNull<dyn Task<R>>) -> Self {
         Future { task }
     }
 
+    fn task(&self) -> &dyn Task<R> {
+        // SAFETY: this future holds `FUTURE_REF`, so the allocation lives until `drop` releases it.
+        unsafe { self.task.as_ref() }
+    }
+
     fn completion(&self) -> &Completion<R> {
-        self.task.completion()
+        self.task().completion()
     }
 
     /// Blocks until the task has finished, then gives its value, or why there is none.
@@ -193,10 +215,22 @@ impl<R> Future<R> {
         if completion.is_finished() {
             return true;
         }
-        if completion.state() == PENDING && self.task.run_here_if_pending() {
+        if completion.state() == PENDING && self.task().run_here_if_pending() {
             return true;
         }
         completion.wait_until(deadline)
+    }
+}
+
+impl<R> Drop for Future<R> {
+    fn drop(&mut self) {
+        // SAFETY: this future holds `FUTURE_REF` and does not touch the task afterwards except to
+        // free it.
+        if unsafe { self.completion().release(FUTURE_REF) } {
+            // SAFETY: both references are gone: nobody else can reach the task. It was made by
+            // `Box::into_raw`, and dropping it through the `dyn` pointer drops the concrete type.
+            drop(unsafe { Box::from_raw(self.task.as_ptr()) });
+        }
     }
 }
 

@@ -21,6 +21,7 @@
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
+use std::ptr::NonNull;
 use std::sync::atomic::{self, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle, Thread};
@@ -28,7 +29,7 @@ use std::thread::{self, JoinHandle, Thread};
 use crossbeam_deque::{Injector, Steal};
 use crossbeam_utils::{Backoff, CachePadded};
 
-use crate::completion::{Completion, CANCELLED};
+use crate::completion::{Completion, CANCELLED, QUEUE_REF};
 use crate::error::{drop_payload, panic_message, TaskError};
 use crate::future::{Future, Task};
 use crate::options::{default_thread_workers, PoolOptions};
@@ -39,19 +40,72 @@ static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A queued task, as a worker sees it.
 trait Job: Send + Sync {
-    /// Runs the task unless it was cancelled (then drops the closure). Returns `true` if the task
-    /// ran and panicked.
-    fn run(&self) -> bool;
+    /// Runs the task, or, if it was cancelled, drops its closure. Called once, by the worker that
+    /// popped the task, which holds the queue's reference.
+    fn run(&self) -> RunEnd;
 
-    /// The panic message of a task that panicked and whose future nobody read.
+    /// Whether the task finished by panicking, its future is gone, and nobody read the outcome: a
+    /// failure nobody looked at. Returns its message.
     ///
     /// # Safety
-    /// The task must be finished and the caller must hold the only reference to it.
+    /// The task must be finished, and the caller must hold the queue's reference.
     unsafe fn unread_panic(&self) -> Option<String>;
+
+    /// Gives up the queue's reference; `true` if the caller must free the task.
+    ///
+    /// # Safety
+    /// The caller must hold the queue's reference.
+    unsafe fn release_queue_ref(&self) -> bool;
 }
 
-/// A queued task with its borrow lifetime erased (see `ThreadScope::submit`).
-type JobRef = Arc<dyn Job>;
+/// How [`Job::run`] left the queue's reference.
+enum RunEnd {
+    /// Released; `free` says whether it was the last reference.
+    Released { free: bool },
+    /// The task panicked: the reference is kept so the pool can report the panic if the future is
+    /// dropped unread.
+    Panicked,
+}
+
+/// The queue's reference to a boxed task, with the task's borrow lifetime erased (see
+/// `ThreadScope::submit`). Dropping it releases the reference.
+struct JobRef(NonNull<dyn Job>);
+
+// SAFETY: `Job` is `Send + Sync`; a `JobRef` is the unique owner of the queue reference.
+unsafe impl Send for JobRef {}
+
+impl JobRef {
+    fn job(&self) -> &dyn Job {
+        // SAFETY: the queue reference keeps the task alive while this `JobRef` exists.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Runs the task and lets go of the reference; a panicked task's reference comes back.
+    fn run(self) -> Option<JobRef> {
+        match self.job().run() {
+            RunEnd::Released { free } => {
+                let task = self.0;
+                std::mem::forget(self);
+                if free {
+                    // SAFETY: both references are gone; the task came from `Box::into_raw`.
+                    drop(unsafe { Box::from_raw(task.as_ptr()) });
+                }
+                None
+            }
+            RunEnd::Panicked => Some(self),
+        }
+    }
+}
+
+impl Drop for JobRef {
+    fn drop(&mut self) {
+        // SAFETY: this `JobRef` holds the queue reference and is going away.
+        if unsafe { self.job().release_queue_ref() } {
+            // SAFETY: both references are gone; the task came from `Box::into_raw`.
+            drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+        }
+    }
+}
 
 /// One submitted call: the closure and its completion, in one allocation.
 struct ThreadTask<F, R> {
@@ -72,21 +126,24 @@ where
     F: FnOnce() -> R + Send,
     R: Send,
 {
-    /// Runs the closure; the caller won `try_start`.
-    fn run_claimed(&self) -> bool {
+    /// Runs the closure and completes the task; the caller won `try_start`. Returns whether it
+    /// panicked and, if it released the queue reference, whether that was the last.
+    fn run_claimed(&self, holds_queue_ref: bool) -> (bool, bool) {
         // SAFETY: the caller won `try_start`, so this thread alone touches `func`.
         let func =
             unsafe { (*self.func.get()).take() }.expect("a claimed task still has its closure");
-        let outcome = panic::catch_unwind(AssertUnwindSafe(func));
-        let panicked = outcome.is_err();
-        let outcome = outcome.map_err(|payload| {
+        let outcome = panic::catch_unwind(AssertUnwindSafe(func)).map_err(|payload| {
             let message = panic_message(&*payload);
             drop_payload(payload);
             TaskError::Panicked(message)
         });
-        // SAFETY: this thread won `try_start` and completes the task once.
-        unsafe { self.completion.complete(outcome) };
-        panicked
+        let panicked = outcome.is_err();
+        // A worker keeps the reference of a task that panicked, to report it if nobody reads it.
+        let release = holds_queue_ref && !panicked;
+        // SAFETY: this thread won `try_start` and completes once; with `release`, it holds the queue
+        // reference.
+        let free = unsafe { self.completion.complete(outcome, release) };
+        (panicked, free)
     }
 }
 
@@ -95,9 +152,12 @@ where
     F: FnOnce() -> R + Send,
     R: Send,
 {
-    fn run(&self) -> bool {
+    fn run(&self) -> RunEnd {
         if self.completion.try_start() {
-            return self.run_claimed();
+            return match self.run_claimed(true) {
+                (true, _) => RunEnd::Panicked,
+                (false, free) => RunEnd::Released { free },
+            };
         }
         if self.completion.state() == CANCELLED {
             // SAFETY: a cancelled task is never started and the canceller leaves `func` alone; this
@@ -108,12 +168,23 @@ where
             }
         }
         // Otherwise a waiting worker of this pool already ran it (`run_here_if_pending`).
-        false
+        // SAFETY: the worker calling `run` holds the queue reference.
+        RunEnd::Released {
+            free: unsafe { self.completion.release(QUEUE_REF) },
+        }
     }
 
     unsafe fn unread_panic(&self) -> Option<String> {
-        // SAFETY: forwarded from the caller: finished, sole reference.
+        if !self.completion.future_dropped() {
+            return None;
+        }
+        // SAFETY: finished (caller), and with the future gone this is the only reader.
         unsafe { self.completion.untaken_panic() }
+    }
+
+    unsafe fn release_queue_ref(&self) -> bool {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.completion.release(QUEUE_REF) }
     }
 }
 
@@ -130,7 +201,7 @@ where
         if worker::current_pool_id() != self.pool_id || !self.completion.try_start() {
             return false;
         }
-        self.run_claimed();
+        self.run_claimed(false);
         true
     }
 }
@@ -231,7 +302,9 @@ impl<'scope> ThreadScope<'scope> {
     pub unsafe fn new(options: PoolOptions) -> Self {
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
         let max_workers = options.max_workers.unwrap_or_else(default_thread_workers);
-        let name_prefix = options.thread_name_prefix.unwrap_or_else(|| format!("executor-{id}"));
+        let name_prefix = options
+            .thread_name_prefix
+            .unwrap_or_else(|| format!("executor-{id}"));
         ThreadScope {
             shared: Arc::new(Shared {
                 id,
@@ -266,26 +339,32 @@ impl<'scope> ThreadScope<'scope> {
         F: FnOnce() -> R + Send + 'scope,
         R: Send + 'scope,
     {
-        let task = Arc::new(ThreadTask {
+        let task = Box::new(ThreadTask {
             completion: Completion::new(),
             func: UnsafeCell::new(Some(call)),
             pool_id: self.shared.id,
         });
-        let job: Arc<dyn Job + 'scope> = task.clone();
-        let handle: Arc<dyn Task<R> + 'scope> = task;
-        // SAFETY: these only erase `'scope` from the trait objects' types; the allocation is the same.
-        // The closure (the only part that borrows `'scope` data) is reached through the queue entry by
-        // a worker, and through the future only while the task is pending (`run_here_if_pending`).
-        // Every worker is joined, and every task has stopped being pending with its closure consumed
-        // or dropped, before the `JoinGuard` finishes dropping, which the borrow checker places before
-        // the end of `'scope`. After that only the completion is read (its type `R` is still named by
-        // the future), and dropping the task drops an empty closure slot, which touches no `'scope` data.
+        let task: *mut ThreadTask<F, R> = Box::into_raw(task);
+        let job: *mut (dyn Job + 'scope) = task;
+        let handle: *mut (dyn Task<R> + 'scope) = task;
+        // SAFETY (lifetime erasure): these only erase `'scope` from the trait objects' types. The
+        // closure (the only part that borrows `'scope` data) is reached through the queue entry by a
+        // worker, and through the future only while the task is pending (`run_here_if_pending`).
+        // Every worker is joined, and every task has stopped being pending with its closure
+        // consumed or dropped, before the `JoinGuard` finishes dropping, which the borrow checker
+        // places before the end of `'scope`. After that only the completion is read (its type `R` is
+        // still named by the future), and freeing the task drops an empty closure slot, which
+        // touches no `'scope` data.
         let (job, handle) = unsafe {
             (
-                std::mem::transmute::<Arc<dyn Job + 'scope>, JobRef>(job),
-                std::mem::transmute::<Arc<dyn Task<R> + 'scope>, Arc<dyn Task<R>>>(handle),
+                std::mem::transmute::<*mut (dyn Job + 'scope), *mut dyn Job>(job),
+                std::mem::transmute::<*mut (dyn Task<R> + 'scope), *mut dyn Task<R>>(handle),
             )
         };
+        // Both pointers come from `Box::into_raw`, so they are not null. The completion starts
+        // with both references set: the queue entry takes one, the future the other.
+        let job = JobRef(NonNull::new(job).expect("Box::into_raw is never null"));
+        let handle = NonNull::new(handle).expect("Box::into_raw is never null");
 
         self.shared.submitted.fetch_add(1, Ordering::SeqCst);
         self.shared.queue.push(job);
@@ -293,7 +372,9 @@ impl<'scope> ThreadScope<'scope> {
             self.spawn_worker_if_below_max();
         }
         self.shared.wake_one_sleeper();
-        Future::new(handle)
+        // SAFETY: `handle` is a boxed task holding `FUTURE_REF`; the join keeps the borrowed data
+        // alive while the task may still use it (see above).
+        unsafe { Future::from_raw(handle) }
     }
 
     fn spawn_worker_if_below_max(&self) {
@@ -369,10 +450,8 @@ impl<'scope> ThreadScope<'scope> {
             std::mem::take(&mut *shared.panicked.lock().unwrap_or_else(|e| e.into_inner()));
         panicked
             .iter()
-            .filter(|job| Arc::strong_count(job) == 1)
-            // SAFETY: every task is finished (joined above) and the count of 1 means this list
-            // holds the only reference: the future is gone.
-            .filter_map(|job| unsafe { job.unread_panic() })
+            // SAFETY: every task is finished (joined above) and each `JobRef` holds the queue reference.
+            .filter_map(|job| unsafe { job.job().unread_panic() })
             .collect()
     }
 }
@@ -428,14 +507,12 @@ fn worker_loop(shared: &Shared, index: usize, name: String, finished: &AtomicUsi
                 shared.idle.fetch_sub(1, Ordering::SeqCst);
                 idle = false;
             }
-            if job.run() {
+            if let Some(panicked) = job.run() {
                 shared
                     .panicked
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .push(job);
-            } else {
-                drop(job);
+                    .push(panicked);
             }
             finished.fetch_add(1, Ordering::SeqCst);
             continue;
