@@ -16,8 +16,8 @@ fn checksum(bytes: &[u8]) -> u32 {
 
 #[test]
 fn tasks_borrow_str_slices_and_structs_from_the_enclosing_function() {
-    let pages = vec![String::from("a b c"), String::from("d e"), String::from("")];
-    let blob = vec![1u8, 2, 3, 4];
+    let pages = [String::from("a b c"), String::from("d e"), String::from("")];
+    let blob = [1u8, 2, 3, 4];
     let (counts, sum) = pool!(Thread => {
         let counts: Vec<_> = pages.iter().map(|p| submit(count_words, p.as_str())).collect();
         let sum = submit(checksum, &blob[1..]);

@@ -10,6 +10,7 @@ macro_rules! binders {
     ($($name:ident($($arg:ident: $ty:ident),*);)*) => {$(
         #[doc(hidden)]
         #[inline]
+        #[allow(clippy::too_many_arguments)] // one per argument of the user's function
         pub fn $name<Func, Ret, $($ty),*>(f: Func, $($arg: $ty),*) -> impl FnOnce() -> Ret
         where
             Func: FnOnce($($ty),*) -> Ret,

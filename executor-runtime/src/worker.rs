@@ -5,6 +5,14 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 
 /// Which kind of pool a worker belongs to.
+///
+/// ```
+/// use executor::{current_worker, pool, Backend};
+///
+/// let backend = pool!(Thread => { submit(|| current_worker().unwrap().backend()).result() });
+/// assert_eq!(backend, Ok(Backend::Thread));
+/// assert_eq!(Backend::Thread.to_string(), "Thread");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Backend {
@@ -51,22 +59,52 @@ impl WorkerInfo {
     }
 
     /// The kind of pool this worker belongs to.
+    ///
+    /// ```
+    /// use executor::{current_worker, pool, Backend};
+    ///
+    /// let info = pool!(Thread => { submit(current_worker).result().unwrap().unwrap() });
+    /// assert_eq!(info.backend(), Backend::Thread);
+    /// ```
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
     /// The worker's number within its pool, from 0 up to `max_workers - 1`.
+    ///
+    /// ```
+    /// use executor::{current_worker, pool};
+    ///
+    /// let info = pool!(Thread(max_workers = 1) => { submit(current_worker).result().unwrap().unwrap() });
+    /// assert_eq!(info.index(), 0);
+    /// ```
     pub fn index(&self) -> usize {
         self.index
     }
 
     /// The id of the operating-system process the worker runs in.
+    ///
+    /// ```
+    /// use executor::{current_worker, pool};
+    ///
+    /// let info = pool!(Thread => { submit(current_worker).result().unwrap().unwrap() });
+    /// assert_eq!(info.pid(), std::process::id()); // a Thread worker shares this process
+    /// ```
     pub fn pid(&self) -> u32 {
         self.pid
     }
 
     /// The name of the worker's thread (`executor-<pool>-<index>`, or the pool's
     /// `thread_name_prefix` followed by `-<index>`).
+    ///
+    /// ```
+    /// use executor::{current_worker, pool};
+    ///
+    /// let info = pool!(Thread(max_workers = 1, thread_name_prefix = "fetch") => {
+    ///     submit(current_worker).result().unwrap().unwrap()
+    /// });
+    /// assert_eq!(info.thread_name(), Some("fetch-0"));
+    /// ```
     pub fn thread_name(&self) -> Option<&str> {
         self.thread_name.as_deref()
     }
