@@ -7,6 +7,7 @@
 //! - `completion`: the state machine and waiter list shared by a task and its future;
 //! - `future`: [`Future`], the user's handle to one call;
 //! - `error`: [`TaskError`], why a call gave no value;
+//! - `job_queue`: the lock-free queue between submitters and workers;
 //! - `thread_pool`: the Thread backend, the guard of a `pool!(Thread => ...)` block and its workers;
 //! - `worker`: [`current_worker`], where a task runs;
 //! - `options`: the `name = value` options of a block;
@@ -18,6 +19,7 @@ mod call;
 mod completion;
 mod error;
 mod future;
+mod job_queue;
 mod options;
 mod thread_pool;
 mod worker;

@@ -14,7 +14,7 @@
 //! jobs with the lifetime erased, so that dropping it puts no constraint on `'scope`. Both are locals
 //! of the macro expansion that user code cannot name, so the guard cannot be leaked.
 //!
-//! The queue is a lock-free injector; a worker that finds it empty spins briefly, yields, then
+//! The queue (`job_queue`) is lock-free; a worker that finds it empty spins briefly, yields, then
 //! sleeps on a condition variable. A `submit` wakes a sleeper only when one is asleep, so a busy
 //! pool makes no system calls per task.
 
@@ -26,12 +26,12 @@ use std::sync::atomic::{self, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle, Thread};
 
-use crossbeam_deque::{Injector, Steal};
 use crossbeam_utils::{Backoff, CachePadded};
 
 use crate::completion::{Completion, CANCELLED, QUEUE_REF};
 use crate::error::{drop_payload, panic_message, TaskError};
 use crate::future::{Future, Task};
+use crate::job_queue::JobQueue;
 use crate::options::{default_thread_workers, PoolOptions};
 use crate::worker::{self, Backend, WorkerInfo};
 
@@ -209,7 +209,7 @@ where
 /// State shared by the guard and the workers.
 struct Shared {
     id: u64,
-    queue: Injector<JobRef>,
+    queue: JobQueue<JobRef>,
     max_workers: usize,
     name_prefix: String,
     /// Workers started so far.
@@ -245,13 +245,7 @@ impl Shared {
     }
 
     fn pop(&self) -> Option<JobRef> {
-        loop {
-            match self.queue.steal() {
-                Steal::Success(job) => return Some(job),
-                Steal::Empty => return None,
-                Steal::Retry => {}
-            }
-        }
+        self.queue.pop()
     }
 
     fn wake_one_sleeper(&self) {
@@ -308,7 +302,7 @@ impl<'scope> ThreadScope<'scope> {
         ThreadScope {
             shared: Arc::new(Shared {
                 id,
-                queue: Injector::new(),
+                queue: JobQueue::new(),
                 max_workers,
                 name_prefix,
                 spawned: AtomicUsize::new(0),
