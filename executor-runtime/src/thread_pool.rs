@@ -14,7 +14,7 @@
 //! jobs with the lifetime erased, so that dropping it puts no constraint on `'scope`. Both are locals
 //! of the macro expansion that user code cannot name, so the guard cannot be leaked.
 //!
-//! The queue (`job_queue`) is lock-free; a worker that finds it empty spins briefly, yields, then
+//! The queue (`job_queue`) is lock-free; a worker that finds it empty yields a few times, then
 //! sleeps on a condition variable. A `submit` wakes a sleeper only when one is asleep, so a busy
 //! pool makes no system calls per task.
 
@@ -26,7 +26,7 @@ use std::sync::atomic::{self, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle, Thread};
 
-use crossbeam_utils::{Backoff, CachePadded};
+use crossbeam_utils::CachePadded;
 
 use crate::completion::{Completion, CANCELLED, QUEUE_REF};
 use crate::error::{drop_payload, panic_message, TaskError};
@@ -522,14 +522,19 @@ fn worker_loop(shared: &Shared, index: usize, name: String, finished: &AtomicUsi
     }
 }
 
+/// How often an idle worker yields before it sleeps. Yielding rather than spinning matters when
+/// the submitting thread shares the cores with the workers (always, with `max_workers` = cores): a
+/// spinning worker takes CPU time from the one thread that produces its work. Measured on 2 cores,
+/// 20,000 tiny tasks: spinning (crossbeam's `Backoff`) cost about 15% over yielding.
+const YIELDS_BEFORE_SLEEP: usize = 16;
+
 /// Waits until the queue may have work (`false`) or the pool shuts down (`true`).
 fn wait_for_work(shared: &Shared) -> bool {
-    let backoff = Backoff::new();
-    while !backoff.is_completed() {
+    for _ in 0..YIELDS_BEFORE_SLEEP {
         if !shared.queue.is_empty() {
             return false;
         }
-        backoff.snooze();
+        thread::yield_now();
     }
     let mut lock = shared.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
     shared.sleepers.fetch_add(1, Ordering::SeqCst);
