@@ -46,7 +46,7 @@
 extern crate self as executor;
 
 pub use executor_macros::pool;
-pub use executor_runtime::{current_worker, Backend, Future, TaskError, WorkerInfo};
+pub use executor_runtime::{current_worker, Backend, Future, TaskError, WorkerDeath, WorkerInfo};
 
 #[doc(hidden)]
 pub use executor_runtime::__private;

@@ -34,8 +34,15 @@ pub fn expand(input: PoolInput, backend: Backend, scope: Ident) -> TokenStream {
         let value = &option.value;
         quote_spanned! {value.span()=> #options.#name(#value); }
     });
-    let scope_type = match backend {
-        Backend::Thread => quote!(::executor::__private::ThreadScope),
+    let open = match backend {
+        Backend::Thread => quote! {
+            // SAFETY: the pool and its join guard live in locals that user code cannot name
+            // (mixed-site hygiene), so the guard cannot be leaked: it is dropped, joining every
+            // task, before anything the tasks borrow goes out of scope.
+            unsafe { ::executor::__private::ThreadScope::new(#options) }
+        },
+        // Calls to worker processes borrow nothing once submitted: no invariant to uphold.
+        Backend::Process => quote!(::executor::__private::ProcessScope::new(#options)),
     };
     let body = &input.body;
 
@@ -47,10 +54,7 @@ pub fn expand(input: PoolInput, backend: Backend, scope: Ident) -> TokenStream {
                 #(#setters)*
                 #options
             };
-            // SAFETY: the pool and its join guard live in locals that user code cannot name
-            // (mixed-site hygiene), so the guard cannot be leaked: it is dropped, joining every
-            // task, before anything the tasks borrow goes out of scope.
-            let #pool = unsafe { #scope_type::new(#options) };
+            let #pool = #open;
             let #scope = &#pool;
             let #guard = #scope.join_guard();
             let #value = #body;

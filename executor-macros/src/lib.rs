@@ -41,7 +41,11 @@ fn expand_pool(input: proc_macro2::TokenStream) -> syn::Result<proc_macro2::Toke
     let mut input: ast::PoolInput = syn::parse2(input)?;
     let backend = valid::validate(&input)?;
     let scope = rewrite::scope_ident();
-    let mut rewriter = rewrite::SubmitRewriter::new(scope.clone());
+    let binder = match backend {
+        valid::Backend::Thread => "bind",
+        valid::Backend::Process => "remote",
+    };
+    let mut rewriter = rewrite::SubmitRewriter::new(scope.clone(), binder);
     rewriter.visit_block_mut(&mut input.body);
     rewriter.into_result()?;
     Ok(expand::expand(input, backend, scope))

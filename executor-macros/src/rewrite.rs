@@ -22,15 +22,18 @@ pub const MAX_ARGS: usize = 12;
 /// Rewrites the `submit` calls of a body in place.
 pub struct SubmitRewriter {
     scope: Ident,
+    /// `bind` (Thread: a closure) or `remote` (Process: a function pointer and encoded arguments).
+    binder: &'static str,
     rewritten: usize,
     errors: Vec<Error>,
 }
 
 impl SubmitRewriter {
     /// `scope` is the hygienic local that holds `&` the pool's scope.
-    pub fn new(scope: Ident) -> Self {
+    pub fn new(scope: Ident, binder: &'static str) -> Self {
         SubmitRewriter {
             scope,
+            binder,
             rewritten: 0,
             errors: Vec::new(),
         }
@@ -69,7 +72,7 @@ impl SubmitRewriter {
             return None;
         }
         self.rewritten += 1;
-        let bind = format_ident!("bind{}", args.len(), span = submit_span);
+        let bind = format_ident!("{}{}", self.binder, args.len(), span = submit_span);
         let scope = &self.scope;
         let tokens = quote_spanned! {submit_span=>
             #scope.submit(::executor::__private::#bind(#func #(, #args)*))
@@ -174,7 +177,7 @@ mod tests {
 
     fn rewrite(body: TokenStream) -> String {
         let mut block: syn::Block = syn::parse2(body).unwrap();
-        let mut rewriter = SubmitRewriter::new(scope_ident());
+        let mut rewriter = SubmitRewriter::new(scope_ident(), "bind");
         rewriter.visit_block_mut(&mut block);
         rewriter.into_result().unwrap();
         block.into_token_stream().to_string()
@@ -229,7 +232,7 @@ mod tests {
             submit(f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
         }))
         .unwrap();
-        let mut rewriter = SubmitRewriter::new(scope_ident());
+        let mut rewriter = SubmitRewriter::new(scope_ident(), "bind");
         rewriter.visit_block_mut(&mut block);
         let error = rewriter
             .into_result()

@@ -10,21 +10,18 @@ use crate::ast::{PoolInput, PoolOption};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Thread,
+    Process,
 }
 
 /// Backend names that are planned but not built yet: a compile error that says so.
 const NOT_YET: &[(&str, &str)] = &[
     (
-        "Process",
-        "the `Process` backend is not available yet: use `Thread` for now",
-    ),
-    (
         "Auto",
-        "the `Auto` backend is not available yet: use `Thread` for now",
+        "the `Auto` backend is not available yet: use `Thread` or `Process` for now",
     ),
     (
         "Mpi",
-        "the `Mpi` backend is not available yet: use `Thread` for now",
+        "the `Mpi` backend is not available yet: use `Thread` or `Process` for now",
     ),
 ];
 
@@ -32,12 +29,14 @@ impl Backend {
     fn options(self) -> &'static [&'static str] {
         match self {
             Backend::Thread => &["max_workers", "thread_name_prefix"],
+            Backend::Process => &["max_workers"],
         }
     }
 
     fn name(self) -> &'static str {
         match self {
             Backend::Thread => "Thread",
+            Backend::Process => "Process",
         }
     }
 }
@@ -80,15 +79,17 @@ pub fn validate(input: &PoolInput) -> Result<Backend, Error> {
 
 fn backend(input: &PoolInput) -> Result<Backend, Error> {
     let name = input.backend.to_string();
-    if name == "Thread" {
-        return Ok(Backend::Thread);
+    match name.as_str() {
+        "Thread" => return Ok(Backend::Thread),
+        "Process" => return Ok(Backend::Process),
+        _ => {}
     }
     if let Some((_, message)) = NOT_YET.iter().find(|(planned, _)| *planned == name) {
         return Err(Error::new(input.backend.span(), message));
     }
     Err(Error::new(
         input.backend.span(),
-        format!("unknown backend `{name}`; expected `Thread`"),
+        format!("unknown backend `{name}`; expected `Thread` or `Process`"),
     ))
 }
 
@@ -145,9 +146,12 @@ mod tests {
         assert!(check(quote!(Fibers => {}))
             .unwrap_err()
             .starts_with("unknown backend `Fibers`"));
-        assert!(check(quote!(Process => {}))
+        assert!(check(quote!(Auto => {}))
             .unwrap_err()
             .contains("not available yet"));
+        assert!(check(quote!(Process(thread_name_prefix = "w") => {}))
+            .unwrap_err()
+            .starts_with("unknown option `thread_name_prefix` for the Process backend"));
         assert!(check(quote!(Thread(workers = 2) => {}))
             .unwrap_err()
             .starts_with("unknown option `workers`"));

@@ -28,6 +28,65 @@ pub enum TaskError {
     Panicked(String),
     /// The task was cancelled before it started, so it never ran.
     Cancelled,
+    /// The worker process running the task died before answering (Process backend): it
+    /// crashed, aborted, was killed, or exited. The pool replaced it; other tasks are unaffected.
+    WorkerDied {
+        /// The worker's process id.
+        pid: u32,
+        /// How it ended.
+        death: WorkerDeath,
+    },
+    /// The call could not cross the process boundary (Process backend): its arguments or result
+    /// could not be encoded or decoded, or a message between the pool and its worker was
+    /// malformed. The text says which.
+    Transport(String),
+    /// No worker process could be started for the task, or the worker refused it (for example
+    /// because the executable on disk is no longer the one the pool runs). The text says why.
+    WorkerStart(String),
+}
+
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkerDeath {
+    /// It exited by itself (`std::process::exit`, or returning from a worker's `main`) with this code.
+    Exited(i32),
+    /// A signal killed it: `SIGSEGV` (11), `SIGABRT` (6, also `std::process::abort`), `SIGKILL` (9)...
+    Signaled(i32),
+    /// It closed its channel or sent garbage, and the pool killed it.
+    BrokeProtocol,
+}
+
+impl fmt::Display for WorkerDeath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            WorkerDeath::Exited(code) => write!(f, "exited with code {code}"),
+            WorkerDeath::Signaled(signal) => match signal_name(signal) {
+                Some(name) => write!(f, "was killed by signal {signal} ({name})"),
+                None => write!(f, "was killed by signal {signal}"),
+            },
+            WorkerDeath::BrokeProtocol => {
+                f.write_str("broke the protocol (closed or wrote to its channel) and was stopped")
+            }
+        }
+    }
+}
+
+fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        _ => return None,
+    })
 }
 
 impl fmt::Display for TaskError {
@@ -35,6 +94,13 @@ impl fmt::Display for TaskError {
         match self {
             TaskError::Panicked(message) => write!(f, "the task panicked: {message}"),
             TaskError::Cancelled => f.write_str("the task was cancelled before it started"),
+            TaskError::WorkerDied { pid, death } => {
+                write!(f, "the worker process (pid {pid}) running the task {death}")
+            }
+            TaskError::Transport(why) => {
+                write!(f, "the task could not cross the process boundary: {why}")
+            }
+            TaskError::WorkerStart(why) => write!(f, "no worker process could run the task: {why}"),
         }
     }
 }

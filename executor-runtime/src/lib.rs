@@ -11,7 +11,12 @@
 //! - `thread_pool`: the Thread backend, the guard of a `pool!(Thread => ...)` block and its workers;
 //! - `worker`: [`current_worker`], where a task runs;
 //! - `options`: the `name = value` options of a block;
-//! - `call`: turning `submit(f, args...)` into a closure with no arguments.
+//! - `call`: turning `submit(f, args...)` into a closure with no arguments;
+//! - `process_pool`: the Process backend on the parent's side: the queue, the guard, the join;
+//! - `process_link`: one worker process and the parent threads that send it calls and read outcomes;
+//! - `worker_process`: the worker's side: becoming a worker before `main`, serving calls;
+//! - `remote`: turning `submit(f, args...)` into a call another process can make;
+//! - `wire`: the frames and value encoding between a pool and its workers.
 
 #![warn(missing_docs)]
 
@@ -21,10 +26,15 @@ mod error;
 mod future;
 mod job_queue;
 mod options;
+mod process_link;
+mod process_pool;
+mod remote;
 mod thread_pool;
+mod wire;
 mod worker;
+mod worker_process;
 
-pub use error::TaskError;
+pub use error::{TaskError, WorkerDeath};
 pub use future::Future;
 pub use worker::{current_worker, Backend, WorkerInfo};
 
@@ -33,5 +43,7 @@ pub use worker::{current_worker, Backend, WorkerInfo};
 pub mod __private {
     pub use crate::call::*;
     pub use crate::options::PoolOptions;
+    pub use crate::process_pool::{ProcessJoinGuard, ProcessScope};
+    pub use crate::remote::*;
     pub use crate::thread_pool::{JoinGuard, ThreadScope};
 }

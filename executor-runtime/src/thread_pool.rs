@@ -477,7 +477,7 @@ impl Drop for JoinGuard<'_> {
     }
 }
 
-fn unread_panic_report(messages: &[String]) -> Option<String> {
+pub(crate) fn unread_panic_report(messages: &[String]) -> Option<String> {
     let first = messages.first()?;
     let more = match messages.len() {
         1 => String::new(),

@@ -13,17 +13,20 @@ use std::fmt;
 /// assert_eq!(backend, Ok(Backend::Thread));
 /// assert_eq!(Backend::Thread.to_string(), "Thread");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Backend {
     /// A thread of the process that opened the `pool!` block.
     Thread,
+    /// A worker process, started from the same executable as the process that opened the block.
+    Process,
 }
 
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Backend::Thread => "Thread",
+            Backend::Process => "Process",
         })
     }
 }
@@ -40,7 +43,7 @@ impl fmt::Display for Backend {
 /// assert!(who.index() < 2);
 /// assert!(current_worker().is_none()); // the block itself is not a worker
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkerInfo {
     backend: Backend,
     index: usize,
@@ -148,6 +151,12 @@ pub fn current_worker() -> Option<WorkerInfo> {
 pub(crate) fn become_worker(pool_id: u64, info: WorkerInfo) {
     CURRENT.with(|current| *current.borrow_mut() = Some(info));
     CURRENT_POOL.with(|pool| pool.set(pool_id));
+}
+
+/// Marks the calling thread as the task-running thread of a worker process. It belongs to no
+/// pool of this process, so a Thread pool that one of its tasks opens never runs tasks inline on it.
+pub(crate) fn become_process_worker(info: WorkerInfo) {
+    CURRENT.with(|current| *current.borrow_mut() = Some(info));
 }
 
 /// The id of the pool the calling thread works for; 0 if none (pool ids start at 1).

@@ -1,0 +1,448 @@
+//! One worker process and the two parent threads that talk to it.
+//!
+//! `start` executes the current binary with one end of a socket pair; the *writer* thread sends the
+//! hello and then calls from the pool's queue, up to the link's window; the *reader* thread receives
+//! the handshake answer and then outcomes, in the order the calls were sent, and resolves their
+//! futures. When the channel closes or carries garbage, the reader reaps the worker, blames the call
+//! it was running, puts the others back in the queue and lets the pool start a replacement.
+
+use std::io::{self, BufReader, Write};
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{TaskError, WorkerDeath};
+use crate::process_pool::{worker_env, JobRef, LinkState, Outcome, Queued, Shared};
+use crate::remote::CallStatus;
+use crate::wire::{self, Fields, Kind, ReadError};
+
+/// How much work, in run time, a link tries to keep in flight to its worker.
+const WORK_IN_FLIGHT_NS: f64 = 1_000_000.0;
+/// The most calls a link keeps in flight.
+const MAX_WINDOW: usize = 256;
+/// Arguments longer than this are written straight from their buffer instead of being copied
+/// into a batch with other calls.
+const COPY_LIMIT: usize = 1 << 16;
+
+/// Starts a worker process in `slot` (claimed by `Shared::slot_to_start`) and its two threads.
+pub(crate) fn start(shared: &Arc<Shared>, slot: usize, generation: u64) {
+    let (child, channel) = match spawn_worker(shared) {
+        Ok(started) => started,
+        Err(why) => return start_failed(shared, slot, generation, why),
+    };
+    let pid = child.id();
+    let write_half = match channel.try_clone() {
+        Ok(half) => half,
+        Err(error) => {
+            reap_quietly(child);
+            return start_failed(shared, slot, generation, format!("socket: {error}"));
+        }
+    };
+    log::debug!(
+        "executor: process pool {} started worker {slot} (pid {pid})",
+        shared.id
+    );
+    let writer = {
+        let shared = Arc::clone(shared);
+        thread::Builder::new()
+            .name(format!("executor-p{}-send-{slot}", shared.id))
+            .spawn(move || writer_loop(&shared, slot, generation, SocketWriter(write_half)))
+    };
+    let writer = match writer {
+        Ok(handle) => handle,
+        Err(error) => {
+            reap_quietly(child);
+            return start_failed(shared, slot, generation, format!("thread: {error}"));
+        }
+    };
+    let reader = {
+        let shared = Arc::clone(shared);
+        thread::Builder::new()
+            .name(format!("executor-p{}-recv-{slot}", shared.id))
+            .spawn(move || reader_loop(&shared, slot, generation, child, channel))
+    };
+    let mut state = shared.lock();
+    state.links[slot].pid = pid;
+    state.threads.push(writer);
+    match reader {
+        Ok(handle) => state.threads.push(handle),
+        Err(error) => {
+            // The child went into the closure that failed to start; it is dropped (not reaped)
+            // with it. Mark the slot dead so the writer stops; the worker exits on end of input.
+            state.links[slot].alive = false;
+            let failed = shared.start_failed(&mut state, format!("thread: {error}"));
+            drop(state);
+            shared.changed.notify_all();
+            shared.fail_unsent(failed, &start_error(shared));
+        }
+    }
+}
+
+fn start_error(shared: &Shared) -> TaskError {
+    TaskError::WorkerStart(shared.lock().start_error.clone().unwrap_or_default())
+}
+
+fn start_failed(shared: &Shared, slot: usize, generation: u64, why: String) {
+    log::warn!(
+        "executor: process pool {} could not start a worker: {why}",
+        shared.id
+    );
+    let mut state = shared.lock();
+    if state.links[slot].generation == generation {
+        state.links[slot].alive = false;
+    }
+    let failed = shared.start_failed(&mut state, why.clone());
+    drop(state);
+    shared.changed.notify_all();
+    shared.fail_unsent(failed, &TaskError::WorkerStart(why));
+}
+
+fn reap_quietly(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Executes the current binary as a worker, with one end of a fresh socket pair.
+fn spawn_worker(shared: &Shared) -> Result<(Child, UnixStream), String> {
+    let (path, _) = shared.executable.as_ref().map_err(Clone::clone)?;
+    let (parent_end, child_end) =
+        UnixStream::pair().map_err(|e| format!("cannot create a socket pair: {e}"))?;
+    let child_fd = child_end.as_raw_fd();
+    let (name, value) = worker_env(child_fd);
+    let mut command = Command::new(path);
+    command.env(name, value).stdin(Stdio::null());
+    // SAFETY: the closure runs in the child between `fork` and `exec`, where only async-signal-safe
+    // calls are allowed; it makes one, `fcntl`, to let the child's end of the socket survive `exec`
+    // (both ends are created close-on-exec, so no other child of this process inherits them).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::fcntl(child_fd, libc::F_SETFD, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot execute {}: {e}", path.display()))?;
+    drop(child_end);
+    Ok((child, parent_end))
+}
+
+/// Writes without raising `SIGPIPE` when the worker is gone: the write fails with `EPIPE` instead.
+struct SocketWriter(UnixStream);
+
+impl Write for SocketWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `send` reads at most `buf.len()` bytes from `buf`, which is valid for that long.
+        let sent = unsafe {
+            libc::send(
+                self.0.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if sent < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(sent as usize)
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn writer_loop(shared: &Shared, slot: usize, generation: u64, mut out: SocketWriter) {
+    let Ok((_, identity)) = &shared.executable else {
+        return;
+    };
+    let mut frame = Vec::with_capacity(1 << 16);
+    let mut hello = (slot as u64).to_le_bytes().to_vec();
+    for field in identity {
+        hello.extend_from_slice(&field.to_le_bytes());
+    }
+    if wire::write_frame(&mut out, Kind::Hello, &hello).is_err() {
+        return;
+    }
+    let mut batch = Vec::new();
+    loop {
+        let mut state = shared.lock();
+        loop {
+            let link = &state.links[slot];
+            if link.generation != generation || !link.alive {
+                return;
+            }
+            if !state.queue.is_empty() && link.in_flight.len() < link.window {
+                break;
+            }
+            if state.shutdown && state.queue.is_empty() {
+                drop(state);
+                // End of input: an idle worker exits cleanly; the reader reaps it.
+                let _ = out.0.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            state = shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        let room = state.links[slot].window - state.links[slot].in_flight.len();
+        let mut cancelled = 0;
+        while batch.len() < room {
+            let Some(Queued { job, claimed }) = state.queue.pop_front() else {
+                break;
+            };
+            if !claimed && !job.job().try_dispatch() {
+                cancelled += 1;
+                drop(job);
+                continue;
+            }
+            let id = state.next_call_id;
+            state.next_call_id += 1;
+            batch.push((id, job.job().request()));
+            state.links[slot].in_flight.push_back((id, job));
+        }
+        state.finished += cancelled;
+        drop(state);
+        if cancelled > 0 {
+            shared.changed.notify_all();
+        }
+
+        frame.clear();
+        for (id, request) in batch.drain(..) {
+            let arguments = &request.arguments;
+            if wire::write_header(&mut frame, Kind::Call, 24 + arguments.len()).is_err() {
+                // Over the frame limit: send it empty; the worker reports the undecodable arguments.
+                frame.clear();
+                let _ = wire::write_header(&mut frame, Kind::Call, 24);
+            }
+            frame.extend_from_slice(&id.to_le_bytes());
+            frame.extend_from_slice(&(request.trampoline as i64).to_le_bytes());
+            frame.extend_from_slice(&(request.function as i64).to_le_bytes());
+            if arguments.len() <= COPY_LIMIT {
+                frame.extend_from_slice(arguments);
+            } else if arguments.len() <= wire::MAX_FRAME - 24 {
+                if out.write_all(&frame).is_err() || out.write_all(arguments).is_err() {
+                    return;
+                }
+                frame.clear();
+            }
+        }
+        // A failed write means the worker is gone; its reader notices and cleans up.
+        if !frame.is_empty() && out.write_all(&frame).is_err() {
+            return;
+        }
+    }
+}
+
+/// How a link ended.
+enum End {
+    /// The worker closed the channel (exited, crashed, or closed it).
+    Closed,
+    /// The worker refused the hello.
+    Refused(String),
+    /// The worker sent something that is not the protocol.
+    Protocol(String),
+}
+
+fn reader_loop(
+    shared: &Arc<Shared>,
+    slot: usize,
+    generation: u64,
+    child: Child,
+    input: UnixStream,
+) {
+    let mut reader = BufReader::with_capacity(1 << 16, input);
+    let mut payload = Vec::new();
+    let (ready, end) = match wire::read_frame(&mut reader, &mut payload) {
+        Ok(Kind::Ready) => {
+            shared.lock().start_failures = 0;
+            (
+                true,
+                receive_outcomes(shared, slot, &mut reader, &mut payload),
+            )
+        }
+        Ok(Kind::Refused) => (
+            false,
+            End::Refused(String::from_utf8_lossy(&payload).into_owned()),
+        ),
+        Ok(other) => (
+            false,
+            End::Protocol(format!("unexpected {other:?} message")),
+        ),
+        Err(ReadError::Malformed(why)) => (false, End::Protocol(why)),
+        Err(_) => (false, End::Closed),
+    };
+    finish(shared, slot, generation, child, ready, end);
+}
+
+/// Resolves calls as their outcomes arrive, until the channel ends.
+fn receive_outcomes(
+    shared: &Shared,
+    slot: usize,
+    reader: &mut BufReader<UnixStream>,
+    payload: &mut Vec<u8>,
+) -> End {
+    loop {
+        match wire::read_frame(reader, payload) {
+            Ok(Kind::Outcome) => {}
+            Ok(other) => return End::Protocol(format!("unexpected {other:?} message")),
+            Err(ReadError::Malformed(why)) => return End::Protocol(why),
+            Err(_) => return End::Closed,
+        }
+        let mut fields = Fields::new(payload);
+        let (Ok(id), Ok(status), Ok(elapsed_ns)) = (
+            fields.u64("call id"),
+            fields.u8("status"),
+            fields.u64("run time"),
+        ) else {
+            return End::Protocol("an outcome message was too short".to_string());
+        };
+        let Some(status) = CallStatus::from_byte(status) else {
+            return End::Protocol(format!("unknown call status {status}"));
+        };
+        let job = {
+            let mut state = shared.lock();
+            let link = &mut state.links[slot];
+            match link.in_flight.front() {
+                Some((expected, _)) if *expected == id => {}
+                _ => return End::Protocol(format!("an answer to call {id}, which was not sent")),
+            }
+            let (_, job) = link.in_flight.pop_front().expect("checked above");
+            adapt_window(link, elapsed_ns);
+            job
+        };
+        // SAFETY: the call was dispatched to this link and is resolved once, here.
+        let panicked = unsafe { job.resolve(Outcome::Answered(status, fields.rest())) };
+        let mut state = shared.lock();
+        state.finished += 1;
+        state.panicked.extend(panicked);
+        drop(state);
+        shared.changed.notify_all();
+    }
+}
+
+/// Keeps about `WORK_IN_FLIGHT_NS` of work in flight: one call at a time when calls are long (so
+/// none waits behind another while a worker idles), up to `MAX_WINDOW` when they are tiny.
+fn adapt_window(link: &mut LinkState, elapsed_ns: u64) {
+    let elapsed = elapsed_ns as f64;
+    link.average_ns = if link.average_ns == 0.0 {
+        elapsed
+    } else {
+        0.8 * link.average_ns + 0.2 * elapsed
+    };
+    let window = WORK_IN_FLIGHT_NS / link.average_ns.max(1_000.0);
+    link.window = (window as usize).clamp(1, MAX_WINDOW);
+}
+
+/// Reaps the worker and settles its calls; starts a replacement if work is waiting.
+fn finish(
+    shared: &Arc<Shared>,
+    slot: usize,
+    generation: u64,
+    mut child: Child,
+    ready: bool,
+    end: End,
+) {
+    let pid = child.id();
+    let broke_protocol = match &end {
+        End::Closed => !exited_within(&mut child, Duration::from_millis(500)),
+        End::Refused(_) => false,
+        End::Protocol(why) => {
+            log::warn!("executor: worker {slot} (pid {pid}) broke the protocol: {why}");
+            true
+        }
+    };
+    if broke_protocol {
+        let _ = child.kill();
+    }
+    let death = match child.wait() {
+        _ if broke_protocol => WorkerDeath::BrokeProtocol,
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => WorkerDeath::Exited(code),
+            (None, Some(signal)) => WorkerDeath::Signaled(signal),
+            (None, None) => WorkerDeath::BrokeProtocol,
+        },
+        Err(_) => WorkerDeath::BrokeProtocol,
+    };
+
+    let mut state = shared.lock();
+    let link = &mut state.links[slot];
+    if link.generation != generation {
+        return;
+    }
+    link.alive = false;
+    let mut in_flight: Vec<JobRef> = link.in_flight.drain(..).map(|(_, job)| job).collect();
+    let orderly =
+        ready && state.shutdown && in_flight.is_empty() && death == WorkerDeath::Exited(0);
+    if orderly {
+        drop(state);
+        log::debug!("executor: worker {slot} (pid {pid}) exited");
+        return;
+    }
+    // A worker that never became ready ran nothing: every call it was sent goes back. Otherwise
+    // it was running the oldest one.
+    let culprit = if ready && !in_flight.is_empty() {
+        Some(in_flight.remove(0))
+    } else {
+        None
+    };
+    for job in in_flight.into_iter().rev() {
+        state.queue.push_front(Queued { job, claimed: true });
+    }
+    let mut unstartable = Vec::new();
+    match &end {
+        End::Refused(why) => {
+            log::warn!("executor: worker {slot} (pid {pid}) refused to serve: {why}");
+            unstartable = shared.start_failed(&mut state, why.clone());
+        }
+        _ if !ready => {
+            let why = format!("the worker (pid {pid}) {death} before its handshake");
+            log::warn!("executor: {why}");
+            unstartable = shared.start_failed(&mut state, why);
+        }
+        _ => log::warn!("executor: worker {slot} (pid {pid}) {death}; starting a replacement"),
+    }
+    let replacement = shared.slot_to_start(&mut state);
+    drop(state);
+    shared.changed.notify_all();
+
+    if let Some(job) = culprit {
+        // SAFETY: dispatched to this link, and now taken out of it: resolved once, here.
+        let panicked =
+            unsafe { job.resolve(Outcome::Failed(TaskError::WorkerDied { pid, death })) };
+        let mut state = shared.lock();
+        state.finished += 1;
+        state.panicked.extend(panicked);
+        drop(state);
+        shared.changed.notify_all();
+    }
+    if !unstartable.is_empty() {
+        shared.fail_unsent(unstartable, &start_error(shared));
+    }
+    if let Some((slot, generation)) = replacement {
+        // Started from this thread, which is about to end: nothing ties a worker to the thread
+        // that started it (no `PR_SET_PDEATHSIG`; the watchdog follows the socket instead).
+        start(shared, slot, generation);
+    }
+}
+
+/// Whether the child exits within `limit` (a worker that closed its channel but runs on does not).
+fn exited_within(child: &mut Child, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return true,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+            Ok(None) => return false,
+            Err(_) => return true,
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The Process backend: the pool behind one `pool!(Process => { ... })` block, on the parent's side.
+//!
+//! Each block owns its workers, started lazily (one more whenever queued calls outnumber idle
+//! workers, up to `max_workers`, by default the number of CPUs) by re-executing the current binary
+//! (see `worker_process` for how the child becomes a worker before `main`).
+//!
+//! Calls wait in one queue. Each worker has a *link* (`process_link`): a writer thread that sends it
+//! calls and a reader thread that receives outcomes, in order. A link keeps up to a *window* of calls
+//! in flight, so that tiny calls are pipelined rather than paying a round trip each; the window
+//! starts at 1 and adapts to the measured run time of calls (about 1 ms of work in flight), so long
+//! calls are never stuck behind each other on one worker while another is idle.
+//!
+//! A worker that dies (crash, abort, signal, `exit`) is noticed by its reader at once (the socket
+//! closes). The call it was running resolves with [`TaskError::WorkerDied`], saying how it died;
+//! the calls queued behind it go back to the front of the queue, and a replacement starts.
+//!
+//! Arguments are encoded when `submit` runs, so a call borrows nothing once submitted and the pool
+//! needs no lifetime tricks: [`ProcessScope::new`] is safe.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+
+use serde::de::DeserializeOwned;
+
+use crate::completion::{Completion, QUEUE_REF};
+use crate::error::TaskError;
+use crate::future::{Future, Task};
+use crate::options::PoolOptions;
+use crate::process_link;
+use crate::remote::{CallStatus, RemoteCall};
+use crate::wire;
+use crate::worker_process::{executable_identity, WORKER_ENV};
+
+/// Pool ids, for log lines.
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
+
+/// After this many worker starts in a row fail (or are refused), queued calls fail instead of waiting.
+const START_ATTEMPTS: usize = 3;
+
+/// What a link sends for one call; shared so a writer can send it without holding the pool lock.
+pub(crate) struct Request {
+    pub(crate) function: isize,
+    pub(crate) trampoline: isize,
+    pub(crate) arguments: Vec<u8>,
+}
+
+/// A call as the pool sees it, with its result type erased.
+pub(crate) trait Job: Send + Sync {
+    /// Claims a pending call for sending (it becomes "running"); `false` if it was cancelled.
+    fn try_dispatch(&self) -> bool;
+
+    fn request(&self) -> Arc<Request>;
+
+    /// Resolves a dispatched call. Returns `(panicked, free)`: a panicked call keeps the queue
+    /// reference (to report it if nobody reads it); otherwise the reference is released, and
+    /// `free` says whether it was the last.
+    ///
+    /// # Safety
+    /// The call must have been dispatched (claimed) and not resolved yet, and the caller must hold
+    /// the queue reference.
+    unsafe fn resolve(&self, outcome: Outcome<'_>) -> (bool, bool);
+
+    /// See `thread_pool::Job::unread_panic`.
+    ///
+    /// # Safety
+    /// Finished, and the caller holds the queue reference.
+    unsafe fn unread_panic(&self) -> Option<String>;
+
+    /// # Safety
+    /// The caller must hold the queue reference.
+    unsafe fn release_queue_ref(&self) -> bool;
+}
+
+/// How a dispatched call ended.
+pub(crate) enum Outcome<'a> {
+    /// The worker answered: a status and the encoded result or message.
+    Answered(CallStatus, &'a [u8]),
+    /// No answer: the error says why.
+    Failed(TaskError),
+}
+
+struct ProcessTask<R> {
+    completion: Completion<R>,
+    request: Arc<Request>,
+}
+
+impl<R: DeserializeOwned + Send> Job for ProcessTask<R> {
+    fn try_dispatch(&self) -> bool {
+        self.completion.try_start()
+    }
+
+    fn request(&self) -> Arc<Request> {
+        Arc::clone(&self.request)
+    }
+
+    unsafe fn resolve(&self, outcome: Outcome<'_>) -> (bool, bool) {
+        let outcome = match outcome {
+            Outcome::Answered(CallStatus::Returned, bytes) => wire::decode::<R>(bytes)
+                .map_err(|why| TaskError::Transport(format!("could not decode the result: {why}"))),
+            Outcome::Answered(CallStatus::Panicked, bytes) => Err(TaskError::Panicked(
+                String::from_utf8_lossy(bytes).into_owned(),
+            )),
+            Outcome::Answered(CallStatus::Transport, bytes) => Err(TaskError::Transport(
+                String::from_utf8_lossy(bytes).into_owned(),
+            )),
+            Outcome::Failed(error) => Err(error),
+        };
+        let panicked = matches!(outcome, Err(TaskError::Panicked(_)));
+        // SAFETY: the claim was handed to the caller with the queue reference (under the pool
+        // lock), so this is the one completion of the call; forwarded from the caller.
+        let free = unsafe { self.completion.complete(outcome, !panicked) };
+        (panicked, free)
+    }
+
+    unsafe fn unread_panic(&self) -> Option<String> {
+        if !self.completion.future_dropped() {
+            return None;
+        }
+        // SAFETY: finished (caller), and with the future gone this is the only reader.
+        unsafe { self.completion.untaken_panic() }
+    }
+
+    unsafe fn release_queue_ref(&self) -> bool {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.completion.release(QUEUE_REF) }
+    }
+}
+
+impl<R: Send> Task<R> for ProcessTask<R> {
+    fn completion(&self) -> &Completion<R> {
+        &self.completion
+    }
+}
+
+/// The queue's reference to a boxed call. Dropping it releases the reference.
+pub(crate) struct JobRef(NonNull<dyn Job>);
+
+// SAFETY: `Job` is `Send + Sync`; a `JobRef` is the unique owner of the queue reference.
+unsafe impl Send for JobRef {}
+
+impl JobRef {
+    pub(crate) fn job(&self) -> &dyn Job {
+        // SAFETY: the queue reference keeps the call alive while this `JobRef` exists.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Resolves the call and lets go of the reference; a panicked call's reference comes back.
+    ///
+    /// # Safety
+    /// The call must have been dispatched by this pool and not resolved yet.
+    pub(crate) unsafe fn resolve(self, outcome: Outcome<'_>) -> Option<JobRef> {
+        // SAFETY: forwarded; this `JobRef` holds the queue reference.
+        let (panicked, free) = unsafe { self.job().resolve(outcome) };
+        if panicked {
+            return Some(self);
+        }
+        let task = self.0;
+        std::mem::forget(self);
+        if free {
+            // SAFETY: both references are gone; the call came from `Box::into_raw`.
+            drop(unsafe { Box::from_raw(task.as_ptr()) });
+        }
+        None
+    }
+}
+
+impl Drop for JobRef {
+    fn drop(&mut self) {
+        // SAFETY: this `JobRef` holds the queue reference and is going away.
+        if unsafe { self.job().release_queue_ref() } {
+            // SAFETY: both references are gone; the call came from `Box::into_raw`.
+            drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+        }
+    }
+}
+
+/// A call waiting to be sent.
+pub(crate) struct Queued {
+    pub(crate) job: JobRef,
+    /// Already claimed (`try_dispatch`): it was sent to a worker that died before running it.
+    pub(crate) claimed: bool,
+}
+
+/// One worker slot, as the pool's state sees it.
+pub(crate) struct LinkState {
+    /// Bumped when the slot gets a new worker, so the threads of a dead one recognise it is gone.
+    pub(crate) generation: u64,
+    pub(crate) alive: bool,
+    pub(crate) pid: u32,
+    /// Calls sent and not answered, oldest first, with their ids.
+    pub(crate) in_flight: VecDeque<(u64, JobRef)>,
+    /// How many calls may be in flight.
+    pub(crate) window: usize,
+    /// Moving average of the calls' run time in the worker, in nanoseconds.
+    pub(crate) average_ns: f64,
+}
+
+/// Everything behind the pool's lock.
+pub(crate) struct State {
+    pub(crate) queue: VecDeque<Queued>,
+    pub(crate) links: Vec<LinkState>,
+    pub(crate) submitted: usize,
+    pub(crate) finished: usize,
+    pub(crate) shutdown: bool,
+    pub(crate) next_call_id: u64,
+    /// Worker starts that failed in a row, and the last reason.
+    pub(crate) start_failures: usize,
+    pub(crate) start_error: Option<String>,
+    pub(crate) panicked: Vec<JobRef>,
+    pub(crate) threads: Vec<JoinHandle<()>>,
+}
+
+/// State shared by the block and the link threads.
+pub(crate) struct Shared {
+    pub(crate) id: u64,
+    pub(crate) max_workers: usize,
+    pub(crate) executable: Result<(PathBuf, [u64; 5]), String>,
+    pub(crate) state: Mutex<State>,
+    /// Signalled on every change a waiter may care about: work queued, calls answered, shutdown.
+    pub(crate) changed: Condvar,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts another worker if queued calls outnumber idle workers. Called with the lock held;
+    /// the start itself (fork and exec) happens in `process_link::start`, after the lock is dropped.
+    pub(crate) fn slot_to_start(&self, state: &mut State) -> Option<(usize, u64)> {
+        if state.start_failures >= START_ATTEMPTS {
+            return None;
+        }
+        let live = state.links.iter().filter(|l| l.alive).count();
+        let idle = state
+            .links
+            .iter()
+            .filter(|l| l.alive && l.in_flight.is_empty())
+            .count();
+        if live >= self.max_workers || state.queue.len() <= idle {
+            return None;
+        }
+        let slot = match state.links.iter().position(|l| !l.alive) {
+            Some(slot) => slot,
+            None => {
+                state.links.push(LinkState {
+                    generation: 0,
+                    alive: false,
+                    pid: 0,
+                    in_flight: VecDeque::new(),
+                    window: 1,
+                    average_ns: 0.0,
+                });
+                state.links.len() - 1
+            }
+        };
+        let link = &mut state.links[slot];
+        link.generation += 1;
+        link.alive = true;
+        link.pid = 0;
+        link.window = 1;
+        link.average_ns = 0.0;
+        Some((slot, link.generation))
+    }
+
+    /// Records a failed worker start. When starts keep failing and no worker is left, fails every
+    /// queued call with the reason rather than let it wait forever.
+    pub(crate) fn start_failed(&self, state: &mut State, why: String) -> Vec<Queued> {
+        state.start_failures += 1;
+        state.start_error = Some(why);
+        let live = state.links.iter().filter(|l| l.alive).count();
+        if live == 0 && state.start_failures >= START_ATTEMPTS {
+            state.queue.drain(..).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Resolves calls that were never sent (their pool cannot start workers) with `error`.
+    pub(crate) fn fail_unsent(&self, jobs: Vec<Queued>, error: &TaskError) {
+        let mut count = 0;
+        let mut panicked = Vec::new();
+        for Queued { job, claimed } in jobs {
+            count += 1;
+            if !claimed && !job.job().try_dispatch() {
+                continue; // cancelled: dropping the reference is all there is to do
+            }
+            // SAFETY: claimed just above, and `job` holds the queue reference.
+            if let Some(job) = unsafe { job.resolve(Outcome::Failed(error.clone())) } {
+                panicked.push(job);
+            }
+        }
+        let mut state = self.lock();
+        state.finished += count;
+        state.panicked.extend(panicked);
+        drop(state);
+        self.changed.notify_all();
+    }
+}
+
+/// The pool of one `pool!(Process => { ... })` block.
+#[doc(hidden)]
+pub struct ProcessScope {
+    shared: Arc<Shared>,
+    joined: std::sync::atomic::AtomicBool,
+}
+
+/// Joins the pool when dropped: at the end of the block, however it is left.
+#[doc(hidden)]
+pub struct ProcessJoinGuard<'scope> {
+    scope: &'scope ProcessScope,
+}
+
+impl ProcessScope {
+    /// Opens a pool; no worker starts until the first `submit`.
+    ///
+    /// # Panics
+    /// In a process that was started as a worker but did not become one (the worker entry did not
+    /// run): starting workers from there would start workers without end.
+    pub fn new(options: PoolOptions) -> Self {
+        assert!(
+            std::env::var_os(WORKER_ENV).is_none(),
+            "pool!(Process): this process was started as a worker but did not become one \
+             (the executor runtime's start-up function did not run); refusing to start more workers"
+        );
+        let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
+        let max_workers = options
+            .max_workers
+            .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
+        let executable = std::env::current_exe()
+            .map_err(|e| format!("cannot find the current executable: {e}"))
+            .and_then(|path| {
+                executable_identity()
+                    .map(|identity| (path, identity))
+                    .map_err(|e| format!("cannot identify the current executable: {e}"))
+            });
+        ProcessScope {
+            shared: Arc::new(Shared {
+                id,
+                max_workers,
+                executable,
+                state: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    links: Vec::new(),
+                    submitted: 0,
+                    finished: 0,
+                    shutdown: false,
+                    next_call_id: 0,
+                    start_failures: 0,
+                    start_error: None,
+                    panicked: Vec::new(),
+                    threads: Vec::new(),
+                }),
+                changed: Condvar::new(),
+            }),
+            joined: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The guard that joins this pool when the block ends.
+    pub fn join_guard(&self) -> ProcessJoinGuard<'_> {
+        ProcessJoinGuard { scope: self }
+    }
+
+    /// Queues a call; `submit(f, args...)` in a `pool!(Process => ...)` block becomes this.
+    pub fn submit<R>(&self, call: RemoteCall<R>) -> Future<R>
+    where
+        R: DeserializeOwned + Send + 'static,
+    {
+        let (arguments, encode_error) = match call.arguments {
+            Ok(bytes) => (bytes, None),
+            Err(why) => (Vec::new(), Some(why)),
+        };
+        let task = Box::new(ProcessTask::<R> {
+            completion: Completion::new(),
+            request: Arc::new(Request {
+                function: call.function,
+                trampoline: call.trampoline,
+                arguments,
+            }),
+        });
+        let task: *mut ProcessTask<R> = Box::into_raw(task);
+        let job: *mut dyn Job = task;
+        let handle: *mut dyn Task<R> = task;
+        let job = JobRef(NonNull::new(job).expect("Box::into_raw is never null"));
+        let handle = NonNull::new(handle).expect("Box::into_raw is never null");
+        // SAFETY: `handle` is a boxed call holding `FUTURE_REF`; it borrows nothing (`R: 'static`).
+        let future = unsafe { Future::from_raw(handle) };
+
+        let mut state = self.shared.lock();
+        state.submitted += 1;
+        if let Some(why) = encode_error {
+            drop(state);
+            let error = TaskError::Transport(format!("could not encode the arguments: {why}"));
+            self.shared.fail_unsent(
+                vec![Queued {
+                    job,
+                    claimed: false,
+                }],
+                &error,
+            );
+            return future;
+        }
+        if let Err(why) = &self.shared.executable {
+            let error = TaskError::WorkerStart(why.clone());
+            drop(state);
+            self.shared.fail_unsent(
+                vec![Queued {
+                    job,
+                    claimed: false,
+                }],
+                &error,
+            );
+            return future;
+        }
+        state.queue.push_back(Queued {
+            job,
+            claimed: false,
+        });
+        let start = self.shared.slot_to_start(&mut state);
+        let unstartable = if start.is_none()
+            && state.start_failures >= START_ATTEMPTS
+            && !state.links.iter().any(|l| l.alive)
+        {
+            let why = state.start_error.clone().unwrap_or_default();
+            Some((state.queue.drain(..).collect::<Vec<_>>(), why))
+        } else {
+            None
+        };
+        drop(state);
+        self.shared.changed.notify_all();
+        if let Some((slot, generation)) = start {
+            process_link::start(&self.shared, slot, generation);
+        }
+        if let Some((jobs, why)) = unstartable {
+            self.shared.fail_unsent(jobs, &TaskError::WorkerStart(why));
+        }
+        future
+    }
+
+    /// Waits for every call, then stops the workers and reaps them. Returns the messages of panics
+    /// whose futures were dropped unread.
+    fn join(&self) -> Vec<String> {
+        if self.joined.swap(true, Ordering::SeqCst) {
+            return Vec::new();
+        }
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        while state.finished < state.submitted {
+            state = shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        state.shutdown = true;
+        drop(state);
+        shared.changed.notify_all();
+        loop {
+            let threads = std::mem::take(&mut shared.lock().threads);
+            if threads.is_empty() {
+                break;
+            }
+            for handle in threads {
+                if let Err(payload) = handle.join() {
+                    std::panic::resume_unwind(payload);
+                }
+            }
+        }
+        let panicked = std::mem::take(&mut shared.lock().panicked);
+        panicked
+            .iter()
+            // SAFETY: every call is finished and each `JobRef` holds the queue reference.
+            .filter_map(|job| unsafe { job.job().unread_panic() })
+            .collect()
+    }
+}
+
+impl ProcessJoinGuard<'_> {
+    /// As `thread_pool::JoinGuard::finish`.
+    ///
+    /// # Panics
+    /// If a call panicked and its future was dropped without its result being read.
+    pub fn finish(&self) {
+        let unread = self.scope.join();
+        if let Some(report) = crate::thread_pool::unread_panic_report(&unread) {
+            panic!("{report}");
+        }
+    }
+}
+
+impl Drop for ProcessJoinGuard<'_> {
+    fn drop(&mut self) {
+        let unread = self.scope.join();
+        if let Some(report) = crate::thread_pool::unread_panic_report(&unread) {
+            if !thread::panicking() {
+                eprintln!("warning: {report}");
+            }
+        }
+    }
+}
+
+/// The environment entry that makes a child a worker: its socket's descriptor.
+pub(crate) fn worker_env(fd: i32) -> (&'static str, OsString) {
+    (WORKER_ENV, OsString::from(fd.to_string()))
+}

@@ -1,0 +1,254 @@
+//! Turning `submit(f, a1, ..., an)` into a call another process can make.
+//!
+//! A worker process runs the same binary as its parent, so a function's address differs between the
+//! two only by the load offset of the executable (ASLR moves the whole image at once). The parent
+//! therefore sends two addresses, each as an offset from the executable's program headers:
+//!
+//! - the user's function, as a plain `fn(A1, ..., An) -> R` pointer. Coercing `f` to a function
+//!   pointer is also the check that it can cross the boundary: function items, paths and closures
+//!   that capture nothing coerce; a capturing closure is a compile error at the `submit` call
+//!   ("closures can only be coerced to `fn` types if they do not capture any variables");
+//! - a *trampoline*, [`trampoline::<(A1, ..., An), R>`](trampoline), the instance of a generic
+//!   function for exactly these types, which decodes the argument tuple, calls the function through
+//!   the pointer, catches a panic and encodes the result.
+//!
+//! The handshake checks that the worker's executable is the parent's (see `worker_process`), which
+//! is what makes the addresses meaningful. Arguments and results must be owned
+//! (`Serialize + DeserializeOwned`): a worker decodes them from a buffer that does not outlive the call.
+
+use std::panic::{self, AssertUnwindSafe};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{drop_payload, panic_message};
+use crate::wire;
+
+/// A call ready to be sent: the function and trampoline addresses, and the encoded arguments.
+#[doc(hidden)]
+pub struct RemoteCall<R> {
+    pub(crate) function: isize,
+    pub(crate) trampoline: isize,
+    /// The encoded argument tuple, or why it could not be encoded.
+    pub(crate) arguments: Result<Vec<u8>, String>,
+    _result: std::marker::PhantomData<fn() -> R>,
+}
+
+/// How a call ended in the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallStatus {
+    /// The output holds the encoded result.
+    Returned = 0,
+    /// The output holds the panic message.
+    Panicked = 1,
+    /// The output says why the arguments could not be decoded or the result encoded.
+    Transport = 2,
+}
+
+impl CallStatus {
+    pub(crate) fn from_byte(byte: u8) -> Option<CallStatus> {
+        match byte {
+            0 => Some(CallStatus::Returned),
+            1 => Some(CallStatus::Panicked),
+            2 => Some(CallStatus::Transport),
+            _ => None,
+        }
+    }
+}
+
+/// The type of every trampoline once its type parameters are erased: the function's address, the
+/// encoded arguments, and the buffer for the encoded result (or message).
+pub(crate) type ErasedTrampoline = unsafe fn(usize, &[u8], &mut Vec<u8>) -> CallStatus;
+
+/// An argument tuple that can call a function pointer of the matching arity.
+#[doc(hidden)]
+pub trait Arguments<R>: Sized {
+    /// `fn(A1, ..., An) -> R`.
+    type Function: Copy;
+
+    /// Rebuilds the function pointer from its address.
+    ///
+    /// # Safety
+    /// `address` must be the address of a `Self::Function`, in this process.
+    unsafe fn function_at(address: usize) -> Self::Function;
+
+    /// Calls `f` with the tuple's elements.
+    fn apply(self, f: Self::Function) -> R;
+}
+
+/// Decodes the arguments, calls the function at `function`, and encodes its result into `output`.
+///
+/// # Safety
+/// `function` must be the address, in this process, of a function of type `Args::Function`.
+pub(crate) unsafe fn trampoline<Args, R>(
+    function: usize,
+    input: &[u8],
+    output: &mut Vec<u8>,
+) -> CallStatus
+where
+    Args: Arguments<R> + DeserializeOwned,
+    R: Serialize,
+{
+    // SAFETY: forwarded from the caller.
+    let f = unsafe { Args::function_at(function) };
+    let args: Args = match wire::decode(input) {
+        Ok(args) => args,
+        Err(error) => {
+            output.extend_from_slice(format!("could not decode the arguments: {error}").as_bytes());
+            return CallStatus::Transport;
+        }
+    };
+    match panic::catch_unwind(AssertUnwindSafe(|| args.apply(f))) {
+        Ok(value) => {
+            let encoded =
+                panic::catch_unwind(AssertUnwindSafe(|| wire::encode_into(&value, output)));
+            drop_quietly(value);
+            match encoded {
+                Ok(Ok(())) => CallStatus::Returned,
+                Ok(Err(error)) => {
+                    output.clear();
+                    output.extend_from_slice(
+                        format!("could not encode the result: {error}").as_bytes(),
+                    );
+                    CallStatus::Transport
+                }
+                Err(payload) => {
+                    output.clear();
+                    output.extend_from_slice(panic_message(&*payload).as_bytes());
+                    drop_payload(payload);
+                    CallStatus::Panicked
+                }
+            }
+        }
+        Err(payload) => {
+            output.extend_from_slice(panic_message(&*payload).as_bytes());
+            drop_payload(payload);
+            CallStatus::Panicked
+        }
+    }
+}
+
+/// Drops a value whose `Drop` might panic without unwinding out of the worker loop.
+fn drop_quietly<T>(value: T) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(value))) {
+        drop_payload(payload);
+    }
+}
+
+/// The point addresses are measured from: the executable's program headers, which the loader
+/// maps at a fixed offset from wherever it places the executable. Measuring from the executable
+/// rather than from a function of this crate keeps offsets right even when a program links two
+/// copies of this crate (two versions, or a test binary that also depends on the facade).
+pub(crate) fn anchor() -> usize {
+    // SAFETY: `getauxval` only reads the auxiliary vector the kernel gave the process.
+    unsafe { libc::getauxval(libc::AT_PHDR) as usize }
+}
+
+/// The offset of `address` from the anchor.
+pub(crate) fn offset_of(address: usize) -> isize {
+    address.wrapping_sub(anchor()) as isize
+}
+
+/// The address at `offset` from the anchor.
+pub(crate) fn address_at(offset: isize) -> usize {
+    anchor().wrapping_add(offset as usize)
+}
+
+macro_rules! remote_calls {
+    ($($name:ident($($arg:ident: $ty:ident),*);)*) => {$(
+        impl<Ret, $($ty),*> Arguments<Ret> for ($($ty,)*) {
+            type Function = fn($($ty),*) -> Ret;
+
+            unsafe fn function_at(address: usize) -> Self::Function {
+                // SAFETY: the caller guarantees `address` is such a function; function pointers
+                // and `usize` have the same size on every target Rust supports processes on.
+                unsafe { std::mem::transmute::<usize, fn($($ty),*) -> Ret>(address) }
+            }
+
+            #[allow(non_snake_case)]
+            fn apply(self, f: Self::Function) -> Ret {
+                let ($($ty,)*) = self;
+                f($($ty),*)
+            }
+        }
+
+        #[doc(hidden)]
+        #[allow(clippy::too_many_arguments)] // one per argument of the user's function
+        pub fn $name<Ret, $($ty),*>(f: fn($($ty),*) -> Ret, $($arg: $ty),*) -> RemoteCall<Ret>
+        where
+            $($ty: Serialize + DeserializeOwned + 'static,)*
+            Ret: Serialize + DeserializeOwned + Send + 'static,
+        {
+            let trampoline: ErasedTrampoline = trampoline::<($($ty,)*), Ret>;
+            RemoteCall {
+                function: offset_of(f as usize),
+                trampoline: offset_of(trampoline as usize),
+                arguments: wire::encode(&($($arg,)*)).map_err(|e| e.to_string()),
+                _result: std::marker::PhantomData,
+            }
+        }
+    )*};
+}
+
+remote_calls! {
+    remote0();
+    remote1(a1: A1);
+    remote2(a1: A1, a2: A2);
+    remote3(a1: A1, a2: A2, a3: A3);
+    remote4(a1: A1, a2: A2, a3: A3, a4: A4);
+    remote5(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5);
+    remote6(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6);
+    remote7(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7);
+    remote8(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8);
+    remote9(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9);
+    remote10(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10);
+    remote11(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10, a11: A11);
+    remote12(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10, a11: A11, a12: A12);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(a: u64, b: u64) -> u64 {
+        a + b
+    }
+
+    fn run(call: &RemoteCall<impl Sized>) -> (CallStatus, Vec<u8>) {
+        let trampoline = address_at(call.trampoline);
+        // SAFETY: the address is that of an `ErasedTrampoline`, taken in this process.
+        let trampoline = unsafe { std::mem::transmute::<usize, ErasedTrampoline>(trampoline) };
+        let mut output = Vec::new();
+        let arguments = call.arguments.as_ref().unwrap();
+        // SAFETY: the function address was taken from the matching function type.
+        let status = unsafe { trampoline(address_at(call.function), arguments, &mut output) };
+        (status, output)
+    }
+
+    #[test]
+    fn a_call_round_trips_through_offsets() {
+        let call = remote2(add, 40, 2);
+        let (status, output) = run(&call);
+        assert_eq!(status, CallStatus::Returned);
+        assert_eq!(wire::decode::<u64>(&output).unwrap(), 42);
+    }
+
+    #[test]
+    fn a_panic_is_reported_with_its_message() {
+        let call = remote1(|s: String| -> u8 { panic!("bad {s}") }, "input".to_string());
+        let (status, output) = run(&call);
+        assert_eq!(status, CallStatus::Panicked);
+        assert_eq!(String::from_utf8(output).unwrap(), "bad input");
+    }
+
+    #[test]
+    fn truncated_arguments_are_a_transport_error() {
+        let mut call = remote1(|s: String| s.len(), "some text".to_string());
+        call.arguments.as_mut().unwrap().truncate(3);
+        let (status, output) = run(&call);
+        assert_eq!(status, CallStatus::Transport);
+        assert!(String::from_utf8(output)
+            .unwrap()
+            .starts_with("could not decode the arguments"));
+    }
+}

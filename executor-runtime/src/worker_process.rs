@@ -1,0 +1,263 @@
+//! The worker side of the Process backend: how a re-executed binary becomes a worker before `main`.
+//!
+//! # How a process is told it is a worker
+//!
+//! The pool starts a worker by executing its own executable again (`std::env::current_exe()`; no
+//! `fork`, which in a process with other threads can leave the child holding a lock forever). The
+//! child inherits one end of a Unix socket pair, and the environment variable
+//! `__EXECUTOR_WORKER_FD` names its descriptor. This module places a function in the executable's
+//! `.init_array`, which the dynamic loader runs before `main`, in every program linked with this
+//! crate. It does nothing unless the variable is set *and* names an inherited socket. A worker
+//! removes the variable (so its own children are ordinary processes), reads the parent's hello,
+//! serves calls until the socket closes, and exits: the program's `main` (or the test harness,
+//! under `cargo test`) never runs in a worker. So there is nothing to call in `main`, no function to
+//! register and no attribute to remember, in binaries, examples, tests, doctests and nextest alike.
+//!
+//! # How a worker finds the function
+//!
+//! Each call names a function and a trampoline by their offsets from an anchor function (see
+//! `remote`). The hello carries the identity of the parent's executable (device, inode, size and
+//! modification time of `/proc/self/exe`); a worker whose executable differs (the file was rebuilt
+//! while the pool ran) refuses, since the offsets would name other code.
+//!
+//! # Lifetime
+//!
+//! A watchdog thread waits for the parent's end of the socket to close; when it does (the parent
+//! exited or was killed), the worker exits within a fraction of a second even if a task is still
+//! running, so no worker outlives its parent.
+
+use std::io::{self, BufReader, BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::io::{FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use crate::remote::{address_at, ErasedTrampoline};
+use crate::wire::{self, Fields, Kind, ReadError};
+use crate::worker::{self, Backend, WorkerInfo};
+
+/// Names the inherited socket of a worker.
+pub(crate) const WORKER_ENV: &str = "__EXECUTOR_WORKER_FD";
+
+/// Exit code of a worker whose parent sent something it could not understand.
+const EXIT_PROTOCOL: i32 = 70;
+/// Exit code of a worker that refused to serve (another executable).
+const EXIT_REFUSED: i32 = 71;
+
+#[used]
+#[cfg_attr(target_os = "linux", link_section = ".init_array")]
+static ENTER_WORKER_BEFORE_MAIN: extern "C" fn() = enter_worker_if_asked;
+
+/// Runs before `main` in every process; becomes a worker only when started as one.
+extern "C" fn enter_worker_if_asked() {
+    let Some(value) = std::env::var_os(WORKER_ENV) else {
+        return;
+    };
+    // Before `main` the process has one thread, so changing the environment races with nothing.
+    std::env::remove_var(WORKER_ENV);
+    let Some(fd) = value.to_str().and_then(|v| v.parse::<RawFd>().ok()) else {
+        return;
+    };
+    if !is_socket(fd) {
+        // Not started by a pool: an environment variable alone does not make a worker.
+        return;
+    }
+    let code = std::panic::catch_unwind(|| serve(fd)).unwrap_or(EXIT_PROTOCOL);
+    let _ = io::stdout().flush();
+    std::process::exit(code);
+}
+
+fn is_socket(fd: RawFd) -> bool {
+    // SAFETY: `fstat` writes only into the `stat` buffer we pass; an invalid `fd` makes it fail
+    // with `EBADF`, which we report as "not a socket".
+    unsafe {
+        let mut stat = std::mem::zeroed::<libc::stat>();
+        libc::fstat(fd, &mut stat) == 0 && (stat.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    }
+}
+
+/// The identity of the running executable, compared in the handshake.
+pub(crate) fn executable_identity() -> io::Result<[u64; 5]> {
+    let meta = std::fs::metadata("/proc/self/exe")?;
+    Ok([
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime() as u64,
+        meta.mtime_nsec() as u64,
+    ])
+}
+
+/// The worker's life: handshake, then calls until the parent closes the channel. Returns the exit code.
+fn serve(fd: RawFd) -> i32 {
+    // SAFETY: `fd` was inherited from the parent, is a socket (checked), and nothing else in this
+    // process knows it (the variable naming it is gone), so this stream is its only owner.
+    let channel = unsafe { UnixStream::from_raw_fd(fd) };
+    set_cloexec(fd);
+    let Ok(read_half) = channel.try_clone() else {
+        return EXIT_PROTOCOL;
+    };
+    start_watchdog(fd);
+    let mut reader = BufReader::with_capacity(1 << 16, read_half);
+    let mut writer = BufWriter::with_capacity(1 << 16, channel);
+    let mut payload = Vec::new();
+
+    let index = match handshake(&mut reader, &mut writer, &mut payload) {
+        Ok(index) => index,
+        Err(code) => return code,
+    };
+    worker::become_process_worker(WorkerInfo::new(Backend::Process, index, None));
+
+    let mut output = Vec::new();
+    let mut frame = Vec::new();
+    loop {
+        if reader.buffer().is_empty() && writer.flush().is_err() {
+            return 0;
+        }
+        match wire::read_frame(&mut reader, &mut payload) {
+            Ok(Kind::Call) => {}
+            Ok(other) => {
+                eprintln!("executor worker: unexpected {other:?} message from the pool");
+                return EXIT_PROTOCOL;
+            }
+            Err(ReadError::Closed) => return 0,
+            Err(error) => {
+                eprintln!("executor worker: {error}");
+                return EXIT_PROTOCOL;
+            }
+        }
+        let mut fields = Fields::new(&payload);
+        let (Ok(id), Ok(trampoline), Ok(function)) = (
+            fields.u64("call id"),
+            fields.i64("trampoline"),
+            fields.i64("function"),
+        ) else {
+            eprintln!("executor worker: a call message was too short");
+            return EXIT_PROTOCOL;
+        };
+        let arguments = fields.rest();
+
+        // Every earlier outcome leaves before this call runs: if the call kills the worker, the
+        // parent has the answers to all calls before it, so it blames exactly this one.
+        if writer.flush().is_err() {
+            return 0;
+        }
+        output.clear();
+        let started = Instant::now();
+        // SAFETY: the parent computed both offsets in the same executable (checked in the
+        // handshake) from a trampoline of type `ErasedTrampoline` and the function type that
+        // trampoline instance expects (`remote::remote<n>` pairs them). Only the parent can write
+        // to this channel (it is an inherited socket pair, not a path or a port).
+        let status = unsafe {
+            let trampoline =
+                std::mem::transmute::<usize, ErasedTrampoline>(address_at(trampoline as isize));
+            trampoline(address_at(function as isize), arguments, &mut output)
+        };
+        let elapsed = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+
+        frame.clear();
+        if wire::write_header(&mut frame, Kind::Outcome, 17 + output.len()).is_err() {
+            output.clear();
+            output.extend_from_slice(b"the result is larger than the 4 GiB message limit");
+            frame.clear();
+            let _ = wire::write_header(&mut frame, Kind::Outcome, 17 + output.len());
+            frame.extend_from_slice(&id.to_le_bytes());
+            frame.push(crate::remote::CallStatus::Transport as u8);
+        } else {
+            frame.extend_from_slice(&id.to_le_bytes());
+            frame.push(status as u8);
+        }
+        frame.extend_from_slice(&elapsed.to_le_bytes());
+        if writer.write_all(&frame).is_err() || writer.write_all(&output).is_err() {
+            return 0;
+        }
+        // Large buffers would otherwise stay allocated for the worker's life.
+        if output.capacity() > 1 << 20 {
+            output = Vec::new();
+        }
+        if payload.capacity() > 1 << 20 {
+            payload = Vec::new();
+        }
+    }
+}
+
+/// Reads the hello and answers it; gives this worker's index, or the exit code.
+fn handshake(
+    reader: &mut BufReader<UnixStream>,
+    writer: &mut BufWriter<UnixStream>,
+    payload: &mut Vec<u8>,
+) -> Result<usize, i32> {
+    match wire::read_frame(reader, payload) {
+        Ok(Kind::Hello) => {}
+        Ok(_) | Err(_) => return Err(EXIT_PROTOCOL),
+    }
+    let mut fields = Fields::new(payload);
+    let index = fields.u64("worker index").map_err(|_| EXIT_PROTOCOL)?;
+    let mut parent_exe = [0u64; 5];
+    for field in &mut parent_exe {
+        *field = fields
+            .u64("executable identity")
+            .map_err(|_| EXIT_PROTOCOL)?;
+    }
+    let refusal = match executable_identity() {
+        Ok(own) if own == parent_exe => None,
+        Ok(_) => Some(format!(
+            "the worker's executable {} is not the one the pool runs (it was replaced on disk, \
+             probably rebuilt, after the program started)",
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "(unknown path)".to_string())
+        )),
+        Err(error) => Some(format!(
+            "the worker could not identify its executable: {error}"
+        )),
+    };
+    let (kind, answer) = match &refusal {
+        None => (Kind::Ready, std::process::id().to_le_bytes().to_vec()),
+        Some(why) => (Kind::Refused, why.clone().into_bytes()),
+    };
+    if wire::write_frame(writer, kind, &answer).is_err() || writer.flush().is_err() {
+        return Err(0);
+    }
+    match refusal {
+        None => Ok(index as usize),
+        Some(_) => Err(EXIT_REFUSED),
+    }
+}
+
+fn set_cloexec(fd: RawFd) {
+    // SAFETY: `fcntl` with `F_SETFD` only changes the descriptor's flags; `fd` is ours.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+}
+
+/// Exits the process soon after the parent's end of the channel closes, even mid-task.
+fn start_watchdog(fd: RawFd) {
+    let spawned = std::thread::Builder::new()
+        .name("executor-watchdog".to_string())
+        .spawn(move || loop {
+            let mut poll_fd = libc::pollfd {
+                fd,
+                events: libc::POLLRDHUP,
+                revents: 0,
+            };
+            // SAFETY: `poll` reads and writes the one `pollfd` we pass, for the count we pass.
+            let ready = unsafe { libc::poll(&mut poll_fd, 1, -1) };
+            if ready < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            let hung_up = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+            if ready < 0 || poll_fd.revents & hung_up != 0 {
+                // An idle worker sees the end of input itself and exits cleanly; give it a moment.
+                std::thread::sleep(Duration::from_millis(200));
+                // SAFETY: `_exit` ends the process at once; nothing runs after it.
+                unsafe { libc::_exit(0) };
+            }
+        });
+    if spawned.is_err() {
+        // Without a watchdog a hung task could outlive the parent; the end of input still stops
+        // an idle worker. Nothing better to do this early.
+        eprintln!("executor worker: could not start the watchdog thread");
+    }
+}

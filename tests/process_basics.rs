@@ -1,0 +1,81 @@
+//! The Process backend: the same block as Thread, each call in a worker process.
+
+use executor::{current_worker, pool, Backend, TaskError};
+use serde::{Deserialize, Serialize};
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn pid() -> u32 {
+    std::process::id()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Page {
+    url: String,
+    words: Vec<String>,
+}
+
+fn count_words(page: Page) -> (String, usize) {
+    (page.url, page.words.len())
+}
+
+#[test]
+fn results_come_back_in_order() {
+    let sums: Vec<u64> = pool!(Process(max_workers = 2) => {
+        let futures: Vec<_> = (0..200).map(|i| submit(add, i, 1)).collect();
+        futures.into_iter().map(|f| f.result().unwrap()).collect()
+    });
+    assert_eq!(sums, (1..=200).collect::<Vec<_>>());
+}
+
+#[test]
+fn calls_run_in_other_processes() {
+    let pids: Vec<u32> = pool!(Process(max_workers = 2) => {
+        let futures: Vec<_> = (0..4).map(|_| submit(pid)).collect();
+        futures.into_iter().map(|f| f.result().unwrap()).collect()
+    });
+    assert!(pids.iter().all(|&p| p != std::process::id()), "{pids:?}");
+}
+
+#[test]
+fn user_structs_closures_and_paths_cross_the_boundary() {
+    let page = Page {
+        url: "https://example.com".into(),
+        words: vec!["a".into(), "b".into()],
+    };
+    let (counted, doubled, length) = pool!(Process => {
+        let counted = submit(count_words, page.clone());
+        let doubled = submit(|x: i64| x * 2, 21);
+        let length = submit(u64::pow, 2, 10);
+        (counted.result(), doubled.result(), length.result())
+    });
+    assert_eq!(counted, Ok(("https://example.com".to_string(), 2)));
+    assert_eq!(doubled, Ok(42));
+    assert_eq!(length, Ok(1024));
+}
+
+#[test]
+fn a_task_knows_it_runs_in_a_worker_process() {
+    let info = pool!(Process(max_workers = 1) => { submit(current_worker).result().unwrap() })
+        .expect("a call runs on a worker");
+    assert_eq!(info.backend(), Backend::Process);
+    assert_eq!(info.index(), 0);
+    assert_ne!(info.pid(), std::process::id());
+}
+
+fn fails(message: String) -> u8 {
+    panic!("{message}")
+}
+
+#[test]
+fn a_panic_comes_back_and_the_worker_serves_on() {
+    let (failed, after) = pool!(Process(max_workers = 1) => {
+        let failed = submit(fails, "bad input".to_string());
+        let after = submit(pid);
+        (failed.result(), after.result())
+    });
+    assert_eq!(failed, Err(TaskError::Panicked("bad input".to_string())));
+    assert!(after.is_ok());
+}

@@ -1,0 +1,92 @@
+//! A worker process that dies mid-task costs that task only: its future says how the worker died,
+//! a replacement starts, and every other task completes.
+
+use std::time::{Duration, Instant};
+
+use executor::{pool, TaskError, WorkerDeath};
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn abort() -> u64 {
+    std::process::abort()
+}
+
+fn exit_with(code: i32) -> u64 {
+    std::process::exit(code)
+}
+
+fn kill_myself() -> u64 {
+    // SAFETY: sends a signal to this process; no memory is touched.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    unreachable!("SIGKILL cannot be caught")
+}
+
+fn segfault() -> u64 {
+    let address = std::hint::black_box(8usize) as *mut u64;
+    // SAFETY: none; this is a deliberate invalid write, to crash the worker with SIGSEGV.
+    unsafe { address.write_volatile(1) };
+    unreachable!("the write above faults")
+}
+
+/// Runs `fault` among 20 healthy tasks on 2 workers; checks the fault's error and the others' values.
+fn only_the_faulty_task_is_lost(fault: fn() -> u64, expected: WorkerDeath) {
+    let started = Instant::now();
+    let (faulty, healthy) = pool!(Process(max_workers = 2) => {
+        let before: Vec<_> = (0..10).map(|i| submit(square, i)).collect();
+        let faulty = submit(fault);
+        let after: Vec<_> = (10..20).map(|i| submit(square, i)).collect();
+        let healthy: Vec<u64> = before
+            .into_iter()
+            .chain(after)
+            .map(|f| f.result().expect("a healthy task completes"))
+            .collect();
+        (faulty.result(), healthy)
+    });
+    assert_eq!(healthy, (0..20).map(|i| i * i).collect::<Vec<u64>>());
+    match faulty {
+        Err(TaskError::WorkerDied { pid, death }) => {
+            assert_ne!(pid, std::process::id());
+            assert_eq!(death, expected);
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn abort_is_reported_as_sigabrt() {
+    only_the_faulty_task_is_lost(abort, WorkerDeath::Signaled(libc::SIGABRT));
+}
+
+#[test]
+fn exit_3_is_reported_with_its_code() {
+    only_the_faulty_task_is_lost(|| exit_with(3), WorkerDeath::Exited(3));
+}
+
+#[test]
+fn exit_0_mid_task_is_still_a_death() {
+    only_the_faulty_task_is_lost(|| exit_with(0), WorkerDeath::Exited(0));
+}
+
+#[test]
+fn sigkill_is_reported_as_sigkill() {
+    only_the_faulty_task_is_lost(kill_myself, WorkerDeath::Signaled(libc::SIGKILL));
+}
+
+#[test]
+fn a_segfault_is_reported_as_sigsegv() {
+    only_the_faulty_task_is_lost(segfault, WorkerDeath::Signaled(libc::SIGSEGV));
+}
+
+#[test]
+fn the_error_message_says_how_the_worker_died() {
+    let error = pool!(Process(max_workers = 1) => { submit(abort).result() }).unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("was killed by signal 6 (SIGABRT)"), "{text}");
+}
