@@ -1,5 +1,5 @@
 use executor::pool;
 
 fn main() {
-    pool!(Process => {});
+    pool!(Auto => {});
 }

@@ -1,0 +1,14 @@
+use executor::pool;
+
+struct Handle(std::fs::File);
+
+fn size(_handle: Handle) -> u64 {
+    0
+}
+
+fn main() {
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let _ = pool!(Process => {
+        submit(size, Handle(file)).result()
+    });
+}

@@ -1,0 +1,8 @@
+use executor::pool;
+
+fn main() {
+    let offset = 10;
+    let _ = pool!(Process => {
+        submit(move |x: i32| x + offset, 1).result()
+    });
+}
