@@ -86,7 +86,7 @@ fn start_error(shared: &Shared) -> TaskError {
     TaskError::WorkerStart(shared.lock().start_error.clone().unwrap_or_default())
 }
 
-fn start_failed(shared: &Shared, slot: usize, generation: u64, why: String) {
+fn start_failed(shared: &Arc<Shared>, slot: usize, generation: u64, why: String) {
     log::warn!(
         "executor: process pool {} could not start a worker: {why}",
         shared.id
@@ -96,9 +96,14 @@ fn start_failed(shared: &Shared, slot: usize, generation: u64, why: String) {
         state.links[slot].alive = false;
     }
     let failed = shared.start_failed(&mut state, why.clone());
+    // Try again while attempts remain; `slot_to_start` stops after `START_ATTEMPTS` in a row.
+    let retry = shared.slot_to_start(&mut state);
     drop(state);
     shared.changed.notify_all();
     shared.fail_unsent(failed, &TaskError::WorkerStart(why));
+    if let Some((slot, generation)) = retry {
+        start(shared, slot, generation);
+    }
 }
 
 fn reap_quietly(mut child: Child) {

@@ -333,6 +333,7 @@ impl ProcessScope {
             .max_workers
             .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
         let executable = std::env::current_exe()
+            .map(on_disk)
             .map_err(|e| format!("cannot find the current executable: {e}"))
             .and_then(|path| {
                 executable_identity()
@@ -501,6 +502,16 @@ impl Drop for ProcessJoinGuard<'_> {
                 eprintln!("warning: {report}");
             }
         }
+    }
+}
+
+/// The path of the executable on disk. When the file was replaced after the program started, Linux
+/// names the running one `path (deleted)`; the workers start from `path`, the replacement, and the
+/// handshake then tells the two apart.
+fn on_disk(path: PathBuf) -> PathBuf {
+    match path.to_str().and_then(|p| p.strip_suffix(" (deleted)")) {
+        Some(original) => PathBuf::from(original),
+        None => path,
     }
 }
 

@@ -1,0 +1,190 @@
+//! Worker processes never outlive their parent, print where the parent prints, and refuse to
+//! serve when the executable on disk is no longer the one the pool runs.
+//!
+//! Each test starts this test binary again as a *helper* (one of the ignored tests below, selected
+//! by name and enabled by an environment variable), so that it can kill or feed a parent process.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use executor::pool;
+
+const HELPER: &str = "EXECUTOR_TEST_HELPER";
+const MARKERS: &[&str] = &["worker pid ", "worker stderr line", "before: ", "after: "];
+
+fn helper_enabled() -> bool {
+    std::env::var_os(HELPER).is_some()
+}
+
+fn start_helper(binary: &Path, name: &str) -> Child {
+    Command::new(binary)
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the test binary starts again as a helper")
+}
+
+/// Reads lines from `input` until `done` says so, for at most 60 seconds. The harness's own
+/// output (`test name ... `) may precede a line on the same line, so each line is kept from the
+/// first of `markers` it contains.
+fn read_until(input: &mut impl BufRead, mut done: impl FnMut(&[String]) -> bool) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lines = Vec::new();
+    while !done(&lines) {
+        assert!(Instant::now() < deadline, "helper output so far: {lines:?}");
+        let mut line = String::new();
+        if input.read_line(&mut line).unwrap() == 0 {
+            panic!("the helper's output ended early: {lines:?}");
+        }
+        let line = line.trim_end();
+        let start = MARKERS
+            .iter()
+            .filter_map(|marker| line.find(marker))
+            .min()
+            .unwrap_or(0);
+        lines.push(line[start..].to_string());
+    }
+    lines
+}
+
+fn report_pid_then_sleep(seconds: u64) -> u32 {
+    println!("worker pid {}", std::process::id());
+    eprintln!("worker stderr line");
+    std::thread::sleep(Duration::from_secs(seconds));
+    std::process::id()
+}
+
+#[test]
+#[ignore = "helper of killing_the_parent_stops_its_workers"]
+fn helper_with_two_sleeping_workers() {
+    if !helper_enabled() {
+        return;
+    }
+    pool!(Process(max_workers = 2) => {
+        let first = submit(report_pid_then_sleep, 60);
+        let second = submit(report_pid_then_sleep, 60);
+        let _ = (first.result(), second.result());
+    });
+}
+
+/// Whether process `pid` is gone (or a zombie waiting for init to reap it: it runs no code).
+fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            state.starts_with('Z') || state.starts_with('X')
+        }
+    }
+}
+
+#[test]
+fn killing_the_parent_stops_its_workers_and_their_output_reaches_the_parents() {
+    let mut helper = start_helper(
+        &std::env::current_exe().unwrap(),
+        "helper_with_two_sleeping_workers",
+    );
+    let mut stdout = BufReader::new(helper.stdout.take().unwrap());
+    let lines = read_until(&mut stdout, |lines| {
+        lines
+            .iter()
+            .filter(|l| l.starts_with("worker pid "))
+            .count()
+            == 2
+    });
+    let pids: Vec<u32> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("worker pid "))
+        .map(|pid| pid.parse().unwrap())
+        .collect();
+    assert!(pids.iter().all(|&pid| pid != helper.id()));
+    assert!(
+        pids.iter().all(|&pid| !is_gone(pid)),
+        "workers run before the kill"
+    );
+
+    helper.kill().unwrap();
+    helper.wait().unwrap();
+    let killed = Instant::now();
+    while !pids.iter().all(|&pid| is_gone(pid)) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(2),
+            "workers {pids:?} outlived their parent by 2 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let mut stderr = BufReader::new(helper.stderr.take().unwrap());
+    let errors = read_until(&mut stderr, |lines| {
+        lines.iter().filter(|l| *l == "worker stderr line").count() == 2
+    });
+    assert_eq!(
+        errors.iter().filter(|l| *l == "worker stderr line").count(),
+        2
+    );
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[test]
+#[ignore = "helper of a_rebuilt_executable_is_refused"]
+fn helper_that_outlives_its_executable() {
+    if !helper_enabled() {
+        return;
+    }
+    let before = pool!(Process(max_workers = 1) => { submit(square, 3).result() });
+    println!("before: {before:?}");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    let after = pool!(Process(max_workers = 1) => { submit(square, 4).result() });
+    match after {
+        Err(error) => println!("after: error: {error}"),
+        Ok(value) => println!("after: ok: {value}"),
+    }
+}
+
+#[test]
+fn a_rebuilt_executable_is_refused() {
+    let dir = std::env::temp_dir().join(format!("executor-rebuilt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join("helper");
+    std::fs::copy(std::env::current_exe().unwrap(), &binary).unwrap();
+
+    let mut helper = start_helper(&binary, "helper_that_outlives_its_executable");
+    let mut stdout = BufReader::new(helper.stdout.take().unwrap());
+    let lines = read_until(&mut stdout, |lines| {
+        lines.iter().any(|l| l.starts_with("before: "))
+    });
+    assert!(lines.contains(&"before: Ok(9)".to_string()), "{lines:?}");
+
+    // "Rebuild": a new file with the same contents takes the old one's name.
+    let rebuilt = dir.join("helper.new");
+    std::fs::copy(&binary, &rebuilt).unwrap();
+    std::fs::rename(&rebuilt, &binary).unwrap();
+    helper.stdin.take().unwrap().write_all(b"go\n").unwrap();
+
+    let lines = read_until(&mut stdout, |lines| {
+        lines.iter().any(|l| l.starts_with("after: "))
+    });
+    helper.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let after = lines.iter().find(|l| l.starts_with("after: ")).unwrap();
+    assert!(
+        after.starts_with("after: error: no worker process could run the task")
+            && after.contains("replaced on disk"),
+        "{after}"
+    );
+}
