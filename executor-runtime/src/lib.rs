@@ -15,6 +15,7 @@
 //! - `process_pool`: the Process backend on the parent's side: the queue, the guard, the join;
 //! - `process_link`: one worker process and the parent threads that send it calls and read outcomes;
 //! - `worker_process`: the worker's side: becoming a worker before `main`, serving calls;
+//! - `spawn`: starting a worker process (`posix_spawn`) and reaping it;
 //! - `remote`: turning `submit(f, args...)` into a call another process can make;
 //! - `wire`: the frames and value encoding between a pool and its workers.
 
@@ -29,6 +30,7 @@ mod options;
 mod process_link;
 mod process_pool;
 mod remote;
+mod spawn;
 mod thread_pool;
 mod wire;
 mod worker;

@@ -9,8 +9,7 @@
 use std::io::{self, BufReader, Write};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, Stdio};
+use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::error::{TaskError, WorkerDeath};
 use crate::process_pool::{worker_env, JobRef, LinkState, Outcome, Queued, Shared};
 use crate::remote::CallStatus;
+use crate::spawn::{self, WorkerProcess, WORKER_FD};
 use crate::wire::{self, Fields, Kind, ReadError};
 
 /// How much work, in run time, a link tries to keep in flight to its worker.
@@ -106,36 +106,42 @@ fn start_failed(shared: &Arc<Shared>, slot: usize, generation: u64, why: String)
     }
 }
 
-fn reap_quietly(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+fn reap_quietly(child: WorkerProcess) {
+    // Dropping an unreaped worker kills and reaps it.
+    drop(child);
 }
 
 /// Executes the current binary as a worker, with one end of a fresh socket pair.
-fn spawn_worker(shared: &Shared) -> Result<(Child, UnixStream), String> {
+fn spawn_worker(shared: &Shared) -> Result<(WorkerProcess, UnixStream), String> {
     let (path, _) = shared.executable.as_ref().map_err(Clone::clone)?;
     let (parent_end, child_end) =
         UnixStream::pair().map_err(|e| format!("cannot create a socket pair: {e}"))?;
-    let child_fd = child_end.as_raw_fd();
-    let (name, value) = worker_env(child_fd);
-    let mut command = Command::new(path);
-    command.env(name, value).stdin(Stdio::null());
-    // SAFETY: the closure runs in the child between `fork` and `exec`, where only async-signal-safe
-    // calls are allowed; it makes one, `fcntl`, to let the child's end of the socket survive `exec`
-    // (both ends are created close-on-exec, so no other child of this process inherits them).
-    unsafe {
-        command.pre_exec(move || {
-            if libc::fcntl(child_fd, libc::F_SETFD, 0) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = command
-        .spawn()
+    // Larger socket buffers let a big argument cross in a few large copies instead of many
+    // 200 KiB ones, each a context switch between writer and worker.
+    set_buffer_size(&parent_end, libc::SO_SNDBUF, SOCKET_BUFFER);
+    set_buffer_size(&child_end, libc::SO_RCVBUF, SOCKET_BUFFER);
+    let (name, value) = worker_env(WORKER_FD);
+    let child = spawn::spawn(path, child_end.as_raw_fd(), (name, &value))
         .map_err(|e| format!("cannot execute {}: {e}", path.display()))?;
     drop(child_end);
     Ok((child, parent_end))
+}
+
+/// Socket buffer size asked for (the kernel caps it at `net.core.wmem_max`/`rmem_max`).
+const SOCKET_BUFFER: libc::c_int = 4 << 20;
+
+fn set_buffer_size(socket: &UnixStream, option: libc::c_int, size: libc::c_int) {
+    // SAFETY: `setsockopt` reads `size_of::<c_int>()` bytes from the pointer we pass, which points
+    // at a live `c_int`; a failure only leaves the default size.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 /// Writes without raising `SIGPIPE` when the worker is gone: the write fails with `EPIPE` instead.
@@ -223,21 +229,28 @@ fn writer_loop(shared: &Shared, slot: usize, generation: u64, mut out: SocketWri
         frame.clear();
         for (id, request) in batch.drain(..) {
             let arguments = &request.arguments;
-            if wire::write_header(&mut frame, Kind::Call, 24 + arguments.len()).is_err() {
+            let len = arguments.len();
+            if len > wire::MAX_FRAME - 24 {
                 // Over the frame limit: send it empty; the worker reports the undecodable arguments.
-                frame.clear();
                 let _ = wire::write_header(&mut frame, Kind::Call, 24);
+            } else {
+                let _ = wire::write_header(&mut frame, Kind::Call, 24 + len);
             }
             frame.extend_from_slice(&id.to_le_bytes());
             frame.extend_from_slice(&(request.trampoline as i64).to_le_bytes());
             frame.extend_from_slice(&(request.function as i64).to_le_bytes());
-            if arguments.len() <= COPY_LIMIT {
-                frame.extend_from_slice(arguments);
-            } else if arguments.len() <= wire::MAX_FRAME - 24 {
-                if out.write_all(&frame).is_err() || out.write_all(arguments).is_err() {
-                    return;
+            if len > wire::MAX_FRAME - 24 {
+                continue;
+            }
+            for part in arguments.parts() {
+                if part.len() <= COPY_LIMIT {
+                    frame.extend_from_slice(part);
+                } else {
+                    if out.write_all(&frame).is_err() || out.write_all(part).is_err() {
+                        return;
+                    }
+                    frame.clear();
                 }
-                frame.clear();
             }
         }
         // A failed write means the worker is gone; its reader notices and cleans up.
@@ -261,7 +274,7 @@ fn reader_loop(
     shared: &Arc<Shared>,
     slot: usize,
     generation: u64,
-    child: Child,
+    child: WorkerProcess,
     input: UnixStream,
 ) {
     let mut reader = BufReader::with_capacity(1 << 16, input);
@@ -352,7 +365,7 @@ fn finish(
     shared: &Arc<Shared>,
     slot: usize,
     generation: u64,
-    mut child: Child,
+    mut child: WorkerProcess,
     ready: bool,
     end: End,
 ) {
@@ -366,7 +379,7 @@ fn finish(
         }
     };
     if broke_protocol {
-        let _ = child.kill();
+        child.kill();
     }
     let death = match child.wait() {
         _ if broke_protocol => WorkerDeath::BrokeProtocol,
@@ -440,12 +453,18 @@ fn finish(
 }
 
 /// Whether the child exits within `limit` (a worker that closed its channel but runs on does not).
-fn exited_within(child: &mut Child, limit: Duration) -> bool {
+/// A worker that closed its channel by exiting is usually reaped within microseconds, so the
+/// polling starts fine and backs off.
+fn exited_within(child: &mut WorkerProcess, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_micros(20);
     loop {
         match child.try_wait() {
             Ok(Some(_)) => return true,
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+            Ok(None) if Instant::now() < deadline => {
+                thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(5));
+            }
             Ok(None) => return false,
             Err(_) => return true,
         }

@@ -46,7 +46,7 @@ const START_ATTEMPTS: usize = 3;
 pub(crate) struct Request {
     pub(crate) function: isize,
     pub(crate) trampoline: isize,
-    pub(crate) arguments: Vec<u8>,
+    pub(crate) arguments: wire::Parts,
 }
 
 /// A call as the pool sees it, with its result type erased.
@@ -89,7 +89,7 @@ struct ProcessTask<R> {
     request: Arc<Request>,
 }
 
-impl<R: DeserializeOwned + Send> Job for ProcessTask<R> {
+impl<R: DeserializeOwned + Send + 'static> Job for ProcessTask<R> {
     fn try_dispatch(&self) -> bool {
         self.completion.try_start()
     }
@@ -100,7 +100,7 @@ impl<R: DeserializeOwned + Send> Job for ProcessTask<R> {
 
     unsafe fn resolve(&self, outcome: Outcome<'_>) -> (bool, bool) {
         let outcome = match outcome {
-            Outcome::Answered(CallStatus::Returned, bytes) => wire::decode::<R>(bytes)
+            Outcome::Answered(CallStatus::Returned, bytes) => wire::decode_whole::<R>(bytes)
                 .map_err(|why| TaskError::Transport(format!("could not decode the result: {why}"))),
             Outcome::Answered(CallStatus::Panicked, bytes) => Err(TaskError::Panicked(
                 String::from_utf8_lossy(bytes).into_owned(),
@@ -375,7 +375,7 @@ impl ProcessScope {
     {
         let (arguments, encode_error) = match call.arguments {
             Ok(bytes) => (bytes, None),
-            Err(why) => (Vec::new(), Some(why)),
+            Err(why) => (wire::Parts::default(), Some(why)),
         };
         let task = Box::new(ProcessTask::<R> {
             completion: Completion::new(),

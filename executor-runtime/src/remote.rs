@@ -30,7 +30,7 @@ pub struct RemoteCall<R> {
     pub(crate) function: isize,
     pub(crate) trampoline: isize,
     /// The encoded argument tuple, or why it could not be encoded.
-    pub(crate) arguments: Result<Vec<u8>, String>,
+    pub(crate) arguments: Result<wire::Parts, String>,
     _result: std::marker::PhantomData<fn() -> R>,
 }
 
@@ -62,7 +62,7 @@ pub(crate) type ErasedTrampoline = unsafe fn(usize, &[u8], &mut Vec<u8>) -> Call
 
 /// An argument tuple that can call a function pointer of the matching arity.
 #[doc(hidden)]
-pub trait Arguments<R>: Sized {
+pub(crate) trait Arguments<R>: Sized {
     /// `fn(A1, ..., An) -> R`.
     type Function: Copy;
 
@@ -74,6 +74,12 @@ pub trait Arguments<R>: Sized {
 
     /// Calls `f` with the tuple's elements.
     fn apply(self, f: Self::Function) -> R;
+
+    /// Encodes the elements, in order (see `wire::encode_value`).
+    fn encode(self, output: &mut wire::Parts) -> Result<(), String>;
+
+    /// Reads the elements back; all of `input` must be used.
+    fn decode(input: &[u8]) -> Result<Self, String>;
 }
 
 /// Decodes the arguments, calls the function at `function`, and encodes its result into `output`.
@@ -86,12 +92,12 @@ pub(crate) unsafe fn trampoline<Args, R>(
     output: &mut Vec<u8>,
 ) -> CallStatus
 where
-    Args: Arguments<R> + DeserializeOwned,
-    R: Serialize,
+    Args: Arguments<R>,
+    R: Serialize + 'static,
 {
     // SAFETY: forwarded from the caller.
     let f = unsafe { Args::function_at(function) };
-    let args: Args = match wire::decode(input) {
+    let args: Args = match Args::decode(input) {
         Ok(args) => args,
         Err(error) => {
             output.extend_from_slice(format!("could not decode the arguments: {error}").as_bytes());
@@ -156,7 +162,10 @@ pub(crate) fn address_at(offset: isize) -> usize {
 
 macro_rules! remote_calls {
     ($($name:ident($($arg:ident: $ty:ident),*);)*) => {$(
-        impl<Ret, $($ty),*> Arguments<Ret> for ($($ty,)*) {
+        impl<Ret, $($ty),*> Arguments<Ret> for ($($ty,)*)
+        where
+            $($ty: Serialize + DeserializeOwned + 'static,)*
+        {
             type Function = fn($($ty),*) -> Ret;
 
             unsafe fn function_at(address: usize) -> Self::Function {
@@ -170,6 +179,22 @@ macro_rules! remote_calls {
                 let ($($ty,)*) = self;
                 f($($ty),*)
             }
+
+            #[allow(non_snake_case, unused_variables)]
+            fn encode(self, output: &mut wire::Parts) -> Result<(), String> {
+                let ($($ty,)*) = self;
+                $(output.push_value($ty)?;)*
+                Ok(())
+            }
+
+            #[allow(non_snake_case, unused_mut)]
+            fn decode(mut input: &[u8]) -> Result<Self, String> {
+                $(let $ty = wire::decode_value::<$ty>(&mut input)?;)*
+                match input.len() {
+                    0 => Ok(($($ty,)*)),
+                    extra => Err(format!("{extra} unexpected bytes after the arguments")),
+                }
+            }
         }
 
         #[doc(hidden)]
@@ -180,10 +205,13 @@ macro_rules! remote_calls {
             Ret: Serialize + DeserializeOwned + Send + 'static,
         {
             let trampoline: ErasedTrampoline = trampoline::<($($ty,)*), Ret>;
+            let mut arguments = wire::Parts::default();
+            let encoded = <($($ty,)*) as Arguments<Ret>>::encode(($($arg,)*), &mut arguments)
+                .map(|()| arguments);
             RemoteCall {
                 function: offset_of(f as usize),
                 trampoline: offset_of(trampoline as usize),
-                arguments: wire::encode(&($($arg,)*)).map_err(|e| e.to_string()),
+                arguments: encoded,
                 _result: std::marker::PhantomData,
             }
         }
@@ -219,9 +247,9 @@ mod tests {
         // SAFETY: the address is that of an `ErasedTrampoline`, taken in this process.
         let trampoline = unsafe { std::mem::transmute::<usize, ErasedTrampoline>(trampoline) };
         let mut output = Vec::new();
-        let arguments = call.arguments.as_ref().unwrap();
+        let arguments = call.arguments.as_ref().unwrap().concat();
         // SAFETY: the function address was taken from the matching function type.
-        let status = unsafe { trampoline(address_at(call.function), arguments, &mut output) };
+        let status = unsafe { trampoline(address_at(call.function), &arguments, &mut output) };
         (status, output)
     }
 
@@ -230,7 +258,7 @@ mod tests {
         let call = remote2(add, 40, 2);
         let (status, output) = run(&call);
         assert_eq!(status, CallStatus::Returned);
-        assert_eq!(wire::decode::<u64>(&output).unwrap(), 42);
+        assert_eq!(wire::decode_whole::<u64>(&output).unwrap(), 42);
     }
 
     #[test]
@@ -243,9 +271,15 @@ mod tests {
 
     #[test]
     fn truncated_arguments_are_a_transport_error() {
-        let mut call = remote1(|s: String| s.len(), "some text".to_string());
-        call.arguments.as_mut().unwrap().truncate(3);
-        let (status, output) = run(&call);
+        let call = remote1(|s: String| s.len(), "some text".to_string());
+        let mut arguments = call.arguments.as_ref().unwrap().concat();
+        arguments.truncate(3);
+        let trampoline = address_at(call.trampoline);
+        // SAFETY: as in `run`.
+        let trampoline = unsafe { std::mem::transmute::<usize, ErasedTrampoline>(trampoline) };
+        let mut output = Vec::new();
+        // SAFETY: as in `run`.
+        let status = unsafe { trampoline(address_at(call.function), &arguments, &mut output) };
         assert_eq!(status, CallStatus::Transport);
         assert!(String::from_utf8(output)
             .unwrap()

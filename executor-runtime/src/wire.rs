@@ -9,6 +9,7 @@
 //! before it reads the payload, refuses lengths over [`MAX_FRAME`], and grows its buffer as bytes
 //! arrive rather than allocating the length a corrupt header claims.
 
+use std::any::{Any, TypeId};
 use std::io::{self, Read, Write};
 
 use serde::de::DeserializeOwned;
@@ -54,11 +55,6 @@ impl Kind {
     }
 }
 
-/// Encodes a value.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_allocvec(value)
-}
-
 /// Appends the encoding of a value to `output`.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
@@ -69,12 +65,103 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     Ok(())
 }
 
-/// Decodes a value, which must use all of `bytes`.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    match postcard::take_from_bytes(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => Err(format!("{} unexpected bytes after the value", rest.len())),
-        Err(error) => Err(error.to_string()),
+/// Appends one value (an argument or a result). A `Vec<u8>` is copied as raw bytes: serde would
+/// encode it byte by byte, which caps a 1 MiB argument at about 0.6 GB/s in every serde format
+/// measured. Other types go through serde and postcard.
+pub(crate) fn encode_value<T: Serialize + 'static>(
+    value: &T,
+    output: &mut Vec<u8>,
+) -> Result<(), String> {
+    if let Some(bytes) = (value as &dyn Any).downcast_ref::<Vec<u8>>() {
+        output.reserve(8 + bytes.len());
+        output.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        output.extend_from_slice(bytes);
+        return Ok(());
+    }
+    encode_into(value, output).map_err(|e| e.to_string())
+}
+
+/// An encoded message kept in parts, so that a large byte vector is sent from the caller's own
+/// buffer instead of being copied into the message.
+#[derive(Debug, Default)]
+pub(crate) struct Parts {
+    parts: Vec<Vec<u8>>,
+}
+
+/// Byte vectors at least this long become parts of their own.
+const OWN_PART: usize = 1 << 14;
+
+impl Parts {
+    /// Appends one value, as [`encode_value`] would, taking ownership of a `Vec<u8>`.
+    pub(crate) fn push_value<T: Serialize + 'static>(&mut self, value: T) -> Result<(), String> {
+        if TypeId::of::<T>() == TypeId::of::<Vec<u8>>() {
+            let value: Box<dyn Any> = Box::new(value);
+            let bytes = *value.downcast::<Vec<u8>>().expect("T is Vec<u8>");
+            if bytes.len() >= OWN_PART {
+                self.tail()
+                    .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                self.parts.push(bytes);
+                self.parts.push(Vec::new());
+                return Ok(());
+            }
+            return encode_value(&bytes, self.tail());
+        }
+        encode_value(&value, self.tail())
+    }
+
+    fn tail(&mut self) -> &mut Vec<u8> {
+        if self.parts.is_empty() {
+            self.parts.push(Vec::new());
+        }
+        self.parts.last_mut().expect("not empty")
+    }
+
+    /// The parts, in order.
+    pub(crate) fn parts(&self) -> &[Vec<u8>] {
+        &self.parts
+    }
+
+    /// The total length.
+    pub(crate) fn len(&self) -> usize {
+        self.parts.iter().map(Vec::len).sum()
+    }
+
+    /// The whole message in one buffer.
+    #[cfg(test)]
+    pub(crate) fn concat(&self) -> Vec<u8> {
+        self.parts.concat()
+    }
+}
+
+/// Takes one value written by [`encode_value`] off the front of `input`.
+pub(crate) fn decode_value<T: DeserializeOwned + 'static>(input: &mut &[u8]) -> Result<T, String> {
+    if TypeId::of::<T>() == TypeId::of::<Vec<u8>>() {
+        let Some((len, rest)) = input.split_first_chunk::<8>() else {
+            return Err("the input ends inside a length".to_string());
+        };
+        let len = u64::from_le_bytes(*len);
+        if len > rest.len() as u64 {
+            return Err(format!(
+                "a byte vector claims {len} bytes but {} remain",
+                rest.len()
+            ));
+        }
+        let (bytes, rest) = rest.split_at(len as usize);
+        *input = rest;
+        let value: Box<dyn Any> = Box::new(bytes.to_vec());
+        return Ok(*value.downcast::<T>().expect("T is Vec<u8>"));
+    }
+    let (value, rest) = postcard::take_from_bytes(input).map_err(|e| e.to_string())?;
+    *input = rest;
+    Ok(value)
+}
+
+/// Decodes a whole message holding one value written by [`encode_value`].
+pub(crate) fn decode_whole<T: DeserializeOwned + 'static>(mut input: &[u8]) -> Result<T, String> {
+    let value = decode_value(&mut input)?;
+    match input.len() {
+        0 => Ok(value),
+        extra => Err(format!("{extra} unexpected bytes after the value")),
     }
 }
 
@@ -143,12 +230,18 @@ pub(crate) fn read_frame(input: &mut impl Read, payload: &mut Vec<u8>) -> Result
     let mut remaining = len;
     while remaining > 0 {
         let step = remaining.min(READ_STEP);
-        let start = payload.len();
-        payload.resize(start + step, 0);
-        if let Err(error) = input.read_exact(&mut payload[start..]) {
-            return Err(ReadError::Io(error));
+        payload.reserve_exact(step);
+        // `read_to_end` fills the spare capacity without zeroing it first.
+        match input.by_ref().take(step as u64).read_to_end(payload) {
+            Ok(got) if got == step => remaining -= step,
+            Ok(_) => {
+                return Err(ReadError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the channel closed inside a frame",
+                )))
+            }
+            Err(error) => return Err(ReadError::Io(error)),
         }
-        remaining -= step;
     }
     Ok(kind)
 }
@@ -271,15 +364,47 @@ mod tests {
     }
 
     #[test]
+    fn byte_vectors_take_the_raw_path_and_round_trip() {
+        let mut output = Vec::new();
+        encode_value(&vec![1u8, 2, 3], &mut output).unwrap();
+        encode_value(&"after".to_string(), &mut output).unwrap();
+        assert_eq!(&output[..11], &[3, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]);
+        let mut input = output.as_slice();
+        assert_eq!(decode_value::<Vec<u8>>(&mut input).unwrap(), vec![1, 2, 3]);
+        assert_eq!(decode_value::<String>(&mut input).unwrap(), "after");
+        assert!(input.is_empty());
+        let claims_too_much = [9u8, 0, 0, 0, 0, 0, 0, 0, 1];
+        assert!(decode_whole::<Vec<u8>>(&claims_too_much).is_err());
+        assert!(decode_whole::<Vec<u8>>(&[1, 0]).is_err());
+    }
+
+    #[test]
+    fn parts_encode_as_one_message_would() {
+        let big = vec![5u8; OWN_PART];
+        let mut parts = Parts::default();
+        parts.push_value(1u32).unwrap();
+        parts.push_value(big.clone()).unwrap();
+        parts.push_value(vec![1u8, 2]).unwrap();
+        let mut flat = Vec::new();
+        encode_value(&1u32, &mut flat).unwrap();
+        encode_value(&big, &mut flat).unwrap();
+        encode_value(&vec![1u8, 2], &mut flat).unwrap();
+        assert_eq!(parts.concat(), flat);
+        assert_eq!(parts.len(), flat.len());
+        assert!(parts.parts().iter().any(|part| part.len() == OWN_PART));
+    }
+
+    #[test]
     fn values_decode_only_when_complete() {
-        let bytes = encode(&("text".to_string(), 7u32)).unwrap();
+        let mut bytes = Vec::new();
+        encode_value(&("text".to_string(), 7u32), &mut bytes).unwrap();
         assert_eq!(
-            decode::<(String, u32)>(&bytes).unwrap(),
+            decode_whole::<(String, u32)>(&bytes).unwrap(),
             ("text".to_string(), 7)
         );
-        assert!(decode::<(String, u32)>(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_whole::<(String, u32)>(&bytes[..bytes.len() - 1]).is_err());
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(decode::<(String, u32)>(&longer).is_err());
+        assert!(decode_whole::<(String, u32)>(&longer).is_err());
     }
 }

@@ -39,6 +39,9 @@ use crate::worker::{self, Backend, WorkerInfo};
 /// Names the inherited socket of a worker.
 pub(crate) const WORKER_ENV: &str = "__EXECUTOR_WORKER_FD";
 
+/// The largest message buffer a worker keeps between calls.
+const KEEP_BUFFER: usize = 64 << 20;
+
 /// Exit code of a worker whose parent sent something it could not understand.
 const EXIT_PROTOCOL: i32 = 70;
 /// Exit code of a worker that refused to serve (another executable).
@@ -171,11 +174,12 @@ fn serve(fd: RawFd) -> i32 {
         if writer.write_all(&frame).is_err() || writer.write_all(&output).is_err() {
             return 0;
         }
-        // Large buffers would otherwise stay allocated for the worker's life.
-        if output.capacity() > 1 << 20 {
+        // Buffers are reused (a fresh one costs a page fault per 4 KiB), but a huge one would
+        // otherwise stay allocated for the worker's life.
+        if output.capacity() > KEEP_BUFFER {
             output = Vec::new();
         }
-        if payload.capacity() > 1 << 20 {
+        if payload.capacity() > KEEP_BUFFER {
             payload = Vec::new();
         }
     }

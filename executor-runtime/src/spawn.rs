@@ -1,0 +1,182 @@
+//! Starting a worker process, and reaping it.
+//!
+//! `std::process::Command` can pass an extra descriptor to a child only through `pre_exec`, which
+//! makes it `fork` the parent: the kernel copies the parent's page tables and the parent then takes
+//! a copy-on-write fault on every page it touches until the child has called `exec`. With a large
+//! heap that cost milliseconds per worker. `posix_spawn` (a `vfork`-style clone in glibc) copies
+//! nothing, and its `adddup2` file action places the socket at a fixed descriptor in the child, where
+//! `dup2` clears close-on-exec, so no other child of this process can inherit it.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::ExitStatus;
+
+/// The descriptor a worker finds its socket at.
+pub(crate) const WORKER_FD: RawFd = 3;
+
+/// A started worker process; dropping it without [`WorkerProcess::wait`] kills and reaps it.
+pub(crate) struct WorkerProcess {
+    pid: libc::pid_t,
+    reaped: bool,
+    /// The status it was reaped with.
+    status: Option<ExitStatus>,
+}
+
+impl WorkerProcess {
+    pub(crate) fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Sends `SIGKILL`. Harmless if it already exited (it stays a zombie until reaped).
+    pub(crate) fn kill(&self) {
+        if !self.reaped {
+            // SAFETY: `kill` only sends a signal; the pid is our unreaped child, so it was not reused.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+    }
+
+    /// Waits for the process to end and reaps it.
+    pub(crate) fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.wait_with(0)
+            .map(|status| status.expect("a blocking wait returns a status"))
+    }
+
+    /// Reaps the process if it has ended.
+    pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.wait_with(libc::WNOHANG)
+    }
+
+    fn wait_with(&mut self, flags: libc::c_int) -> io::Result<Option<ExitStatus>> {
+        if self.reaped {
+            return Ok(self.status);
+        }
+        let mut status = 0;
+        loop {
+            // SAFETY: `waitpid` writes the status into the `c_int` we pass.
+            let pid = unsafe { libc::waitpid(self.pid, &mut status, flags) };
+            if pid == self.pid {
+                self.reaped = true;
+                self.status = Some(ExitStatus::from_raw(status));
+                return Ok(self.status);
+            }
+            if pid == 0 {
+                return Ok(None);
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill();
+            let _ = self.wait();
+        }
+    }
+}
+
+/// Executes `path` with the socket `channel` at [`WORKER_FD`], `env` added to the environment,
+/// stdin from `/dev/null`, stdout and stderr shared with this process, and no signal blocked.
+pub(crate) fn spawn(path: &Path, channel: RawFd, env: (&str, &OsStr)) -> io::Result<WorkerProcess> {
+    let program = CString::new(path.as_os_str().as_bytes())?;
+    let argv = [program.as_ptr(), std::ptr::null()];
+    let mut environment: Vec<CString> = std::env::vars_os()
+        .filter(|(name, _)| name != env.0)
+        .filter_map(|(name, value)| {
+            let mut entry = name.into_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            CString::new(entry).ok()
+        })
+        .collect();
+    let mut ours = env.0.as_bytes().to_vec();
+    ours.push(b'=');
+    ours.extend_from_slice(env.1.as_bytes());
+    environment.push(CString::new(ours)?);
+    let envp: Vec<*const libc::c_char> = environment
+        .iter()
+        .map(|entry| entry.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let null = std::fs::File::open("/dev/null")?;
+    // `dup2(3, 3)` would leave close-on-exec set: move a socket that sits at 3 elsewhere first.
+    let moved = if channel == WORKER_FD {
+        // SAFETY: `fcntl(F_DUPFD_CLOEXEC)` returns a new descriptor that we alone own.
+        let fd = unsafe { libc::fcntl(channel, libc::F_DUPFD_CLOEXEC, WORKER_FD + 1) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor owned by nothing else.
+        Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    } else {
+        None
+    };
+    let channel = moved.as_ref().map_or(channel, |fd| fd.as_raw_fd());
+
+    // SAFETY: every pointer passed below is valid for the duration of the calls: `program`, `argv`,
+    // `environment` and `envp` live until the end of this function and are NUL-terminated, as
+    // `posix_spawn` requires; `actions` and `attributes` are initialised before use and destroyed
+    // once. The descriptors named in the file actions are open (`channel`, `null`).
+    unsafe {
+        let mut actions = std::mem::zeroed::<libc::posix_spawn_file_actions_t>();
+        let mut attributes = std::mem::zeroed::<libc::posix_spawnattr_t>();
+        check(libc::posix_spawn_file_actions_init(&mut actions))?;
+        check(libc::posix_spawnattr_init(&mut attributes))?;
+        let mut result = check(libc::posix_spawn_file_actions_adddup2(
+            &mut actions,
+            null.as_raw_fd(),
+            0,
+        ));
+        if result.is_ok() && channel != WORKER_FD {
+            result = check(libc::posix_spawn_file_actions_adddup2(
+                &mut actions,
+                channel,
+                WORKER_FD,
+            ));
+        }
+        if result.is_ok() {
+            let mut empty = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigemptyset(&mut empty);
+            result =
+                check(libc::posix_spawnattr_setsigmask(&mut attributes, &empty)).and_then(|()| {
+                    check(libc::posix_spawnattr_setflags(
+                        &mut attributes,
+                        libc::POSIX_SPAWN_SETSIGMASK as libc::c_short,
+                    ))
+                });
+        }
+        let mut pid: libc::pid_t = 0;
+        if result.is_ok() {
+            result = check(libc::posix_spawn(
+                &mut pid,
+                program.as_ptr(),
+                &actions,
+                &attributes,
+                argv.as_ptr().cast(),
+                envp.as_ptr().cast(),
+            ));
+        }
+        libc::posix_spawn_file_actions_destroy(&mut actions);
+        libc::posix_spawnattr_destroy(&mut attributes);
+        result.map(|()| WorkerProcess {
+            pid,
+            reaped: false,
+            status: None,
+        })
+    }
+}
+
+fn check(code: libc::c_int) -> io::Result<()> {
+    match code {
+        0 => Ok(()),
+        code => Err(io::Error::from_raw_os_error(code)),
+    }
+}
