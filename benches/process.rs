@@ -1,5 +1,7 @@
-//! The Process backend against its floor: 20,000 tiny tasks, 200 tasks with a 1 MiB argument, and
-//! pool start-up, on 2 workers; and a raw pipe ping-pong between two processes.
+//! The Process backend against its peers and its floor, on 2 workers: 20,000 tiny tasks, 200 tasks
+//! with a 1 MiB argument, and pool start-up, through `pool!(Process)`, the `procspawn` crate's
+//! `Pool`, and (after divan's table) Python's `ProcessPoolExecutor`, driven by running
+//! `benches/python/executors.py`; plus a raw pipe ping-pong between two processes.
 //!
 //! Run: `cargo bench --bench process`. `BENCHMARKS.md` records the figures and the ratios.
 
@@ -15,7 +17,21 @@ const PAYLOADS: usize = 200;
 const WORKERS: usize = 2;
 
 fn main() {
+    // procspawn needs this first thing in `main`; `pool!` needs nothing.
+    procspawn::init();
     divan::main();
+    run_python_peers();
+}
+
+/// Runs Python's side of the comparison in the same run and prints its figures.
+fn run_python_peers() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python/executors.py");
+    println!("\nPython concurrent.futures, same work ({script}):");
+    match Command::new("python3").arg(script).arg("3").status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => println!("python3 failed: {status}"),
+        Err(error) => println!("python3 could not run: {error}"),
+    }
 }
 
 fn add(a: u64, b: u64) -> u64 {
@@ -38,15 +54,20 @@ fn executor_process_tiny(bencher: Bencher) {
     });
 }
 
+/// The 200 arguments are built outside the timed part (as Python's benchmark passes one prebuilt
+/// `bytes` object): the figure is the cost of moving them, not of making them.
 #[divan::bench(sample_count = 10, sample_size = 1)]
 fn executor_process_1mib_arguments(bencher: Bencher) {
     let payload = vec![7u8; 1 << 20];
-    bencher.counter(BytesCount::new(PAYLOADS << 20)).bench(|| {
-        pool!(Process(max_workers = WORKERS) => {
-            let futures: Vec<_> = (0..PAYLOADS).map(|_| submit(length, payload.clone())).collect();
-            futures.into_iter().map(|f| f.result().unwrap()).sum::<usize>()
-        })
-    });
+    bencher
+        .counter(BytesCount::new(PAYLOADS << 20))
+        .with_inputs(|| vec![payload.clone(); PAYLOADS])
+        .bench_values(|payloads| {
+            pool!(Process(max_workers = WORKERS) => {
+                let futures: Vec<_> = payloads.into_iter().map(|p| submit(length, p)).collect();
+                futures.into_iter().map(|f| f.result().unwrap()).sum::<usize>()
+            })
+        });
 }
 
 #[divan::bench(sample_count = 20, sample_size = 1)]
@@ -63,6 +84,60 @@ fn executor_process_startup_two_workers(bencher: Bencher) {
             let b = submit(add, 3, 4);
             a.result().unwrap() + b.result().unwrap()
         })
+    });
+}
+
+fn add_pair((a, b): (u64, u64)) -> u64 {
+    a + b
+}
+
+/// procspawn's pool fails with EMFILE beyond about 1,000 outstanding calls (3 descriptors each), so
+/// it gets its 20,000 calls in batches of 1,000.
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn procspawn_pool_tiny(bencher: Bencher) {
+    bencher.counter(ItemsCount::new(TASKS)).bench(|| {
+        let pool = procspawn::Pool::new(WORKERS).unwrap();
+        let mut out = Vec::with_capacity(TASKS);
+        for batch in (0..TASKS as u64).collect::<Vec<_>>().chunks(1_000) {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|&i| pool.spawn((i, 1u64), add_pair))
+                .collect();
+            out.extend(handles.into_iter().map(|h| h.join().unwrap()));
+        }
+        pool.shutdown();
+        assert_eq!(out.len(), TASKS);
+        out
+    });
+}
+
+#[divan::bench(sample_count = 20, sample_size = 1)]
+fn procspawn_pool_startup_one_task(bencher: Bencher) {
+    bencher.bench(|| {
+        let pool = procspawn::Pool::new(WORKERS).unwrap();
+        let value = pool.spawn((1u64, 2u64), add_pair).join().unwrap();
+        pool.shutdown();
+        value
+    });
+}
+
+fn length_of(bytes: Vec<u8>) -> usize {
+    bytes.len()
+}
+
+/// Reports procspawn's outcome on 1 MiB arguments rather than timing it: on this machine each call
+/// fails in the worker with a deserialization error.
+#[divan::bench(sample_count = 1, sample_size = 1)]
+fn procspawn_pool_1mib_arguments(bencher: Bencher) {
+    let payload = vec![7u8; 1 << 20];
+    bencher.bench(|| {
+        let pool = procspawn::Pool::new(WORKERS).unwrap();
+        let outcome = pool.spawn(payload.clone(), length_of).join();
+        if let Err(error) = &outcome {
+            eprintln!("procspawn, 1 MiB argument: {error}");
+        }
+        pool.shutdown();
+        outcome.is_ok()
     });
 }
 
