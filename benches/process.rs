@@ -147,7 +147,10 @@ fn procspawn_pool_1mib_arguments(bencher: Bencher) {
                 if handles.is_empty() {
                     break;
                 }
-                total += handles.into_iter().map(|h| h.join().unwrap()).sum::<usize>();
+                total += handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap())
+                    .sum::<usize>();
             }
             pool.shutdown();
             assert_eq!(total, PAYLOADS << 20);

@@ -42,7 +42,9 @@ fn bytes() -> Vec<u8> {
 fn bincode2<T: Serialize + DeserializeOwned>(value: &T) -> T {
     let config = bincode::config::standard();
     let encoded = bincode::serde::encode_to_vec(value, config).unwrap();
-    bincode::serde::decode_from_slice(&encoded, config).unwrap().0
+    bincode::serde::decode_from_slice(&encoded, config)
+        .unwrap()
+        .0
 }
 
 fn postcard<T: Serialize + DeserializeOwned>(value: &T) -> T {

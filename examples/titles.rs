@@ -2,12 +2,15 @@
 //!
 //! ```sh
 //! cargo run --example titles                       # offline: serves its own sample pages
+//! cargo run --example titles -- --process           # the same block on worker processes
 //! cargo run --example titles -- https://example.com https://www.rust-lang.org
 //! ```
 //!
 //! Each download is one `submit` inside a `pool!(Thread => ...)` block; each task reports the process
 //! id and the worker that ran it, as the Python original prints `multiprocessing.current_process()`.
-//! A page that fails to load prints its error beside its URL and the others still print.
+//! With `--process` the same block runs as `pool!(Process => ...)`: one word changes, and the trace
+//! shows a different process id per worker. A page that fails to load prints its error beside its
+//! URL and the others still print.
 //!
 //! With no arguments it starts a small HTTP server on `127.0.0.1` (an ephemeral port) with a few
 //! sample pages, one of them slow and one missing, so it runs without a network.
@@ -18,8 +21,11 @@ use std::time::{Duration, Instant};
 
 use executor::{current_worker, pool};
 use scraper::{Html, Selector};
+use serde::{Deserialize, Serialize};
 
-/// What one task found: the page's title and where the task ran.
+/// What one task found: the page's title and where the task ran. It crosses from a worker process
+/// to the parent with serde, so it derives `Serialize` and `Deserialize`.
+#[derive(Serialize, Deserialize)]
 struct Fetched {
     title: String,
     /// `WorkerInfo`'s Display: backend, worker index, process id and thread name.
@@ -53,7 +59,10 @@ fn get_title(url: String) -> Result<Fetched, String> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut urls: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let on_processes = args.iter().any(|a| a == "--process");
+    args.retain(|a| a != "--process");
+    let mut urls = args;
     if urls.is_empty() {
         let base = serve_sample_pages()?;
         urls = ["/", "/rust", "/python", "/slow", "/missing"]
@@ -64,25 +73,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("main program: pid {}", std::process::id());
     let started = Instant::now();
-    let (loaded, failed) = pool!(Thread => {
-        let work: Vec<_> = urls.iter().map(|u| submit(get_title, u.clone())).collect();
-        println!("waiting for {} downloads...", work.len());
-        let (mut loaded, mut failed) = (0, 0);
-        for (url, future) in urls.iter().zip(work) {
-            // `?` lifts a task panic (TaskError) into the Box<dyn Error> of main.
-            match future.result()? {
-                Ok(page) => {
-                    loaded += 1;
-                    println!("{url} -> {:?}  [{}]", page.title, page.worker);
-                }
-                Err(error) => {
-                    failed += 1;
-                    println!("{url} -> error: {error}");
-                }
+    // The two blocks differ in one word.
+    let pages = if on_processes {
+        pool!(Process => {
+            let work: Vec<_> = urls.iter().map(|u| submit(get_title, u.clone())).collect();
+            println!("waiting for {} downloads...", work.len());
+            work.into_iter().map(|f| f.result()).collect::<Vec<_>>()
+        })
+    } else {
+        pool!(Thread => {
+            let work: Vec<_> = urls.iter().map(|u| submit(get_title, u.clone())).collect();
+            println!("waiting for {} downloads...", work.len());
+            work.into_iter().map(|f| f.result()).collect::<Vec<_>>()
+        })
+    };
+    let (mut loaded, mut failed) = (0, 0);
+    for (url, page) in urls.iter().zip(pages) {
+        // `?` lifts a task failure (TaskError: a panic, or a crashed worker) into main's error.
+        match page? {
+            Ok(page) => {
+                loaded += 1;
+                println!("{url} -> {:?}  [{}]", page.title, page.worker);
+            }
+            Err(error) => {
+                failed += 1;
+                println!("{url} -> error: {error}");
             }
         }
-        (loaded, failed)
-    });
+    }
     println!(
         "{loaded} loaded, {failed} failed, in {:.0} ms",
         started.elapsed().as_secs_f64() * 1e3

@@ -22,8 +22,12 @@
 //!   and prints a warning when it is left early by `?`, `return`, `break` or a panic.
 //! - Blocks nest, and a task may open a `pool!` block of its own: each block has its own workers.
 //!
-//! Backends: `Thread` (threads of this process). Options of `Thread`: `max_workers` (default
-//! `min(32, cpus + 4)`, as Python's `ThreadPoolExecutor`) and `thread_name_prefix`.
+//! Backends: `Thread` (threads of this process) and `Process` (worker processes started from this
+//! program's executable, for isolation: a task that crashes takes down only its worker, and its
+//! future says how the worker died). Options of `Thread`: `max_workers` (default
+//! `min(32, cpus + 4)`, as Python's `ThreadPoolExecutor`) and `thread_name_prefix`; of `Process`:
+//! `max_workers` (default: the number of CPUs). On `Process`, arguments and results must be
+//! owned and `Serialize + Deserialize` (serde), and `f` must capture nothing.
 //!
 //! # Example
 //!
@@ -41,6 +45,30 @@
 //! });
 //! assert_eq!(counts, [3, 2, 1]);
 //! ```
+//!
+//! The same work on worker processes: change the word, pass owned arguments.
+//!
+//! ```
+//! use executor::{pool, TaskError};
+//!
+//! fn word_count(text: String) -> usize {
+//!     text.split_whitespace().count()
+//! }
+//!
+//! fn crash() -> usize {
+//!     std::process::abort()
+//! }
+//!
+//! let pages = ["a b c", "d e", "f"];
+//! let (counts, crashed) = pool!(Process => {
+//!     let work: Vec<_> = pages.iter().map(|p| submit(word_count, p.to_string())).collect();
+//!     let crashed = submit(crash);
+//!     let counts: Vec<usize> = work.into_iter().map(|f| f.result().unwrap()).collect();
+//!     (counts, crashed.result())
+//! });
+//! assert_eq!(counts, [3, 2, 1]);
+//! assert!(matches!(crashed, Err(TaskError::WorkerDied { .. })));
+//! ```
 
 // The macro expands to `::executor::...` paths; this makes them resolve inside this crate too.
 extern crate self as executor;
@@ -50,3 +78,22 @@ pub use executor_runtime::{current_worker, Backend, Future, TaskError, WorkerDea
 
 #[doc(hidden)]
 pub use executor_runtime::__private;
+
+#[cfg(test)]
+mod tests {
+    use crate::{current_worker, pool, Backend};
+
+    fn where_am_i() -> Option<crate::WorkerInfo> {
+        current_worker()
+    }
+
+    /// Unit tests need no set-up either: the test harness never runs in a worker.
+    #[test]
+    fn process_pools_work_in_unit_tests() {
+        let info = pool!(Process(max_workers = 1) => { submit(where_am_i).result() })
+            .unwrap()
+            .expect("a call runs on a worker");
+        assert_eq!(info.backend(), Backend::Process);
+        assert_ne!(info.pid(), std::process::id());
+    }
+}

@@ -79,3 +79,54 @@ fn a_panic_comes_back_and_the_worker_serves_on() {
     assert_eq!(failed, Err(TaskError::Panicked("bad input".to_string())));
     assert!(after.is_ok());
 }
+
+fn sum_on_inner_pools(n: u64) -> (u64, u64) {
+    let on_threads: u64 = pool!(Thread(max_workers = 2) => {
+        let parts: Vec<_> = (0..n).map(|i| submit(add, i, 0)).collect();
+        parts.into_iter().map(|f| f.result().unwrap()).sum()
+    });
+    let on_processes: u64 = pool!(Process(max_workers = 2) => {
+        let parts: Vec<_> = (0..n).map(|i| submit(add, i, 0)).collect();
+        parts.into_iter().map(|f| f.result().unwrap()).sum()
+    });
+    (on_threads, on_processes)
+}
+
+#[test]
+fn a_worker_process_can_open_pools_of_its_own() {
+    let sums = pool!(Process(max_workers = 2) => {
+        let outer: Vec<_> = (0..3).map(|_| submit(sum_on_inner_pools, 10)).collect();
+        outer.into_iter().map(|f| f.result().unwrap()).collect::<Vec<_>>()
+    });
+    assert_eq!(sums, vec![(45, 45); 3]);
+}
+
+#[test]
+#[should_panic(
+    expected = "a task in a pool! block panicked and its future was dropped without reading the result: nobody reads this"
+)]
+fn an_unread_panic_is_reported_when_the_block_ends() {
+    pool!(Process(max_workers = 1) => {
+        let _ = submit(fails, "nobody reads this".to_string());
+    });
+}
+
+#[test]
+fn cancelled_calls_never_run_and_the_rest_do() {
+    let (cancelled, results) = pool!(Process(max_workers = 1) => {
+        let slow = submit(sleep_ms, 300);
+        let queued: Vec<_> = (0..5).map(|i| submit(add, i, 0)).collect();
+        let cancelled = queued[4].cancel();
+        let results: Vec<_> = queued.into_iter().map(|f| f.result()).collect();
+        slow.result().unwrap();
+        (cancelled, results)
+    });
+    assert!(cancelled);
+    assert_eq!(results[..4], [Ok(0), Ok(1), Ok(2), Ok(3)]);
+    assert_eq!(results[4], Err(TaskError::Cancelled));
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
