@@ -70,6 +70,35 @@ fn executor_process_1mib_arguments(bencher: Bencher) {
         });
 }
 
+/// Tens of MiB per argument: 8 tasks with a 64 MiB `Vec<u8>` each.
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn executor_process_64mib_arguments(bencher: Bencher) {
+    let payload = vec![7u8; 64 << 20];
+    bencher
+        .counter(BytesCount::new(8usize << 26))
+        .with_inputs(|| vec![payload.clone(); 8])
+        .bench_values(|payloads| {
+            pool!(Process(max_workers = WORKERS) => {
+                let futures: Vec<_> = payloads.into_iter().map(|p| submit(length, p)).collect();
+                futures.into_iter().map(|f| f.result().unwrap()).sum::<usize>()
+            })
+        });
+}
+
+/// The floor for payloads: copying the same bytes once in memory.
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn floor_memcpy_1mib(bencher: Bencher) {
+    let payload = vec![7u8; 1 << 20];
+    let mut target = vec![0u8; 1 << 20];
+    bencher
+        .counter(BytesCount::new(PAYLOADS << 20))
+        .bench_local(|| {
+            for _ in 0..PAYLOADS {
+                target.copy_from_slice(divan::black_box(&payload));
+            }
+        });
+}
+
 #[divan::bench(sample_count = 20, sample_size = 1)]
 fn executor_process_startup_one_task(bencher: Bencher) {
     bencher

@@ -130,3 +130,42 @@ fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(std::time::Duration::from_millis(ms));
     ms
 }
+
+fn checksum_and_echo(label: String, bytes: Vec<u8>) -> (String, u64, Vec<u8>) {
+    let sum = bytes.iter().map(|&b| u64::from(b)).sum();
+    (label, sum, bytes)
+}
+
+fn reversed(bytes: Vec<u8>, label: String) -> (Vec<u8>, String) {
+    (bytes.into_iter().rev().collect(), label)
+}
+
+#[test]
+fn byte_vectors_of_any_size_cross_intact() {
+    let sizes = [0usize, 1, 16 << 10, (1 << 20) + 7, 8 << 20];
+    let payloads: Vec<Vec<u8>> = sizes
+        .iter()
+        .map(|&n| (0..n).map(|i| (i * 7 % 251) as u8).collect())
+        .collect();
+    let (echoed, flipped) = pool!(Process(max_workers = 2) => {
+        let echoed: Vec<_> = payloads
+            .iter()
+            .map(|p| submit(checksum_and_echo, format!("{}", p.len()), p.clone()))
+            .collect();
+        let flipped: Vec<_> = payloads
+            .iter()
+            .map(|p| submit(reversed, p.clone(), "after".to_string()))
+            .collect();
+        (
+            echoed.into_iter().map(|f| f.result().unwrap()).collect::<Vec<_>>(),
+            flipped.into_iter().map(|f| f.result().unwrap()).collect::<Vec<_>>(),
+        )
+    });
+    for ((payload, (label, sum, back)), (flip, after)) in payloads.iter().zip(echoed).zip(flipped) {
+        assert_eq!(label, payload.len().to_string());
+        assert_eq!(sum, payload.iter().map(|&b| u64::from(b)).sum::<u64>());
+        assert_eq!(&back, payload);
+        assert!(flip.iter().eq(payload.iter().rev()));
+        assert_eq!(after, "after");
+    }
+}

@@ -57,8 +57,10 @@ impl CallStatus {
 }
 
 /// The type of every trampoline once its type parameters are erased: the function's address, the
-/// encoded arguments, and the buffer for the encoded result (or message).
-pub(crate) type ErasedTrampoline = unsafe fn(usize, &[u8], &mut Vec<u8>) -> CallStatus;
+/// encoded arguments and their raw tail (see `wire::Parts`), and the buffer for the encoded result
+/// (or message).
+pub(crate) type ErasedTrampoline =
+    unsafe fn(usize, &[u8], Option<Vec<u8>>, &mut Vec<u8>) -> CallStatus;
 
 /// An argument tuple that can call a function pointer of the matching arity.
 #[doc(hidden)]
@@ -78,8 +80,8 @@ pub(crate) trait Arguments<R>: Sized {
     /// Encodes the elements, in order (see `wire::encode_value`).
     fn encode(self, output: &mut wire::Parts) -> Result<(), String>;
 
-    /// Reads the elements back; all of `input` must be used.
-    fn decode(input: &[u8]) -> Result<Self, String>;
+    /// Reads the elements back; all of `input`, and the tail if any, must be used.
+    fn decode(input: &[u8], tail: Option<Vec<u8>>) -> Result<Self, String>;
 }
 
 /// Decodes the arguments, calls the function at `function`, and encodes its result into `output`.
@@ -89,6 +91,7 @@ pub(crate) trait Arguments<R>: Sized {
 pub(crate) unsafe fn trampoline<Args, R>(
     function: usize,
     input: &[u8],
+    tail: Option<Vec<u8>>,
     output: &mut Vec<u8>,
 ) -> CallStatus
 where
@@ -97,7 +100,7 @@ where
 {
     // SAFETY: forwarded from the caller.
     let f = unsafe { Args::function_at(function) };
-    let args: Args = match Args::decode(input) {
+    let args: Args = match Args::decode(input, tail) {
         Ok(args) => args,
         Err(error) => {
             output.extend_from_slice(format!("could not decode the arguments: {error}").as_bytes());
@@ -188,11 +191,12 @@ macro_rules! remote_calls {
             }
 
             #[allow(non_snake_case, unused_mut)]
-            fn decode(mut input: &[u8]) -> Result<Self, String> {
-                $(let $ty = wire::decode_value::<$ty>(&mut input)?;)*
-                match input.len() {
-                    0 => Ok(($($ty,)*)),
-                    extra => Err(format!("{extra} unexpected bytes after the arguments")),
+            fn decode(mut input: &[u8], mut tail: Option<Vec<u8>>) -> Result<Self, String> {
+                $(let $ty = wire::decode_value::<$ty>(&mut input, &mut tail)?;)*
+                match (input.len(), tail) {
+                    (0, None) => Ok(($($ty,)*)),
+                    (extra, None) => Err(format!("{extra} unexpected bytes after the arguments")),
+                    (_, Some(tail)) => Err(format!("{} unexpected bytes after the arguments", tail.len())),
                 }
             }
         }
@@ -249,7 +253,8 @@ mod tests {
         let mut output = Vec::new();
         let arguments = call.arguments.as_ref().unwrap().concat();
         // SAFETY: the function address was taken from the matching function type.
-        let status = unsafe { trampoline(address_at(call.function), &arguments, &mut output) };
+        let status =
+            unsafe { trampoline(address_at(call.function), &arguments, None, &mut output) };
         (status, output)
     }
 
@@ -279,7 +284,8 @@ mod tests {
         let trampoline = unsafe { std::mem::transmute::<usize, ErasedTrampoline>(trampoline) };
         let mut output = Vec::new();
         // SAFETY: as in `run`.
-        let status = unsafe { trampoline(address_at(call.function), &arguments, &mut output) };
+        let status =
+            unsafe { trampoline(address_at(call.function), &arguments, None, &mut output) };
         assert_eq!(status, CallStatus::Transport);
         assert!(String::from_utf8(output)
             .unwrap()

@@ -86,6 +86,9 @@ pub(crate) fn encode_value<T: Serialize + 'static>(
 #[derive(Debug, Default)]
 pub(crate) struct Parts {
     parts: Vec<Vec<u8>>,
+    /// Whether the last part is a byte vector's own buffer (the message's *raw tail*, which a
+    /// worker reads straight into the vector it hands to the function).
+    raw_last: bool,
 }
 
 /// Byte vectors at least this long become parts of their own.
@@ -98,22 +101,32 @@ impl Parts {
             let value: Box<dyn Any> = Box::new(value);
             let bytes = *value.downcast::<Vec<u8>>().expect("T is Vec<u8>");
             if bytes.len() >= OWN_PART {
-                self.tail()
+                self.encoded()
                     .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
                 self.parts.push(bytes);
-                self.parts.push(Vec::new());
+                self.raw_last = true;
                 return Ok(());
             }
-            return encode_value(&bytes, self.tail());
+            return encode_value(&bytes, self.encoded());
         }
-        encode_value(&value, self.tail())
+        encode_value(&value, self.encoded())
     }
 
-    fn tail(&mut self) -> &mut Vec<u8> {
-        if self.parts.is_empty() {
+    /// The part that encoded values are appended to.
+    fn encoded(&mut self) -> &mut Vec<u8> {
+        if self.parts.is_empty() || self.raw_last {
             self.parts.push(Vec::new());
+            self.raw_last = false;
         }
         self.parts.last_mut().expect("not empty")
+    }
+
+    /// The length of the raw tail: the last byte vector's bytes, when nothing follows them.
+    pub(crate) fn raw_tail_len(&self) -> usize {
+        match self.parts.last() {
+            Some(last) if self.raw_last => last.len(),
+            _ => 0,
+        }
     }
 
     /// The parts, in order.
@@ -133,13 +146,22 @@ impl Parts {
     }
 }
 
-/// Takes one value written by [`encode_value`] off the front of `input`.
-pub(crate) fn decode_value<T: DeserializeOwned + 'static>(input: &mut &[u8]) -> Result<T, String> {
+/// Takes one value written by [`encode_value`] off the front of `input`. A byte vector whose bytes
+/// are the message's raw tail (see [`Parts::raw_tail_len`]) is taken from `tail` without a copy.
+pub(crate) fn decode_value<T: DeserializeOwned + 'static>(
+    input: &mut &[u8],
+    tail: &mut Option<Vec<u8>>,
+) -> Result<T, String> {
     if TypeId::of::<T>() == TypeId::of::<Vec<u8>>() {
         let Some((len, rest)) = input.split_first_chunk::<8>() else {
             return Err("the input ends inside a length".to_string());
         };
         let len = u64::from_le_bytes(*len);
+        if rest.is_empty() && tail.as_ref().is_some_and(|t| t.len() as u64 == len) {
+            *input = rest;
+            let value: Box<dyn Any> = Box::new(tail.take().expect("checked"));
+            return Ok(*value.downcast::<T>().expect("T is Vec<u8>"));
+        }
         if len > rest.len() as u64 {
             return Err(format!(
                 "a byte vector claims {len} bytes but {} remain",
@@ -158,7 +180,7 @@ pub(crate) fn decode_value<T: DeserializeOwned + 'static>(input: &mut &[u8]) -> 
 
 /// Decodes a whole message holding one value written by [`encode_value`].
 pub(crate) fn decode_whole<T: DeserializeOwned + 'static>(mut input: &[u8]) -> Result<T, String> {
-    let value = decode_value(&mut input)?;
+    let value = decode_value(&mut input, &mut None)?;
     match input.len() {
         0 => Ok(value),
         extra => Err(format!("{extra} unexpected bytes after the value")),
@@ -209,6 +231,14 @@ impl std::fmt::Display for ReadError {
 
 /// Reads one frame into `payload` (replacing its contents) and returns its kind.
 pub(crate) fn read_frame(input: &mut impl Read, payload: &mut Vec<u8>) -> Result<Kind, ReadError> {
+    let (kind, len) = read_header(input)?;
+    payload.clear();
+    read_into(input, payload, len)?;
+    Ok(kind)
+}
+
+/// Reads and checks a frame header; gives the kind and the payload length.
+pub(crate) fn read_header(input: &mut impl Read) -> Result<(Kind, usize), ReadError> {
     let mut header = [0u8; HEADER_LEN];
     let mut filled = 0;
     while filled < HEADER_LEN {
@@ -225,14 +255,21 @@ pub(crate) fn read_frame(input: &mut impl Read, payload: &mut Vec<u8>) -> Result
             Err(error) => return Err(ReadError::Io(error)),
         }
     }
-    let (kind, len) = parse_header(&header)?;
-    payload.clear();
+    parse_header(&header)
+}
+
+/// Appends exactly `len` bytes from `input` to `buffer`, growing it in steps.
+pub(crate) fn read_into(
+    input: &mut impl Read,
+    buffer: &mut Vec<u8>,
+    len: usize,
+) -> Result<(), ReadError> {
     let mut remaining = len;
     while remaining > 0 {
         let step = remaining.min(READ_STEP);
-        payload.reserve_exact(step);
+        buffer.reserve_exact(step);
         // `read_to_end` fills the spare capacity without zeroing it first.
-        match input.by_ref().take(step as u64).read_to_end(payload) {
+        match input.by_ref().take(step as u64).read_to_end(buffer) {
             Ok(got) if got == step => remaining -= step,
             Ok(_) => {
                 return Err(ReadError::Io(io::Error::new(
@@ -243,7 +280,7 @@ pub(crate) fn read_frame(input: &mut impl Read, payload: &mut Vec<u8>) -> Result
             Err(error) => return Err(ReadError::Io(error)),
         }
     }
-    Ok(kind)
+    Ok(())
 }
 
 /// Checks a header; gives the kind and payload length.
@@ -370,8 +407,15 @@ mod tests {
         encode_value(&"after".to_string(), &mut output).unwrap();
         assert_eq!(&output[..11], &[3, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]);
         let mut input = output.as_slice();
-        assert_eq!(decode_value::<Vec<u8>>(&mut input).unwrap(), vec![1, 2, 3]);
-        assert_eq!(decode_value::<String>(&mut input).unwrap(), "after");
+        let mut no_tail = None;
+        assert_eq!(
+            decode_value::<Vec<u8>>(&mut input, &mut no_tail).unwrap(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            decode_value::<String>(&mut input, &mut no_tail).unwrap(),
+            "after"
+        );
         assert!(input.is_empty());
         let claims_too_much = [9u8, 0, 0, 0, 0, 0, 0, 0, 1];
         assert!(decode_whole::<Vec<u8>>(&claims_too_much).is_err());
@@ -392,6 +436,29 @@ mod tests {
         assert_eq!(parts.concat(), flat);
         assert_eq!(parts.len(), flat.len());
         assert!(parts.parts().iter().any(|part| part.len() == OWN_PART));
+        assert_eq!(parts.raw_tail_len(), 0, "a small value follows the big one");
+    }
+
+    #[test]
+    fn a_trailing_byte_vector_is_a_raw_tail_taken_without_a_copy() {
+        let big = vec![5u8; OWN_PART];
+        let mut parts = Parts::default();
+        parts.push_value("head".to_string()).unwrap();
+        parts.push_value(big.clone()).unwrap();
+        assert_eq!(parts.raw_tail_len(), OWN_PART);
+        let flat = parts.concat();
+        let (head, tail) = flat.split_at(flat.len() - OWN_PART);
+        let mut input = head;
+        let mut tail = Some(tail.to_vec());
+        let tail_buffer = tail.as_ref().unwrap().as_ptr();
+        assert_eq!(
+            decode_value::<String>(&mut input, &mut tail).unwrap(),
+            "head"
+        );
+        let bytes = decode_value::<Vec<u8>>(&mut input, &mut tail).unwrap();
+        assert_eq!(bytes, big);
+        assert_eq!(bytes.as_ptr(), tail_buffer, "the tail's buffer itself");
+        assert!(tail.is_none() && input.is_empty());
     }
 
     #[test]

@@ -117,28 +117,15 @@ fn serve(fd: RawFd) -> i32 {
         if reader.buffer().is_empty() && writer.flush().is_err() {
             return 0;
         }
-        match wire::read_frame(&mut reader, &mut payload) {
-            Ok(Kind::Call) => {}
-            Ok(other) => {
-                eprintln!("executor worker: unexpected {other:?} message from the pool");
-                return EXIT_PROTOCOL;
-            }
+        let (id, trampoline, function, tail) = match read_call(&mut reader, &mut payload) {
+            Ok(call) => call,
             Err(ReadError::Closed) => return 0,
             Err(error) => {
                 eprintln!("executor worker: {error}");
                 return EXIT_PROTOCOL;
             }
-        }
-        let mut fields = Fields::new(&payload);
-        let (Ok(id), Ok(trampoline), Ok(function)) = (
-            fields.u64("call id"),
-            fields.i64("trampoline"),
-            fields.i64("function"),
-        ) else {
-            eprintln!("executor worker: a call message was too short");
-            return EXIT_PROTOCOL;
         };
-        let arguments = fields.rest();
+        let arguments = &payload[CALL_FIELDS..];
 
         // Every earlier outcome leaves before this call runs: if the call kills the worker, the
         // parent has the answers to all calls before it, so it blames exactly this one.
@@ -154,7 +141,7 @@ fn serve(fd: RawFd) -> i32 {
         let status = unsafe {
             let trampoline =
                 std::mem::transmute::<usize, ErasedTrampoline>(address_at(trampoline as isize));
-            trampoline(address_at(function as isize), arguments, &mut output)
+            trampoline(address_at(function as isize), arguments, tail, &mut output)
         };
         let elapsed = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
 
@@ -183,6 +170,49 @@ fn serve(fd: RawFd) -> i32 {
             payload = Vec::new();
         }
     }
+}
+
+/// Bytes of a call message before its arguments: id, trampoline, function, raw tail length.
+pub(crate) const CALL_FIELDS: usize = 32;
+
+/// Reads a call message: the fields and encoded arguments into `payload`, and the raw tail (the
+/// bytes of a trailing `Vec<u8>` argument) straight into a vector of its own, which the function
+/// then receives without another copy.
+fn read_call(
+    reader: &mut BufReader<UnixStream>,
+    payload: &mut Vec<u8>,
+) -> Result<(u64, i64, i64, Option<Vec<u8>>), ReadError> {
+    let (kind, len) = wire::read_header(reader)?;
+    if kind != Kind::Call {
+        return Err(ReadError::Malformed(format!(
+            "unexpected {kind:?} message from the pool"
+        )));
+    }
+    if len < CALL_FIELDS {
+        return Err(ReadError::Malformed("a call message was too short".into()));
+    }
+    payload.clear();
+    wire::read_into(reader, payload, CALL_FIELDS)?;
+    let mut fields = Fields::new(payload);
+    let id = fields.u64("call id")?;
+    let trampoline = fields.i64("trampoline")?;
+    let function = fields.i64("function")?;
+    let tail_len = fields.u64("tail length")?;
+    let Some(head_len) = (len - CALL_FIELDS).checked_sub(tail_len as usize) else {
+        return Err(ReadError::Malformed(format!(
+            "a call's tail of {tail_len} bytes is longer than the call"
+        )));
+    };
+    wire::read_into(reader, payload, head_len)?;
+    let tail = match tail_len {
+        0 => None,
+        len => {
+            let mut tail = Vec::new();
+            wire::read_into(reader, &mut tail, len as usize)?;
+            Some(tail)
+        }
+    };
+    Ok((id, trampoline, function, tail))
 }
 
 /// Reads the hello and answers it; gives this worker's index, or the exit code.
