@@ -117,7 +117,12 @@ fn serve(fd: RawFd) -> i32 {
         if reader.buffer().is_empty() && writer.flush().is_err() {
             return 0;
         }
-        let (id, trampoline, function, tail) = match read_call(&mut reader, &mut payload) {
+        let CallMessage {
+            id,
+            trampoline,
+            function,
+            tail,
+        } = match read_call(&mut reader, &mut payload) {
             Ok(call) => call,
             Err(ReadError::Closed) => return 0,
             Err(error) => {
@@ -181,7 +186,7 @@ pub(crate) const CALL_FIELDS: usize = 32;
 fn read_call(
     reader: &mut BufReader<UnixStream>,
     payload: &mut Vec<u8>,
-) -> Result<(u64, i64, i64, Option<Vec<u8>>), ReadError> {
+) -> Result<CallMessage, ReadError> {
     let (kind, len) = wire::read_header(reader)?;
     if kind != Kind::Call {
         return Err(ReadError::Malformed(format!(
@@ -212,7 +217,20 @@ fn read_call(
             Some(tail)
         }
     };
-    Ok((id, trampoline, function, tail))
+    Ok(CallMessage {
+        id,
+        trampoline,
+        function,
+        tail,
+    })
+}
+
+/// The fixed fields of a call message, and its raw tail.
+struct CallMessage {
+    id: u64,
+    trampoline: i64,
+    function: i64,
+    tail: Option<Vec<u8>>,
 }
 
 /// Reads the hello and answers it; gives this worker's index, or the exit code.
