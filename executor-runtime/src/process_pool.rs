@@ -33,6 +33,7 @@ use crate::future::{Future, Task};
 use crate::options::PoolOptions;
 use crate::process_link;
 use crate::remote::{CallStatus, RemoteCall};
+use crate::thread_pool::{report_unread_panics, Exit};
 use crate::wire;
 use crate::worker_process::{executable_identity, WORKER_ENV};
 
@@ -395,28 +396,21 @@ impl ProcessScope {
 
         let mut state = self.shared.lock();
         state.submitted += 1;
-        if let Some(why) = encode_error {
+        // A call that cannot be sent fails at once, without a worker.
+        let unsendable = match (encode_error, &self.shared.executable) {
+            (Some(why), _) => Some(TaskError::Transport(format!(
+                "could not encode the arguments: {why}"
+            ))),
+            (None, Err(why)) => Some(TaskError::WorkerStart(why.clone())),
+            (None, Ok(_)) => None,
+        };
+        if let Some(error) = unsendable {
             drop(state);
-            let error = TaskError::Transport(format!("could not encode the arguments: {why}"));
-            self.shared.fail_unsent(
-                vec![Queued {
-                    job,
-                    claimed: false,
-                }],
-                &error,
-            );
-            return future;
-        }
-        if let Err(why) = &self.shared.executable {
-            let error = TaskError::WorkerStart(why.clone());
-            drop(state);
-            self.shared.fail_unsent(
-                vec![Queued {
-                    job,
-                    claimed: false,
-                }],
-                &error,
-            );
+            let job = Queued {
+                job,
+                claimed: false,
+            };
+            self.shared.fail_unsent(vec![job], &error);
             return future;
         }
         state.queue.push_back(Queued {
@@ -487,21 +481,13 @@ impl ProcessJoinGuard<'_> {
     /// # Panics
     /// If a call panicked and its future was dropped without its result being read.
     pub fn finish(&self) {
-        let unread = self.scope.join();
-        if let Some(report) = crate::thread_pool::unread_panic_report(&unread) {
-            panic!("{report}");
-        }
+        report_unread_panics(&self.scope.join(), Exit::Normal);
     }
 }
 
 impl Drop for ProcessJoinGuard<'_> {
     fn drop(&mut self) {
-        let unread = self.scope.join();
-        if let Some(report) = crate::thread_pool::unread_panic_report(&unread) {
-            if !thread::panicking() {
-                eprintln!("warning: {report}");
-            }
-        }
+        report_unread_panics(&self.scope.join(), Exit::Early);
     }
 }
 

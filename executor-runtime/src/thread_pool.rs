@@ -458,34 +458,44 @@ impl JoinGuard<'_> {
     /// If a task panicked and its future was dropped without its result being read: like
     /// `std::thread::scope`, a failure nobody looked at is not silently lost.
     pub fn finish(&self) {
-        let unread = self.scope.join();
-        if let Some(report) = unread_panic_report(&unread) {
-            panic!("{report}");
-        }
+        report_unread_panics(&self.scope.join(), Exit::Normal);
     }
 }
 
 impl Drop for JoinGuard<'_> {
     /// Leaving the block early (`?`, `return`, `break`, a panic) still waits for every task.
     fn drop(&mut self) {
-        let unread = self.scope.join();
-        if let Some(report) = unread_panic_report(&unread) {
-            if !thread::panicking() {
-                eprintln!("warning: {report}");
-            }
-        }
+        report_unread_panics(&self.scope.join(), Exit::Early);
     }
 }
 
-pub(crate) fn unread_panic_report(messages: &[String]) -> Option<String> {
-    let first = messages.first()?;
+/// How a block was left, for [`report_unread_panics`].
+pub(crate) enum Exit {
+    /// The body finished: the block's guard `finish`es.
+    Normal,
+    /// `?`, `return`, `break` or a panic: the guard is dropped.
+    Early,
+}
+
+/// Reports panics whose futures were dropped unread, as `std::thread::scope` does: a panic when the
+/// block finishes normally; a warning on stderr when it is left early (a second panic while one is
+/// on its way out would abort), and nothing while unwinding from a panic.
+pub(crate) fn report_unread_panics(messages: &[String], exit: Exit) {
+    let Some(first) = messages.first() else {
+        return;
+    };
     let more = match messages.len() {
         1 => String::new(),
         n => format!(" (and {} more)", n - 1),
     };
-    Some(format!(
+    let report = format!(
         "a task in a pool! block panicked and its future was dropped without reading the result: {first}{more}"
-    ))
+    );
+    match exit {
+        Exit::Normal => panic!("{report}"),
+        Exit::Early if !thread::panicking() => eprintln!("warning: {report}"),
+        Exit::Early => {}
+    }
 }
 
 /// The life of one worker thread: take a task, run it, repeat; sleep when there is none.
