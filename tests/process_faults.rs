@@ -33,17 +33,25 @@ fn segfault() -> u64 {
 /// Runs `fault` among 20 healthy tasks on 2 workers; checks the fault's error and the others' values.
 fn only_the_faulty_task_is_lost(fault: fn() -> u64, expected: WorkerDeath) {
     let started = Instant::now();
-    let (faulty, healthy) = pool!(Process(max_workers = 2) => {
+    let (faulty, resolved_after, healthy) = pool!(Process(max_workers = 2) => {
         let before: Vec<_> = (0..10).map(|i| submit(square, i)).collect();
+        let submitted = Instant::now();
         let faulty = submit(fault);
         let after: Vec<_> = (10..20).map(|i| submit(square, i)).collect();
+        let faulty = faulty.result();
+        let resolved_after = submitted.elapsed();
         let healthy: Vec<u64> = before
             .into_iter()
             .chain(after)
             .map(|f| f.result().expect("a healthy task completes"))
             .collect();
-        (faulty.result(), healthy)
+        (faulty, resolved_after, healthy)
     });
+    // The future of the call that killed its worker resolves within a second, never hangs.
+    assert!(
+        resolved_after < Duration::from_secs(1),
+        "the faulty call resolved after {resolved_after:?}"
+    );
     assert_eq!(healthy, (0..20).map(|i| i * i).collect::<Vec<u64>>());
     match faulty {
         Err(TaskError::WorkerDied { pid, death }) => {
