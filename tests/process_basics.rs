@@ -169,3 +169,16 @@ fn byte_vectors_of_any_size_cross_intact() {
         assert_eq!(after, "after");
     }
 }
+
+fn filled(n: usize) -> Vec<u8> {
+    vec![0xAB; n]
+}
+
+#[test]
+fn byte_vector_results_come_back() {
+    let results = pool!(Process(max_workers = 2) => {
+        let futures: Vec<_> = [0, 5, 1 << 20].iter().map(|&n| submit(filled, n)).collect();
+        futures.into_iter().map(|f| f.result().unwrap()).collect::<Vec<_>>()
+    });
+    assert_eq!(results, vec![vec![], vec![0xAB; 5], vec![0xAB; 1 << 20]]);
+}

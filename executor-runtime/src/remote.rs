@@ -110,7 +110,7 @@ where
     match panic::catch_unwind(AssertUnwindSafe(|| args.apply(f))) {
         Ok(value) => {
             let encoded =
-                panic::catch_unwind(AssertUnwindSafe(|| wire::encode_into(&value, output)));
+                panic::catch_unwind(AssertUnwindSafe(|| wire::encode_value(&value, output)));
             drop_quietly(value);
             match encoded {
                 Ok(Ok(())) => CallStatus::Returned,
@@ -264,6 +264,17 @@ mod tests {
         let (status, output) = run(&call);
         assert_eq!(status, CallStatus::Returned);
         assert_eq!(wire::decode_whole::<u64>(&output).unwrap(), 42);
+    }
+
+    #[test]
+    fn a_byte_vector_result_round_trips() {
+        let call = remote1(|n: u64| vec![7u8; n as usize], 100_000);
+        let (status, output) = run(&call);
+        assert_eq!(status, CallStatus::Returned);
+        assert_eq!(
+            wire::decode_whole::<Vec<u8>>(&output).unwrap(),
+            vec![7u8; 100_000]
+        );
     }
 
     #[test]
