@@ -98,3 +98,34 @@ fn the_error_message_says_how_the_worker_died() {
     let text = error.to_string();
     assert!(text.contains("was killed by signal 6 (SIGABRT)"), "{text}");
 }
+
+/// A result whose `Deserialize` panics on one value: the panic happens in the parent, on a pool
+/// thread, and must not strand the call (found by review: the block used to hang).
+#[derive(Debug, serde::Serialize)]
+struct Touchy(u8);
+
+impl<'de> serde::Deserialize<'de> for Touchy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = u8::deserialize(deserializer)?;
+        assert_ne!(value, 13, "unlucky number");
+        Ok(Touchy(value))
+    }
+}
+
+fn touchy(value: u8) -> Touchy {
+    Touchy(value)
+}
+
+#[test]
+fn a_panic_while_decoding_a_result_fails_that_call_only() {
+    let (unlucky, fine) = pool!(Process(max_workers = 1) => {
+        let unlucky = submit(touchy, 13);
+        let fine = submit(touchy, 7);
+        (unlucky.result(), fine.result())
+    });
+    match unlucky {
+        Err(TaskError::Transport(why)) => assert!(why.contains("unlucky number"), "{why}"),
+        other => panic!("expected a transport error, got {other:?}"),
+    }
+    assert_eq!(fine.unwrap().0, 7);
+}

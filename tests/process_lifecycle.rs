@@ -188,3 +188,62 @@ fn a_rebuilt_executable_is_refused() {
         "{after}"
     );
 }
+
+fn sleep_then_abort() -> u64 {
+    std::thread::sleep(Duration::from_millis(1500));
+    std::process::abort()
+}
+
+fn one() -> u64 {
+    1
+}
+
+#[test]
+#[ignore = "helper of queued_calls_fail_when_the_last_worker_dies_and_no_new_one_can_start"]
+fn helper_whose_last_worker_dies_after_refusals() {
+    if !helper_enabled() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let others = pool!(Process(max_workers = 4) => {
+        // Worker 0 runs the executable as it is now; then the file is replaced, so workers 1-3
+        // refuse, and then worker 0 dies.
+        let crash = submit(sleep_then_abort);
+        let replacement = exe.with_extension("new");
+        std::fs::copy(&exe, &replacement).unwrap();
+        std::fs::rename(&replacement, &exe).unwrap();
+        let others: Vec<_> = (0..3).map(|_| submit(one)).collect();
+        let _ = crash.result();
+        others.into_iter().map(|f| f.result()).collect::<Vec<_>>()
+    });
+    for outcome in others {
+        match outcome {
+            Err(error) => println!("after: error: {error}"),
+            Ok(value) => println!("after: ok: {value}"),
+        }
+    }
+}
+
+/// Found by review: calls queued behind the last live worker used to wait forever when it died
+/// after new workers had been refused.
+#[test]
+fn queued_calls_fail_when_the_last_worker_dies_and_no_new_one_can_start() {
+    let dir = std::env::temp_dir().join(format!("executor-stranded-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join("helper");
+    std::fs::copy(std::env::current_exe().unwrap(), &binary).unwrap();
+    let mut helper = start_helper(&binary, "helper_whose_last_worker_dies_after_refusals");
+    let mut stdout = BufReader::new(helper.stdout.take().unwrap());
+    let lines = read_until(&mut stdout, |lines| {
+        lines.iter().filter(|l| l.starts_with("after: ")).count() == 3
+    });
+    helper.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    for line in lines.iter().filter(|l| l.starts_with("after: ")) {
+        assert!(
+            line.starts_with("after: error: no worker process could run the task")
+                && line.contains("replaced on disk"),
+            "{line}"
+        );
+    }
+}

@@ -25,6 +25,8 @@ use crate::worker_process::CALL_FIELDS;
 const WORK_IN_FLIGHT_NS: f64 = 1_000_000.0;
 /// The most calls a link keeps in flight.
 const MAX_WINDOW: usize = 256;
+/// How long a new worker has to answer the hello.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Arguments longer than this are written straight from their buffer instead of being copied
 /// into a batch with other calls.
 const COPY_LIMIT: usize = 1 << 16;
@@ -72,21 +74,16 @@ pub(crate) fn start(shared: &Arc<Shared>, slot: usize, generation: u64) {
     match reader {
         Ok(handle) => state.threads.push(handle),
         Err(error) => {
-            // The child went into the closure that failed to start; it is dropped (not reaped)
-            // with it. Mark the slot dead so the writer stops; the worker exits on end of input.
-            state.links[slot].alive = false;
-            let failed = shared.start_failed(&mut state, format!("thread: {error}"));
+            // The child went into the closure that failed to start and was killed and reaped
+            // with it. The writer stops when it sees the slot dead.
             drop(state);
-            shared.changed.notify_all();
-            shared.fail_unsent(failed, &start_error(shared));
+            start_failed(shared, slot, generation, format!("thread: {error}"));
         }
     }
 }
 
-fn start_error(shared: &Shared) -> TaskError {
-    TaskError::WorkerStart(shared.lock().start_error.clone().unwrap_or_default())
-}
-
+/// A worker could not be started, or did not become ready: its slot is freed, any calls it held go
+/// back to the queue, and the pool tries again (up to `START_ATTEMPTS` in a row) or fails the queue.
 fn start_failed(shared: &Arc<Shared>, slot: usize, generation: u64, why: String) {
     log::warn!(
         "executor: process pool {} could not start a worker: {why}",
@@ -94,17 +91,17 @@ fn start_failed(shared: &Arc<Shared>, slot: usize, generation: u64, why: String)
     );
     let mut state = shared.lock();
     if state.links[slot].generation == generation {
-        state.links[slot].alive = false;
+        let link = &mut state.links[slot];
+        link.alive = false;
+        let held: Vec<JobRef> = link.in_flight.drain(..).map(|(_, job)| job).collect();
+        for job in held.into_iter().rev() {
+            state.queue.push_front(Queued { job, claimed: true });
+        }
     }
-    let failed = shared.start_failed(&mut state, why.clone());
-    // Try again while attempts remain; `slot_to_start` stops after `START_ATTEMPTS` in a row.
-    let retry = shared.slot_to_start(&mut state);
+    shared.start_failed(&mut state, why);
+    let step = shared.next_step(&mut state);
     drop(state);
-    shared.changed.notify_all();
-    shared.fail_unsent(failed, &TaskError::WorkerStart(why));
-    if let Some((slot, generation)) = retry {
-        start(shared, slot, generation);
-    }
+    shared.carry_out(step);
 }
 
 fn reap_quietly(child: WorkerProcess) {
@@ -148,6 +145,15 @@ fn set_buffer_size(socket: &UnixStream, option: libc::c_int, size: libc::c_int) 
 /// Writes without raising `SIGPIPE` when the worker is gone: the write fails with `EPIPE` instead.
 struct SocketWriter(UnixStream);
 
+impl SocketWriter {
+    /// After a failed write: closes the channel both ways, so the reader sees its end, stops the
+    /// worker if it still runs, and puts its calls back in the queue. (Usually the write failed
+    /// because the worker is already gone.)
+    fn give_up(&self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 impl Write for SocketWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         // SAFETY: `send` reads at most `buf.len()` bytes from `buf`, which is valid for that long.
@@ -181,7 +187,7 @@ fn writer_loop(shared: &Shared, slot: usize, generation: u64, mut out: SocketWri
         hello.extend_from_slice(&field.to_le_bytes());
     }
     if wire::write_frame(&mut out, Kind::Hello, &hello).is_err() {
-        return;
+        return out.give_up();
     }
     let mut batch = Vec::new();
     loop {
@@ -191,7 +197,7 @@ fn writer_loop(shared: &Shared, slot: usize, generation: u64, mut out: SocketWri
             if link.generation != generation || !link.alive {
                 return;
             }
-            if !state.queue.is_empty() && link.in_flight.len() < link.window {
+            if link.ready && !state.queue.is_empty() && link.in_flight.len() < link.window {
                 break;
             }
             if state.shutdown && state.queue.is_empty() {
@@ -251,15 +257,14 @@ fn writer_loop(shared: &Shared, slot: usize, generation: u64, mut out: SocketWri
                     frame.extend_from_slice(part);
                 } else {
                     if out.write_all(&frame).is_err() || out.write_all(part).is_err() {
-                        return;
+                        return out.give_up();
                     }
                     frame.clear();
                 }
             }
         }
-        // A failed write means the worker is gone; its reader notices and cleans up.
         if !frame.is_empty() && out.write_all(&frame).is_err() {
-            return;
+            return out.give_up();
         }
     }
 }
@@ -281,11 +286,22 @@ fn reader_loop(
     child: WorkerProcess,
     input: UnixStream,
 ) {
+    // A child that never answers the hello (stuck before `main`, or not a worker at all) is given
+    // up on, rather than left holding a slot.
+    let _ = input.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
     let mut reader = BufReader::with_capacity(1 << 16, input);
     let mut payload = Vec::new();
     let (ready, end) = match wire::read_frame(&mut reader, &mut payload) {
         Ok(Kind::Ready) => {
-            shared.lock().start_failures = 0;
+            let _ = reader.get_ref().set_read_timeout(None);
+            {
+                let mut state = shared.lock();
+                state.start_failures = 0;
+                if state.links[slot].generation == generation {
+                    state.links[slot].ready = true;
+                }
+            }
+            shared.changed.notify_all();
             (
                 true,
                 receive_outcomes(shared, slot, &mut reader, &mut payload),
@@ -300,6 +316,19 @@ fn reader_loop(
             End::Protocol(format!("unexpected {other:?} message")),
         ),
         Err(ReadError::Malformed(why)) => (false, End::Protocol(why)),
+        Err(ReadError::Io(error))
+            if matches!(
+                error.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            (
+                false,
+                End::Protocol(format!(
+                    "no answer to the handshake within {HANDSHAKE_TIMEOUT:?}"
+                )),
+            )
+        }
         Err(_) => (false, End::Closed),
     };
     finish(shared, slot, generation, child, ready, end);
@@ -419,22 +448,21 @@ fn finish(
     for job in in_flight.into_iter().rev() {
         state.queue.push_front(Queued { job, claimed: true });
     }
-    let mut unstartable = Vec::new();
     match &end {
         End::Refused(why) => {
             log::warn!("executor: worker {slot} (pid {pid}) refused to serve: {why}");
-            unstartable = shared.start_failed(&mut state, why.clone());
+            shared.start_failed(&mut state, why.clone());
         }
         _ if !ready => {
             let why = format!("the worker (pid {pid}) {death} before its handshake");
             log::warn!("executor: {why}");
-            unstartable = shared.start_failed(&mut state, why);
+            shared.start_failed(&mut state, why);
         }
-        _ => log::warn!("executor: worker {slot} (pid {pid}) {death}; starting a replacement"),
+        // A replacement starts (below) when calls are waiting, or later with the next `submit`.
+        _ => log::warn!("executor: worker {slot} (pid {pid}) {death}"),
     }
-    let replacement = shared.slot_to_start(&mut state);
+    let step = shared.next_step(&mut state);
     drop(state);
-    shared.changed.notify_all();
 
     if let Some(job) = culprit {
         // SAFETY: dispatched to this link, and now taken out of it: resolved once, here.
@@ -443,17 +471,10 @@ fn finish(
         let mut state = shared.lock();
         state.finished += 1;
         state.panicked.extend(panicked);
-        drop(state);
-        shared.changed.notify_all();
     }
-    if !unstartable.is_empty() {
-        shared.fail_unsent(unstartable, &start_error(shared));
-    }
-    if let Some((slot, generation)) = replacement {
-        // Started from this thread, which is about to end: nothing ties a worker to the thread
-        // that started it (no `PR_SET_PDEATHSIG`; the watchdog follows the socket instead).
-        start(shared, slot, generation);
-    }
+    // Started from this thread, which is about to end: nothing ties a worker to the thread that
+    // started it (no `PR_SET_PDEATHSIG`; the watchdog follows the socket instead).
+    shared.carry_out(step);
 }
 
 /// Whether the child exits within `limit` (a worker that closed its channel but runs on does not).

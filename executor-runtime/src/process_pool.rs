@@ -19,6 +19,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +29,7 @@ use std::thread::{self, JoinHandle};
 use serde::de::DeserializeOwned;
 
 use crate::completion::{Completion, QUEUE_REF};
-use crate::error::TaskError;
+use crate::error::{drop_payload, panic_message, TaskError};
 use crate::future::{Future, Task};
 use crate::options::PoolOptions;
 use crate::process_link;
@@ -101,8 +102,22 @@ impl<R: DeserializeOwned + Send + 'static> Job for ProcessTask<R> {
 
     unsafe fn resolve(&self, outcome: Outcome<'_>) -> (bool, bool) {
         let outcome = match outcome {
-            Outcome::Answered(CallStatus::Returned, bytes) => wire::decode_whole::<R>(bytes)
-                .map_err(|why| TaskError::Transport(format!("could not decode the result: {why}"))),
+            // The user's `Deserialize` runs here, on a pool thread: a panic in it must not take
+            // the thread down with the call unresolved.
+            Outcome::Answered(CallStatus::Returned, bytes) => {
+                match panic::catch_unwind(AssertUnwindSafe(|| wire::decode_whole::<R>(bytes))) {
+                    Ok(decoded) => decoded.map_err(|why| {
+                        TaskError::Transport(format!("could not decode the result: {why}"))
+                    }),
+                    Err(payload) => {
+                        let message = panic_message(&*payload);
+                        drop_payload(payload);
+                        Err(TaskError::Transport(format!(
+                            "decoding the result panicked: {message}"
+                        )))
+                    }
+                }
+            }
             Outcome::Answered(CallStatus::Panicked, bytes) => Err(TaskError::Panicked(
                 String::from_utf8_lossy(bytes).into_owned(),
             )),
@@ -164,7 +179,7 @@ impl JobRef {
         std::mem::forget(self);
         if free {
             // SAFETY: both references are gone; the call came from `Box::into_raw`.
-            drop(unsafe { Box::from_raw(task.as_ptr()) });
+            free_quietly(unsafe { Box::from_raw(task.as_ptr()) });
         }
         None
     }
@@ -175,8 +190,16 @@ impl Drop for JobRef {
         // SAFETY: this `JobRef` holds the queue reference and is going away.
         if unsafe { self.job().release_queue_ref() } {
             // SAFETY: both references are gone; the call came from `Box::into_raw`.
-            drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+            free_quietly(unsafe { Box::from_raw(self.0.as_ptr()) });
         }
+    }
+}
+
+/// Frees a call on a pool thread. Freeing drops an unread result, which runs the user's `Drop`: a
+/// panic there is contained rather than allowed to unwind through the thread.
+fn free_quietly(job: Box<dyn Job>) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(job))) {
+        drop_payload(payload);
     }
 }
 
@@ -199,6 +222,9 @@ pub(crate) struct LinkState {
     pub(crate) window: usize,
     /// Moving average of the calls' run time in the worker, in nanoseconds.
     pub(crate) average_ns: f64,
+    /// The worker accepted the handshake. Calls are claimed and sent only then, so a worker that
+    /// never answers, or refuses, holds no call.
+    pub(crate) ready: bool,
 }
 
 /// Everything behind the pool's lock.
@@ -214,6 +240,13 @@ pub(crate) struct State {
     pub(crate) start_error: Option<String>,
     pub(crate) panicked: Vec<JobRef>,
     pub(crate) threads: Vec<JoinHandle<()>>,
+}
+
+/// See [`Shared::next_step`].
+pub(crate) struct NextStep {
+    start: Option<(usize, u64)>,
+    stranded: Vec<Queued>,
+    why: String,
 }
 
 /// State shared by the block and the link threads.
@@ -256,6 +289,7 @@ impl Shared {
                     in_flight: VecDeque::new(),
                     window: 1,
                     average_ns: 0.0,
+                    ready: false,
                 });
                 state.links.len() - 1
             }
@@ -266,19 +300,45 @@ impl Shared {
         link.pid = 0;
         link.window = 1;
         link.average_ns = 0.0;
+        link.ready = false;
         Some((slot, link.generation))
     }
 
-    /// Records a failed worker start. When starts keep failing and no worker is left, fails every
-    /// queued call with the reason rather than let it wait forever.
-    pub(crate) fn start_failed(&self, state: &mut State, why: String) -> Vec<Queued> {
+    /// Records a failed worker start.
+    pub(crate) fn start_failed(&self, state: &mut State, why: String) {
         state.start_failures += 1;
         state.start_error = Some(why);
-        let live = state.links.iter().filter(|l| l.alive).count();
-        if live == 0 && state.start_failures >= START_ATTEMPTS {
+    }
+
+    /// What to do after any change to the workers or the queue, decided under the lock and done
+    /// after it is released with [`Shared::carry_out`]: start a worker if queued calls outnumber idle
+    /// workers; and when starts keep failing and no worker is left, fail every queued call with the
+    /// reason rather than let it wait forever.
+    pub(crate) fn next_step(&self, state: &mut State) -> NextStep {
+        let start = self.slot_to_start(state);
+        let stranded = if start.is_none()
+            && state.start_failures >= START_ATTEMPTS
+            && !state.links.iter().any(|l| l.alive)
+        {
             state.queue.drain(..).collect()
         } else {
             Vec::new()
+        };
+        NextStep {
+            start,
+            stranded,
+            why: state.start_error.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Does what [`Shared::next_step`] decided; call without the lock.
+    pub(crate) fn carry_out(self: &Arc<Self>, step: NextStep) {
+        self.changed.notify_all();
+        if !step.stranded.is_empty() {
+            self.fail_unsent(step.stranded, &TaskError::WorkerStart(step.why));
+        }
+        if let Some((slot, generation)) = step.start {
+            process_link::start(self, slot, generation);
         }
     }
 
@@ -417,24 +477,9 @@ impl ProcessScope {
             job,
             claimed: false,
         });
-        let start = self.shared.slot_to_start(&mut state);
-        let unstartable = if start.is_none()
-            && state.start_failures >= START_ATTEMPTS
-            && !state.links.iter().any(|l| l.alive)
-        {
-            let why = state.start_error.clone().unwrap_or_default();
-            Some((state.queue.drain(..).collect::<Vec<_>>(), why))
-        } else {
-            None
-        };
+        let step = self.shared.next_step(&mut state);
         drop(state);
-        self.shared.changed.notify_all();
-        if let Some((slot, generation)) = start {
-            process_link::start(&self.shared, slot, generation);
-        }
-        if let Some((jobs, why)) = unstartable {
-            self.shared.fail_unsent(jobs, &TaskError::WorkerStart(why));
-        }
+        self.shared.carry_out(step);
         future
     }
 

@@ -22,15 +22,15 @@
 //!
 //! # Lifetime
 //!
-//! A watchdog thread waits for the parent's end of the socket to close; when it does (the parent
-//! exited or was killed), the worker exits within a fraction of a second even if a task is still
-//! running, so no worker outlives its parent.
+//! A watchdog thread waits for the socket to hang up; when it does (the parent exited or was
+//! killed, so its end closed), the worker exits at once even if a task is still running, so no
+//! worker outlives its parent.
 
 use std::io::{self, BufReader, BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::remote::{address_at, ErasedTrampoline};
 use crate::wire::{self, Fields, Kind, ReadError};
@@ -56,15 +56,17 @@ extern "C" fn enter_worker_if_asked() {
     let Some(value) = std::env::var_os(WORKER_ENV) else {
         return;
     };
-    // Before `main` the process has one thread, so changing the environment races with nothing.
-    std::env::remove_var(WORKER_ENV);
     let Some(fd) = value.to_str().and_then(|v| v.parse::<RawFd>().ok()) else {
         return;
     };
     if !is_socket(fd) {
-        // Not started by a pool: an environment variable alone does not make a worker.
+        // Not started by a pool: an environment variable alone does not make a worker. The
+        // variable stays, so a pool opened by this run refuses to start workers rather than risk
+        // starting them without end.
         return;
     }
+    // Before `main` the process has one thread, so changing the environment races with nothing.
+    std::env::remove_var(WORKER_ENV);
     let code = std::panic::catch_unwind(|| serve(fd)).unwrap_or(EXIT_PROTOCOL);
     let _ = io::stdout().flush();
     std::process::exit(code);
@@ -284,14 +286,17 @@ fn set_cloexec(fd: RawFd) {
     }
 }
 
-/// Exits the process soon after the parent's end of the channel closes, even mid-task.
+/// Exits the process soon after the parent's end of the channel closes, even mid-task. Only a full
+/// hang-up counts: the parent's orderly end of work closes just its writing side, which the worker
+/// loop sees as the end of input and answers by exiting cleanly, output flushed.
 fn start_watchdog(fd: RawFd) {
     let spawned = std::thread::Builder::new()
         .name("executor-watchdog".to_string())
         .spawn(move || loop {
+            // No events asked for: `poll` still reports a hang-up, an error, or a closed descriptor.
             let mut poll_fd = libc::pollfd {
                 fd,
-                events: libc::POLLRDHUP,
+                events: 0,
                 revents: 0,
             };
             // SAFETY: `poll` reads and writes the one `pollfd` we pass, for the count we pass.
@@ -299,10 +304,8 @@ fn start_watchdog(fd: RawFd) {
             if ready < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            let hung_up = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+            let hung_up = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
             if ready < 0 || poll_fd.revents & hung_up != 0 {
-                // An idle worker sees the end of input itself and exits cleanly; give it a moment.
-                std::thread::sleep(Duration::from_millis(200));
                 // SAFETY: `_exit` ends the process at once; nothing runs after it.
                 unsafe { libc::_exit(0) };
             }
