@@ -458,9 +458,7 @@ impl ProcessScope {
         state.submitted += 1;
         // A call that cannot be sent fails at once, without a worker.
         let unsendable = match (encode_error, &self.shared.executable) {
-            (Some(why), _) => Some(TaskError::Transport(format!(
-                "could not encode the arguments: {why}"
-            ))),
+            (Some(why), _) => Some(TaskError::Transport(why)),
             (None, Err(why)) => Some(TaskError::WorkerStart(why.clone())),
             (None, Ok(_)) => None,
         };

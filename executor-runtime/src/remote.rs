@@ -17,6 +17,7 @@
 //! (`Serialize + DeserializeOwned`): a worker decodes them from a buffer that does not outlive the call.
 
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,7 +30,7 @@ use crate::wire;
 pub struct RemoteCall<R> {
     pub(crate) function: isize,
     pub(crate) trampoline: isize,
-    /// The encoded argument tuple, or why it could not be encoded.
+    /// The encoded argument tuple, or why the call cannot be sent.
     pub(crate) arguments: Result<wire::Parts, String>,
     _result: std::marker::PhantomData<fn() -> R>,
 }
@@ -153,6 +154,55 @@ pub(crate) fn anchor() -> usize {
     unsafe { libc::getauxval(libc::AT_PHDR) as usize }
 }
 
+/// Whether `address` lies in the code of the program's executable. Only such addresses are the same
+/// (relative to the anchor) in a worker: a function in a shared library (a Rust `dylib`, a
+/// `prefer-dynamic` standard library) is loaded at an address of its own in each process.
+pub(crate) fn in_executable(address: usize) -> bool {
+    executable_code()
+        .iter()
+        .any(|&(start, end)| (start..end).contains(&address))
+}
+
+/// The address ranges of the executable's code segments, found once.
+fn executable_code() -> &'static [(usize, usize)] {
+    static RANGES: OnceLock<Vec<(usize, usize)>> = OnceLock::new();
+    RANGES.get_or_init(|| {
+        let mut ranges: Vec<(usize, usize)> = Vec::new();
+        // SAFETY: `dl_iterate_phdr` calls `first_object` with a valid `dl_phdr_info` and passes our
+        // `data` pointer through unchanged; it points at `ranges`, which outlives the call.
+        unsafe {
+            libc::dl_iterate_phdr(
+                Some(first_object),
+                (&mut ranges as *mut Vec<(usize, usize)>).cast(),
+            );
+        }
+        ranges
+    })
+}
+
+/// Collects the executable segments of the first object `dl_iterate_phdr` reports, which is the
+/// program's executable, and stops the iteration.
+unsafe extern "C" fn first_object(
+    info: *mut libc::dl_phdr_info,
+    _size: libc::size_t,
+    data: *mut libc::c_void,
+) -> libc::c_int {
+    // SAFETY: the loader passes a valid `info` whose `dlpi_phdr` points at `dlpi_phnum` program
+    // headers, mapped for the life of the process; `data` is the `Vec` passed by `executable_code`.
+    unsafe {
+        let info = &*info;
+        let ranges = &mut *data.cast::<Vec<(usize, usize)>>();
+        let headers = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
+        for header in headers {
+            if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0 {
+                let start = info.dlpi_addr as usize + header.p_vaddr as usize;
+                ranges.push((start, start + header.p_memsz as usize));
+            }
+        }
+    }
+    1
+}
+
 /// The offset of `address` from the anchor.
 pub(crate) fn offset_of(address: usize) -> isize {
     address.wrapping_sub(anchor()) as isize
@@ -210,8 +260,15 @@ macro_rules! remote_calls {
         {
             let trampoline: ErasedTrampoline = trampoline::<($($ty,)*), Ret>;
             let mut arguments = wire::Parts::default();
-            let encoded = <($($ty,)*) as Arguments<Ret>>::encode(($($arg,)*), &mut arguments)
-                .map(|()| arguments);
+            let encoded = if in_executable(f as usize) && in_executable(trampoline as usize) {
+                <($($ty,)*) as Arguments<Ret>>::encode(($($arg,)*), &mut arguments)
+                    .map(|()| arguments)
+                    .map_err(|why| format!("could not encode the arguments: {why}"))
+            } else {
+                Err("the function is not in the program's executable (it is in a shared \
+                     library), so a worker process cannot find it"
+                    .to_string())
+            };
             RemoteCall {
                 function: offset_of(f as usize),
                 trampoline: offset_of(trampoline as usize),
@@ -264,6 +321,23 @@ mod tests {
         let (status, output) = run(&call);
         assert_eq!(status, CallStatus::Returned);
         assert_eq!(wire::decode_whole::<u64>(&output).unwrap(), 42);
+    }
+
+    #[test]
+    fn functions_of_this_program_are_in_its_executable_and_libc_is_not() {
+        assert!(in_executable(add as fn(u64, u64) -> u64 as usize));
+        assert!(!in_executable(
+            libc::getpid as unsafe extern "C" fn() -> libc::pid_t as usize
+        ));
+        assert!(!in_executable(0));
+        let call = remote0(|| {
+            // SAFETY: `getpid` has no preconditions.
+            unsafe { libc::getpid() }
+        });
+        assert!(
+            call.arguments.is_ok(),
+            "a closure of this program is sendable"
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::os::unix::io::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
-use crate::remote::{address_at, ErasedTrampoline};
+use crate::remote::{address_at, in_executable, ErasedTrampoline};
 use crate::wire::{self, Fields, Kind, ReadError};
 use crate::worker::{self, Backend, WorkerInfo};
 
@@ -140,15 +140,25 @@ fn serve(fd: RawFd) -> i32 {
             return 0;
         }
         output.clear();
+        let (trampoline, function) = (
+            address_at(trampoline as isize),
+            address_at(function as isize),
+        );
+        if !in_executable(trampoline) || !in_executable(function) {
+            // Not a call the parent could have made: refuse to jump there.
+            eprintln!("executor worker: a call named code outside the executable");
+            return EXIT_PROTOCOL;
+        }
         let started = Instant::now();
         // SAFETY: the parent computed both offsets in the same executable (checked in the
         // handshake) from a trampoline of type `ErasedTrampoline` and the function type that
-        // trampoline instance expects (`remote::remote<n>` pairs them). Only the parent can write
-        // to this channel (it is an inherited socket pair, not a path or a port).
+        // trampoline instance expects (`remote::remote<n>` pairs them), and sends only addresses
+        // inside the executable's code (checked there, and again above), where offsets mean the
+        // same in both processes. Only the parent can write to this channel (it is an inherited
+        // socket pair, not a path or a port).
         let status = unsafe {
-            let trampoline =
-                std::mem::transmute::<usize, ErasedTrampoline>(address_at(trampoline as isize));
-            trampoline(address_at(function as isize), arguments, tail, &mut output)
+            let trampoline = std::mem::transmute::<usize, ErasedTrampoline>(trampoline);
+            trampoline(function, arguments, tail, &mut output)
         };
         let elapsed = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
 
