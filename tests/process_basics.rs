@@ -182,3 +182,44 @@ fn byte_vector_results_come_back() {
     });
     assert_eq!(results, vec![vec![], vec![0xAB; 5], vec![0xAB; 1 << 20]]);
 }
+
+fn word_count(text: &str) -> usize {
+    text.split_whitespace().count()
+}
+
+fn checksum(label: &str, bytes: &[u8], seed: u64) -> String {
+    let sum: u64 = bytes.iter().map(|&b| u64::from(b)).sum();
+    format!("{label}:{}", sum + seed)
+}
+
+/// A block that borrows compiles under both keywords: `&str` and `&[u8]` arguments cross as copies,
+/// and the worker hands the function references to its copies.
+#[test]
+fn borrowed_text_and_bytes_work_as_on_threads() {
+    let pages = ["a b c".to_string(), "d e".to_string(), "f".to_string()];
+    let blob: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let expected_sum: u64 = blob.iter().map(|&b| u64::from(b)).sum();
+
+    let on_threads: (Vec<usize>, String) = pool!(Thread => {
+        let counts: Vec<_> = pages.iter().map(|p| submit(word_count, p.as_str())).collect();
+        let sum = submit(checksum, "blob", blob.as_slice(), 1);
+        (counts.into_iter().map(|f| f.result().unwrap()).collect(), sum.result().unwrap())
+    });
+    let on_processes: (Vec<usize>, String) = pool!(Process => {
+        let counts: Vec<_> = pages.iter().map(|p| submit(word_count, p.as_str())).collect();
+        let sum = submit(checksum, "blob", blob.as_slice(), 1);
+        (counts.into_iter().map(|f| f.result().unwrap()).collect(), sum.result().unwrap())
+    });
+    assert_eq!(
+        on_threads,
+        (vec![3, 2, 1], format!("blob:{}", expected_sum + 1))
+    );
+    assert_eq!(on_processes, on_threads);
+
+    let closures = pool!(Process => {
+        let upper = submit(|s: &str| s.to_uppercase(), "shout");
+        let first = submit(|b: &[u8], n: usize| b[..n].to_vec(), blob.as_slice(), 3);
+        (upper.result().unwrap(), first.result().unwrap())
+    });
+    assert_eq!(closures, ("SHOUT".to_string(), vec![0, 1, 2]));
+}

@@ -8,7 +8,7 @@
 //! items (`fn`s declared in the block cannot reach the pool).
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{format_ident, quote_spanned, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -18,6 +18,53 @@ use syn::{Error, Expr, ExprCall, ExprPath, Item, Macro, Token};
 /// The most arguments `submit` passes to the function; `executor_runtime::__private::bind<n>`
 /// exists for each count up to this.
 pub const MAX_ARGS: usize = 12;
+
+/// The Process form of a `submit` call. The arguments are evaluated first, in order; then each
+/// one's type picks how it crosses (`Probe`: owned, or a borrowed `&str`/`&[u8]`), and a borrowed
+/// one is re-borrowed for a lifetime local to this call (`Pass`), which is what proves the function
+/// cannot keep it. See `executor_runtime::remote`.
+fn remote_call(
+    scope: &Ident,
+    remote: &Ident,
+    func: &Expr,
+    args: &[&Expr],
+    span: Span,
+) -> TokenStream {
+    // Unnameable by user code (mixed-site hygiene), but located at the `submit` call, so that an
+    // error about one of them (an argument that is not `Serialize`) is reported there.
+    let hidden = |name: String| Ident::new(&name, Span::mixed_site().located_at(span));
+    let call = hidden("__executor_call".into());
+    let shapes = hidden("__executor_shapes".into());
+    let function = hidden("__executor_function".into());
+    let values: Vec<Ident> = (0..args.len())
+        .map(|i| hidden(format!("__executor_arg{i}")))
+        .collect();
+    let passed: Vec<Ident> = (0..args.len())
+        .map(|i| hidden(format!("__executor_pass{i}")))
+        .collect();
+    let signature = format_ident!("signature{}", args.len(), span = span);
+    let prepared = hidden("__executor_prepared".into());
+    // The `unsafe` block carries the macro's span, not the user's: lints such as
+    // `#![forbid(unsafe_code)]` apply to code the user wrote, and this block is the macro's. It
+    // holds no generic call, so a type error (an argument that is not `Serialize`) is reported at
+    // the `remote<n>` call above it, which carries the `submit` call's span.
+    let unsafe_call = quote! { unsafe { #prepared.assume_call_local() } };
+    quote_spanned! {span=>
+        {
+            #[allow(unused_imports)]
+            use ::executor::__private::{OwnedPass as _, OwnedProbe as _};
+            let #call = ();
+            #(let #values = #args;)*
+            let #shapes = (#(::executor::__private::Probe(&#values).shape(),)*);
+            #(let #passed = ::executor::__private::Pass(#values).pass(&#call);)*
+            let #function = ::executor::__private::#signature(#func, #(&#passed),*);
+            let #prepared = ::executor::__private::#remote(#shapes, #function, #(#passed),*);
+            // SAFETY: borrowed arguments went through `Pass` for the lifetime of `#call`, local to
+            // this block, and `#function` takes exactly those types (`signature<n>`).
+            #scope.submit(#unsafe_call)
+        }
+    }
+}
 
 /// Rewrites the `submit` calls of a body in place.
 pub struct SubmitRewriter {
@@ -74,8 +121,12 @@ impl SubmitRewriter {
         self.rewritten += 1;
         let bind = format_ident!("{}{}", self.binder, args.len(), span = submit_span);
         let scope = &self.scope;
-        let tokens = quote_spanned! {submit_span=>
-            #scope.submit(::executor::__private::#bind(#func #(, #args)*))
+        let tokens = if self.binder == "remote" {
+            remote_call(scope, &bind, func, &args, submit_span)
+        } else {
+            quote_spanned! {submit_span=>
+                #scope.submit(::executor::__private::#bind(#func #(, #args)*))
+            }
         };
         Some(syn::parse2(tokens).expect("the rewritten submit call is an expression"))
     }

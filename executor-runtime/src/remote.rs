@@ -35,6 +35,23 @@ pub struct RemoteCall<R> {
     _result: std::marker::PhantomData<fn() -> R>,
 }
 
+/// A call built by `remote<n>`, not yet known to be safe to send.
+#[doc(hidden)]
+pub struct UncheckedCall<R>(RemoteCall<R>);
+
+impl<R> UncheckedCall<R> {
+    /// The call, to send.
+    ///
+    /// # Safety
+    /// Every argument whose shape is `BorrowedStr` or `BorrowedBytes` must have been passed
+    /// through [`Pass`] for a lifetime local to the `submit` call, and `f` coerced (by
+    /// `signature<n>`) to take exactly those argument types: that is what proves `f` cannot keep
+    /// the reference, which in the worker points into a buffer that lives only for the call.
+    pub unsafe fn assume_call_local(self) -> RemoteCall<R> {
+        self.0
+    }
+}
+
 /// How a call ended in the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CallStatus {
@@ -63,11 +80,13 @@ impl CallStatus {
 pub(crate) type ErasedTrampoline =
     unsafe fn(usize, &[u8], Option<Vec<u8>>, &mut Vec<u8>) -> CallStatus;
 
-/// An argument tuple that can call a function pointer of the matching arity.
-#[doc(hidden)]
+/// The arguments of one call, as `((S1, ..., Sn), (A1, ..., An))`: how each crosses (its
+/// [`Shape`]) and the types the function takes.
 pub(crate) trait Arguments<R>: Sized {
     /// `fn(A1, ..., An) -> R`.
     type Function: Copy;
+    /// `(A1, ..., An)`.
+    type Values;
 
     /// Rebuilds the function pointer from its address.
     ///
@@ -75,14 +94,164 @@ pub(crate) trait Arguments<R>: Sized {
     /// `address` must be the address of a `Self::Function`, in this process.
     unsafe fn function_at(address: usize) -> Self::Function;
 
-    /// Calls `f` with the tuple's elements.
-    fn apply(self, f: Self::Function) -> R;
+    /// Encodes the values, in order.
+    fn encode(values: Self::Values, output: &mut wire::Parts) -> Result<(), String>;
 
-    /// Encodes the elements, in order (see `wire::encode_value`).
-    fn encode(self, output: &mut wire::Parts) -> Result<(), String>;
+    /// Decodes the values (all of `input`, and the tail if any, must be used) and calls `f` with
+    /// them; `Err` if they cannot be decoded.
+    fn decode_and_call(f: Self::Function, input: &[u8], tail: Option<Vec<u8>>)
+        -> Result<R, String>;
+}
 
-    /// Reads the elements back; all of `input`, and the tail if any, must be used.
-    fn decode(input: &[u8], tail: Option<Vec<u8>>) -> Result<Self, String>;
+/// How a value of type `A` crosses to a worker: encoded from `A`, decoded as `Owned`, and handed to
+/// the function as `A` again.
+///
+/// # Safety
+/// `view` may return a value that borrows from `owned` with a lifetime the type system does not
+/// see: the implementation must only do so for `A` = a shared reference, and callers use the value
+/// only while `owned` lives (see [`trampoline`]).
+#[doc(hidden)]
+pub unsafe trait Shape<A> {
+    /// What the worker decodes.
+    type Owned: DeserializeOwned + 'static;
+
+    /// Appends the value's encoding.
+    fn encode(value: A, output: &mut wire::Parts) -> Result<(), String>;
+
+    /// The argument for the function, from the decoded value.
+    ///
+    /// # Safety
+    /// A returned reference must not be used after `owned` is dropped or changed.
+    unsafe fn view(owned: &mut Option<Self::Owned>) -> A;
+}
+
+/// An owned argument: it crosses as itself.
+#[doc(hidden)]
+pub struct Owned;
+
+/// A `&str` argument: it crosses as its text; the worker passes the function a `&str` into its
+/// own copy, which lives until the call returns.
+#[doc(hidden)]
+pub struct BorrowedStr;
+
+/// A `&[u8]` argument: as [`BorrowedStr`], for bytes (copied raw, without serde).
+#[doc(hidden)]
+pub struct BorrowedBytes;
+
+// SAFETY: `view` moves the decoded value out; nothing borrows.
+unsafe impl<A: Serialize + DeserializeOwned + 'static> Shape<A> for Owned {
+    type Owned = A;
+
+    fn encode(value: A, output: &mut wire::Parts) -> Result<(), String> {
+        output.push_value(value)
+    }
+
+    unsafe fn view(owned: &mut Option<A>) -> A {
+        owned.take().expect("each argument is viewed once")
+    }
+}
+
+// SAFETY: `view` returns a `&'x str` into `owned`, which the caller keeps alive and unchanged
+// while the reference is used (the trampoline drops it only after the call returns).
+unsafe impl<'x> Shape<&'x str> for BorrowedStr {
+    type Owned = String;
+
+    fn encode(value: &'x str, output: &mut wire::Parts) -> Result<(), String> {
+        output.push_serialized(value)
+    }
+
+    unsafe fn view(owned: &mut Option<String>) -> &'x str {
+        let text: &str = owned.as_deref().expect("decoded before the call");
+        // SAFETY: the caller keeps `owned` alive and unchanged while the result is used.
+        unsafe { std::mem::transmute::<&str, &'x str>(text) }
+    }
+}
+
+// SAFETY: as for `BorrowedStr`.
+unsafe impl<'x> Shape<&'x [u8]> for BorrowedBytes {
+    type Owned = Vec<u8>;
+
+    fn encode(value: &'x [u8], output: &mut wire::Parts) -> Result<(), String> {
+        output.push_bytes(value);
+        Ok(())
+    }
+
+    unsafe fn view(owned: &mut Option<Vec<u8>>) -> &'x [u8] {
+        let bytes: &[u8] = owned.as_deref().expect("decoded before the call");
+        // SAFETY: the caller keeps `owned` alive and unchanged while the result is used.
+        unsafe { std::mem::transmute::<&[u8], &'x [u8]>(bytes) }
+    }
+}
+
+/// Picks an argument's [`Shape`] at the `submit` call, where its type is known: the inherent
+/// methods below win over [`OwnedProbe`]'s for `&str` and `&[u8]`; every other type is `Owned`.
+#[doc(hidden)]
+pub struct Probe<'p, T>(pub &'p T);
+
+impl Probe<'_, &str> {
+    #[doc(hidden)]
+    pub fn shape(&self) -> BorrowedStr {
+        BorrowedStr
+    }
+}
+
+impl Probe<'_, &[u8]> {
+    #[doc(hidden)]
+    pub fn shape(&self) -> BorrowedBytes {
+        BorrowedBytes
+    }
+}
+
+/// See [`Probe`].
+#[doc(hidden)]
+pub trait OwnedProbe {
+    #[doc(hidden)]
+    fn shape(&self) -> Owned {
+        Owned
+    }
+}
+
+impl<T> OwnedProbe for Probe<'_, T> {}
+
+/// Hands an argument to `remote<n>`, re-borrowing a `&str` or `&[u8]` for a lifetime local to the
+/// `submit` call. That is the soundness check for borrowed arguments: the function must then
+/// accept a reference that lives no longer than the call, so it cannot keep one (a function that
+/// wants `&'static str` is a compile error), and the worker may pass it a reference into a buffer
+/// that lives just as long.
+#[doc(hidden)]
+pub struct Pass<T>(pub T);
+
+impl<'x> Pass<&'x str> {
+    #[doc(hidden)]
+    pub fn pass<'l>(self, _call: &'l ()) -> &'l str
+    where
+        'x: 'l,
+    {
+        self.0
+    }
+}
+
+impl<'x> Pass<&'x [u8]> {
+    #[doc(hidden)]
+    pub fn pass<'l>(self, _call: &'l ()) -> &'l [u8]
+    where
+        'x: 'l,
+    {
+        self.0
+    }
+}
+
+/// See [`Pass`].
+#[doc(hidden)]
+pub trait OwnedPass<T> {
+    #[doc(hidden)]
+    fn pass(self, _call: &()) -> T;
+}
+
+impl<T> OwnedPass<T> for Pass<T> {
+    fn pass(self, _call: &()) -> T {
+        self.0
+    }
 }
 
 /// Decodes the arguments, calls the function at `function`, and encodes its result into `output`.
@@ -101,15 +270,8 @@ where
 {
     // SAFETY: forwarded from the caller.
     let f = unsafe { Args::function_at(function) };
-    let args: Args = match Args::decode(input, tail) {
-        Ok(args) => args,
-        Err(error) => {
-            output.extend_from_slice(format!("could not decode the arguments: {error}").as_bytes());
-            return CallStatus::Transport;
-        }
-    };
-    match panic::catch_unwind(AssertUnwindSafe(|| args.apply(f))) {
-        Ok(value) => {
+    match panic::catch_unwind(AssertUnwindSafe(|| Args::decode_and_call(f, input, tail))) {
+        Ok(Ok(value)) => {
             let encoded =
                 panic::catch_unwind(AssertUnwindSafe(|| wire::encode_value(&value, output)));
             drop_quietly(value);
@@ -129,6 +291,10 @@ where
                     CallStatus::Panicked
                 }
             }
+        }
+        Ok(Err(error)) => {
+            output.extend_from_slice(format!("could not decode the arguments: {error}").as_bytes());
+            CallStatus::Transport
         }
         Err(payload) => {
             output.extend_from_slice(panic_message(&*payload).as_bytes());
@@ -214,12 +380,13 @@ pub(crate) fn address_at(offset: isize) -> usize {
 }
 
 macro_rules! remote_calls {
-    ($($name:ident($($arg:ident: $ty:ident),*);)*) => {$(
-        impl<Ret, $($ty),*> Arguments<Ret> for ($($ty,)*)
+    ($($name:ident($($arg:ident: $ty:ident / $shape:ident / $owned:ident),*);)*) => {$(
+        impl<Ret, $($shape, $ty),*> Arguments<Ret> for (($($shape,)*), ($($ty,)*))
         where
-            $($ty: Serialize + DeserializeOwned + 'static,)*
+            $($shape: Shape<$ty>,)*
         {
             type Function = fn($($ty),*) -> Ret;
+            type Values = ($($ty,)*);
 
             unsafe fn function_at(address: usize) -> Self::Function {
                 // SAFETY: the caller guarantees `address` is such a function; function pointers
@@ -227,41 +394,48 @@ macro_rules! remote_calls {
                 unsafe { std::mem::transmute::<usize, fn($($ty),*) -> Ret>(address) }
             }
 
-            #[allow(non_snake_case)]
-            fn apply(self, f: Self::Function) -> Ret {
-                let ($($ty,)*) = self;
-                f($($ty),*)
-            }
-
-            #[allow(non_snake_case, unused_variables)]
-            fn encode(self, output: &mut wire::Parts) -> Result<(), String> {
-                let ($($ty,)*) = self;
-                $(output.push_value($ty)?;)*
+            #[allow(unused_variables)]
+            fn encode(values: Self::Values, output: &mut wire::Parts) -> Result<(), String> {
+                let ($($arg,)*) = values;
+                $($shape::encode($arg, output)?;)*
                 Ok(())
             }
 
-            #[allow(non_snake_case, unused_mut)]
-            fn decode(mut input: &[u8], mut tail: Option<Vec<u8>>) -> Result<Self, String> {
-                $(let $ty = wire::decode_value::<$ty>(&mut input, &mut tail)?;)*
-                match (input.len(), tail) {
-                    (0, None) => Ok(($($ty,)*)),
-                    (extra, None) => Err(format!("{extra} unexpected bytes after the arguments")),
-                    (_, Some(tail)) => Err(format!("{} unexpected bytes after the arguments", tail.len())),
+            #[allow(unused_mut)]
+            fn decode_and_call(
+                f: Self::Function,
+                mut input: &[u8],
+                mut tail: Option<Vec<u8>>,
+            ) -> Result<Ret, String> {
+                $(let mut $owned = Some(wire::decode_value::<$shape::Owned>(&mut input, &mut tail)?);)*
+                match (input.len(), &tail) {
+                    (0, None) => {}
+                    (extra, None) => return Err(format!("{extra} unexpected bytes after the arguments")),
+                    (_, Some(tail)) => return Err(format!("{} unexpected bytes after the arguments", tail.len())),
                 }
+                // SAFETY: the decoded values live in this frame, untouched, until `f` returns;
+                // a borrowed argument cannot outlive the call (see `Pass`), and the result is
+                // `'static`, so nothing borrows them afterwards.
+                Ok(f($(unsafe { $shape::view(&mut $owned) }),*))
             }
         }
 
+        /// The call `f(args...)`, encoded; see [`UncheckedCall`] for what makes it sendable.
         #[doc(hidden)]
         #[allow(clippy::too_many_arguments)] // one per argument of the user's function
-        pub fn $name<Ret, $($ty),*>(f: fn($($ty),*) -> Ret, $($arg: $ty),*) -> RemoteCall<Ret>
+        pub fn $name<Ret, $($shape, $ty),*>(
+            _shapes: ($($shape,)*),
+            f: fn($($ty),*) -> Ret,
+            $($arg: $ty),*
+        ) -> UncheckedCall<Ret>
         where
-            $($ty: Serialize + DeserializeOwned + 'static,)*
+            $($shape: Shape<$ty>,)*
             Ret: Serialize + DeserializeOwned + Send + 'static,
         {
-            let trampoline: ErasedTrampoline = trampoline::<($($ty,)*), Ret>;
+            let trampoline: ErasedTrampoline = trampoline::<(($($shape,)*), ($($ty,)*)), Ret>;
             let mut arguments = wire::Parts::default();
             let encoded = if in_executable(f as usize) && in_executable(trampoline as usize) {
-                <($($ty,)*) as Arguments<Ret>>::encode(($($arg,)*), &mut arguments)
+                <(($($shape,)*), ($($ty,)*)) as Arguments<Ret>>::encode(($($arg,)*), &mut arguments)
                     .map(|()| arguments)
                     .map_err(|why| format!("could not encode the arguments: {why}"))
             } else {
@@ -269,30 +443,59 @@ macro_rules! remote_calls {
                      library), so a worker process cannot find it"
                     .to_string())
             };
-            RemoteCall {
+            UncheckedCall(RemoteCall {
                 function: offset_of(f as usize),
                 trampoline: offset_of(trampoline as usize),
                 arguments: encoded,
                 _result: std::marker::PhantomData,
-            }
+            })
         }
     )*};
 }
 
+macro_rules! signatures {
+    ($($name:ident($($arg:ident: $ty:ident),*);)*) => {$(
+        /// Coerces `f` to a function pointer taking exactly the argument types given: the check
+        /// that it captures nothing, and, for borrowed arguments, that it accepts the call-local
+        /// lifetime `Pass` gave them. The argument references only carry their types.
+        #[doc(hidden)]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $name<Ret, $($ty),*>(f: fn($($ty),*) -> Ret, $(_: &$ty),*) -> fn($($ty),*) -> Ret {
+            f
+        }
+    )*};
+}
+
+signatures! {
+    signature0();
+    signature1(a1: A1);
+    signature2(a1: A1, a2: A2);
+    signature3(a1: A1, a2: A2, a3: A3);
+    signature4(a1: A1, a2: A2, a3: A3, a4: A4);
+    signature5(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5);
+    signature6(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6);
+    signature7(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7);
+    signature8(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8);
+    signature9(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9);
+    signature10(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10);
+    signature11(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10, a11: A11);
+    signature12(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10, a11: A11, a12: A12);
+}
+
 remote_calls! {
     remote0();
-    remote1(a1: A1);
-    remote2(a1: A1, a2: A2);
-    remote3(a1: A1, a2: A2, a3: A3);
-    remote4(a1: A1, a2: A2, a3: A3, a4: A4);
-    remote5(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5);
-    remote6(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6);
-    remote7(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7);
-    remote8(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8);
-    remote9(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9);
-    remote10(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10);
-    remote11(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10, a11: A11);
-    remote12(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10, a11: A11, a12: A12);
+    remote1(a1: A1 / S1 / o1);
+    remote2(a1: A1 / S1 / o1, a2: A2 / S2 / o2);
+    remote3(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3);
+    remote4(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4);
+    remote5(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5);
+    remote6(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5, a6: A6 / S6 / o6);
+    remote7(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5, a6: A6 / S6 / o6, a7: A7 / S7 / o7);
+    remote8(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5, a6: A6 / S6 / o6, a7: A7 / S7 / o7, a8: A8 / S8 / o8);
+    remote9(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5, a6: A6 / S6 / o6, a7: A7 / S7 / o7, a8: A8 / S8 / o8, a9: A9 / S9 / o9);
+    remote10(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5, a6: A6 / S6 / o6, a7: A7 / S7 / o7, a8: A8 / S8 / o8, a9: A9 / S9 / o9, a10: A10 / S10 / o10);
+    remote11(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5, a6: A6 / S6 / o6, a7: A7 / S7 / o7, a8: A8 / S8 / o8, a9: A9 / S9 / o9, a10: A10 / S10 / o10, a11: A11 / S11 / o11);
+    remote12(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5, a6: A6 / S6 / o6, a7: A7 / S7 / o7, a8: A8 / S8 / o8, a9: A9 / S9 / o9, a10: A10 / S10 / o10, a11: A11 / S11 / o11, a12: A12 / S12 / o12);
 }
 
 #[cfg(test)]
@@ -317,7 +520,8 @@ mod tests {
 
     #[test]
     fn a_call_round_trips_through_offsets() {
-        let call = remote2(add, 40, 2);
+        // SAFETY: no borrowed arguments.
+        let call = unsafe { remote2((Owned, Owned), add, 40, 2).assume_call_local() };
         let (status, output) = run(&call);
         assert_eq!(status, CallStatus::Returned);
         assert_eq!(wire::decode_whole::<u64>(&output).unwrap(), 42);
@@ -330,10 +534,12 @@ mod tests {
             libc::getpid as unsafe extern "C" fn() -> libc::pid_t as usize
         ));
         assert!(!in_executable(0));
-        let call = remote0(|| {
+        fn pid() -> libc::pid_t {
             // SAFETY: `getpid` has no preconditions.
             unsafe { libc::getpid() }
-        });
+        }
+        // SAFETY: no arguments.
+        let call = unsafe { remote0((), pid).assume_call_local() };
         assert!(
             call.arguments.is_ok(),
             "a closure of this program is sendable"
@@ -342,7 +548,10 @@ mod tests {
 
     #[test]
     fn a_byte_vector_result_round_trips() {
-        let call = remote1(|n: u64| vec![7u8; n as usize], 100_000);
+        // SAFETY: no borrowed arguments.
+        let call = unsafe {
+            remote1((Owned,), |n: u64| vec![7u8; n as usize], 100_000).assume_call_local()
+        };
         let (status, output) = run(&call);
         assert_eq!(status, CallStatus::Returned);
         assert_eq!(
@@ -352,8 +561,41 @@ mod tests {
     }
 
     #[test]
+    fn borrowed_text_and_bytes_arrive_as_views_of_the_worker_copy() {
+        fn describe(text: &str, bytes: &[u8], n: u32) -> String {
+            format!("{text}:{}:{n}", bytes.len())
+        }
+        let big = vec![1u8; 100_000];
+        // SAFETY: `describe` takes its references for any lifetime.
+        let call = unsafe {
+            remote3(
+                (BorrowedStr, BorrowedBytes, Owned),
+                describe,
+                "text",
+                big.as_slice(),
+                7,
+            )
+            .assume_call_local()
+        };
+        let (status, output) = run(&call);
+        assert_eq!(status, CallStatus::Returned);
+        assert_eq!(
+            wire::decode_whole::<String>(&output).unwrap(),
+            "text:100000:7"
+        );
+    }
+
+    #[test]
     fn a_panic_is_reported_with_its_message() {
-        let call = remote1(|s: String| -> u8 { panic!("bad {s}") }, "input".to_string());
+        // SAFETY: no borrowed arguments.
+        let call = unsafe {
+            remote1(
+                (Owned,),
+                |s: String| -> u8 { panic!("bad {s}") },
+                "input".to_string(),
+            )
+            .assume_call_local()
+        };
         let (status, output) = run(&call);
         assert_eq!(status, CallStatus::Panicked);
         assert_eq!(String::from_utf8(output).unwrap(), "bad input");
@@ -361,7 +603,10 @@ mod tests {
 
     #[test]
     fn truncated_arguments_are_a_transport_error() {
-        let call = remote1(|s: String| s.len(), "some text".to_string());
+        // SAFETY: no borrowed arguments.
+        let call = unsafe {
+            remote1((Owned,), |s: String| s.len(), "some text".to_string()).assume_call_local()
+        };
         let mut arguments = call.arguments.as_ref().unwrap().concat();
         arguments.truncate(3);
         let trampoline = address_at(call.trampoline);

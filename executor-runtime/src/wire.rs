@@ -84,7 +84,8 @@ pub(crate) fn encode_value<T: Serialize + 'static>(
 /// An encoded message kept in parts, so that a large byte vector is sent from the caller's own
 /// buffer instead of being copied into the message.
 #[derive(Debug, Default)]
-pub(crate) struct Parts {
+#[doc(hidden)]
+pub struct Parts {
     parts: Vec<Vec<u8>>,
     /// Whether the last part is a byte vector's own buffer (the message's *raw tail*, which a
     /// worker reads straight into the vector it hands to the function).
@@ -110,6 +111,28 @@ impl Parts {
             return encode_value(&bytes, self.encoded());
         }
         encode_value(&value, self.encoded())
+    }
+
+    /// Appends a value through serde, never as raw bytes (for borrowed values such as `&str`).
+    pub(crate) fn push_serialized<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), String> {
+        encode_into(value, self.encoded()).map_err(|e| e.to_string())
+    }
+
+    /// Appends a byte slice as a raw byte vector (what a `Vec<u8>` decodes from), copying it.
+    pub(crate) fn push_bytes(&mut self, bytes: &[u8]) {
+        if bytes.len() >= OWN_PART {
+            self.encoded()
+                .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            self.parts.push(bytes.to_vec());
+            self.raw_last = true;
+        } else {
+            let encoded = self.encoded();
+            encoded.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            encoded.extend_from_slice(bytes);
+        }
     }
 
     /// The part that encoded values are appended to.
