@@ -27,7 +27,7 @@
 //! future says how the worker died). Options of `Thread`: `max_workers` (default
 //! `min(32, cpus + 4)`, as Python's `ThreadPoolExecutor`) and `thread_name_prefix`; of `Process`:
 //! `max_workers` (default: the number of CPUs). On `Process`, arguments and results must be
-//! owned and `Serialize + Deserialize` (serde), and `f` must capture nothing.
+//! `Serialize + Deserialize` (serde) or borrowed `&str`/`&[u8]`, and `f` must capture nothing.
 //!
 //! # Example
 //!
@@ -46,12 +46,12 @@
 //! assert_eq!(counts, [3, 2, 1]);
 //! ```
 //!
-//! The same work on worker processes: change the word, pass owned arguments.
+//! The same work on worker processes: change the word.
 //!
 //! ```
 //! use executor::{pool, TaskError};
 //!
-//! fn word_count(text: String) -> usize {
+//! fn word_count(text: &str) -> usize {
 //!     text.split_whitespace().count()
 //! }
 //!
@@ -61,7 +61,7 @@
 //!
 //! let pages = ["a b c", "d e", "f"];
 //! let (counts, crashed) = pool!(Process => {
-//!     let work: Vec<_> = pages.iter().map(|p| submit(word_count, p.to_string())).collect();
+//!     let work: Vec<_> = pages.iter().map(|p| submit(word_count, *p)).collect();
 //!     let crashed = submit(crash);
 //!     let counts: Vec<usize> = work.into_iter().map(|f| f.result().unwrap()).collect();
 //!     (counts, crashed.result())
