@@ -202,16 +202,20 @@ impl Probe<'_, &[u8]> {
     }
 }
 
-/// See [`Probe`].
+/// See [`Probe`]. The bound is checked here, at the `submit` call, so that an argument that cannot
+/// cross is reported there.
 #[doc(hidden)]
-pub trait OwnedProbe {
+pub trait OwnedProbe<T> {
     #[doc(hidden)]
-    fn shape(&self) -> Owned {
+    fn shape(&self) -> Owned
+    where
+        T: Serialize + DeserializeOwned + 'static,
+    {
         Owned
     }
 }
 
-impl<T> OwnedProbe for Probe<'_, T> {}
+impl<T> OwnedProbe<T> for Probe<'_, T> {}
 
 /// Hands an argument to `remote<n>`, re-borrowing a `&str` or `&[u8]` for a lifetime local to the
 /// `submit` call. That is the soundness check for borrowed arguments: the function must then
@@ -460,7 +464,10 @@ macro_rules! signatures {
         /// lifetime `Pass` gave them. The argument references only carry their types.
         #[doc(hidden)]
         #[allow(clippy::too_many_arguments)]
-        pub fn $name<Ret, $($ty),*>(f: fn($($ty),*) -> Ret, $(_: &$ty),*) -> fn($($ty),*) -> Ret {
+        pub fn $name<Ret, $($ty),*>(f: fn($($ty),*) -> Ret, $(_: &$ty),*) -> fn($($ty),*) -> Ret
+        where
+            Ret: Serialize + DeserializeOwned + Send + 'static,
+        {
             f
         }
     )*};
