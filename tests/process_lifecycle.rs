@@ -59,8 +59,9 @@ fn read_until(input: &mut impl BufRead, mut done: impl FnMut(&[String]) -> bool)
 }
 
 fn report_pid_then_sleep(seconds: u64) -> u32 {
-    println!("worker pid {}", std::process::id());
+    // stderr first: once the test has seen the stdout line, the stderr line is written too.
     eprintln!("worker stderr line");
+    println!("worker pid {}", std::process::id());
     std::thread::sleep(Duration::from_secs(seconds));
     std::process::id()
 }
