@@ -19,6 +19,26 @@
 //! - `remote`: turning `submit(f, args...)` into a call another process can make;
 //! - `wire`: the frames and value encoding between a pool and its workers.
 
+//!
+//! # How the Process backend finds its workers and their functions
+//!
+//! *How a process is told it is a worker.* The pool starts a worker with `posix_spawn` of its own
+//! executable (never `fork`), with one end of a Unix socket pair at descriptor 3 and the variable
+//! `__EXECUTOR_WORKER_FD=3`. A function in the executable's `.init_array` (this crate puts it there,
+//! so every program linked with it has it) runs before `main`: when the variable names an inherited
+//! socket, it removes the variable, reads the parent's hello, serves calls until the socket closes
+//! and exits, so `main` (or the test harness) never runs in a worker. Otherwise it does nothing.
+//! There is nothing to call, register or annotate.
+//!
+//! *How a worker finds the function.* `submit(f, args...)` coerces `f` to a function pointer and
+//! takes the address of a generic *trampoline* instantiated for the call's argument and result
+//! types (it decodes the arguments, calls the pointer, catches a panic, encodes the result). Both
+//! are sent as offsets from the executable's program headers: the loader moves the whole executable
+//! at once, so the same offsets name the same code in the worker. The hello carries the identity of
+//! the parent's executable (device, inode, size, modification time), and a worker whose executable
+//! differs refuses to serve; functions outside the executable (in a shared library) are refused at
+//! `submit`.
+
 #![warn(missing_docs)]
 
 mod call;
