@@ -74,7 +74,10 @@
 extern crate self as executor;
 
 pub use executor_macros::pool;
-pub use executor_runtime::{current_worker, Backend, Future, TaskError, WorkerDeath, WorkerInfo};
+pub use executor_runtime::{
+    as_completed, current_worker, wait, AsCompleted, Backend, Future, ReturnWhen, TaskError,
+    WaitTimeout, Waited, WorkerDeath, WorkerInfo, ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION,
+};
 
 #[doc(hidden)]
 pub use executor_runtime::__private;

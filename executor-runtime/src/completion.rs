@@ -18,14 +18,15 @@
 //! always sees the other: a waiter is never missed.
 
 use std::cell::UnsafeCell;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, Thread};
 use std::time::Instant;
 
 use crossbeam_utils::Backoff;
 
-use crate::error::TaskError;
+use crate::error::{drop_payload, panic_message, TaskError};
 
 pub(crate) const PENDING: u8 = 0;
 pub(crate) const RUNNING: u8 = 1;
@@ -33,23 +34,66 @@ pub(crate) const DONE: u8 = 2;
 pub(crate) const CANCELLED: u8 = 3;
 const STATE_MASK: u8 = 0b0_0011;
 const HAS_WAITERS: u8 = 0b0_0100;
+/// Set while the completer runs done callbacks, before `DONE`: a callback added meanwhile runs at once.
+const FINISHING: u8 = 0b10_0000;
 /// Held by the queue entry, then by the worker that popped it.
 pub(crate) const QUEUE_REF: u8 = 0b0_1000;
 /// Held by the [`Future`](crate::Future).
 pub(crate) const FUTURE_REF: u8 = 0b1_0000;
 const REFS: u8 = QUEUE_REF | FUTURE_REF;
 
+/// A done callback: it gets the task's value or error.
+pub(crate) type Callback<R> = Box<dyn FnOnce(Result<&R, &TaskError>) + Send>;
+
 /// Someone to tell when the task finishes.
-pub(crate) enum Waiter {
+pub(crate) enum Waiter<R> {
     /// A thread parked in a blocking wait.
     Thread(Thread),
+    /// A done callback (`Future::add_done_callback`).
+    Callback(Callback<R>),
+    /// A wait on many futures (`wait`, `as_completed`): the task's index in it.
+    Signal(Arc<Signal>, usize),
 }
 
-impl Waiter {
-    fn notify(self) {
-        match self {
-            Waiter::Thread(thread) => thread.unpark(),
-        }
+/// Where the tasks of a wait on many futures report that they finished.
+pub(crate) struct Signal {
+    finished: Mutex<Vec<usize>>,
+    waiter: Thread,
+}
+
+impl Signal {
+    /// A signal that wakes the calling thread.
+    pub(crate) fn for_current_thread() -> Arc<Signal> {
+        Arc::new(Signal {
+            finished: Mutex::new(Vec::new()),
+            waiter: thread::current(),
+        })
+    }
+
+    fn notify(&self, index: usize) {
+        self.finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(index);
+        self.waiter.unpark();
+    }
+
+    /// The indices of the tasks that finished since the last call, in the order they did.
+    pub(crate) fn take_finished(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.finished.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// The error a done callback of a cancelled task sees.
+static CANCELLED_ERROR: TaskError = TaskError::Cancelled;
+
+/// Runs a done callback; a panic in it is reported, and goes no further.
+fn run_callback<R>(callback: Callback<R>, outcome: Result<&R, &TaskError>) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| callback(outcome))) {
+        let message = panic_message(&*payload);
+        drop_payload(payload);
+        log::error!("executor: a done callback panicked: {message}");
+        eprintln!("warning: a done callback panicked: {message}");
     }
 }
 
@@ -59,7 +103,7 @@ pub(crate) struct Completion<R> {
     /// Boxed, and the error below too, to keep a task small: 20,000 tiny tasks are 20,000
     /// allocations, and their size decides how many fresh pages the allocator must fault in.
     #[allow(clippy::box_collection)] // the point: 8 bytes in the task instead of 24
-    waiters: Mutex<Option<Box<Vec<Waiter>>>>,
+    waiters: Mutex<Option<Box<Vec<Waiter<R>>>>>,
     /// Written once, by the thread that won [`Completion::try_start`], before the state becomes
     /// `DONE`; read only after the state is seen as `DONE` (acquire), by the future's owner.
     outcome: UnsafeCell<Option<Result<R, Box<TaskError>>>>,
@@ -134,11 +178,25 @@ impl<R> Completion<R> {
         let mut current = self.state.load(Ordering::Relaxed);
         loop {
             debug_assert_eq!(current & STATE_MASK, RUNNING);
-            let waiters = current & HAS_WAITERS != 0;
-            // With waiters, keep our reference until they are woken: the wake reads the task.
-            let drop_ref = release_queue_ref && !waiters;
+            if current & HAS_WAITERS != 0 {
+                // Someone waits, perhaps with a callback: callbacks run before `DONE`, while the
+                // future's owner cannot yet take the outcome they read.
+                match self.state.compare_exchange_weak(
+                    current,
+                    current | FINISHING,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(actual) => {
+                        current = actual;
+                        continue;
+                    }
+                }
+            }
+            // Nobody waits: publish `DONE` and drop our reference in one step.
             let mut next = (current & !STATE_MASK) | DONE;
-            if drop_ref {
+            if release_queue_ref {
                 next &= !QUEUE_REF;
             }
             match self.state.compare_exchange_weak(
@@ -147,16 +205,90 @@ impl<R> Completion<R> {
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) if drop_ref => return next & REFS == 0,
-                Ok(_) => break,
+                Ok(_) => return release_queue_ref && next & REFS == 0,
                 Err(actual) => current = actual,
             }
         }
-        if current & HAS_WAITERS != 0 {
-            self.wake_waiters();
+        for callback in self.take_callbacks() {
+            // SAFETY: the outcome was written above, and the owner cannot take it before `DONE`.
+            run_callback(callback, unsafe { self.outcome_view() });
         }
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |state| {
+                Some((state & !STATE_MASK & !FINISHING) | DONE)
+            })
+            .expect("the update always applies");
+        // With waiters, we kept our reference until they are woken: the wake reads the task.
+        self.wake_waiters();
         // SAFETY: forwarded from the caller.
         release_queue_ref && unsafe { self.release(QUEUE_REF) }
+    }
+
+    /// The outcome as a done callback sees it.
+    ///
+    /// # Safety
+    /// The outcome must be written (the task is `DONE` or `FINISHING`) and not taken, and nobody
+    /// may take it while the result is used.
+    unsafe fn outcome_view(&self) -> Result<&R, &TaskError> {
+        // SAFETY: forwarded from the caller.
+        match unsafe { &*self.outcome.get() } {
+            Some(Ok(value)) => Ok(value),
+            Some(Err(error)) => Err(error),
+            None => unreachable!("the outcome of a finished task is there until taken"),
+        }
+    }
+
+    /// Adds a done callback, or runs it now if the task has finished (or is finishing).
+    ///
+    /// The caller must hold the future (so the outcome cannot be taken while the callback reads it).
+    pub(crate) fn add_callback(&self, callback: Callback<R>) {
+        let mut guard = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = self.state.fetch_or(HAS_WAITERS, Ordering::AcqRel);
+        if previous & STATE_MASK < DONE && previous & FINISHING == 0 {
+            // The completer has not reached its callbacks yet; it will find this one (it takes the
+            // list under the lock we hold, after seeing the flag we just set).
+            guard
+                .get_or_insert_with(Box::default)
+                .push(Waiter::Callback(callback));
+            return;
+        }
+        drop(guard);
+        match previous & STATE_MASK {
+            CANCELLED => run_callback(callback, Err(&CANCELLED_ERROR)),
+            // SAFETY: `DONE` or `FINISHING`: written; the caller holds the future, so it is not taken.
+            _ => run_callback(callback, unsafe { self.outcome_view() }),
+        }
+    }
+
+    /// Runs `look` on the outcome of a finished task, on the calling thread.
+    ///
+    /// The caller must hold the future and have seen the task finished.
+    pub(crate) fn add_callback_now(&self, look: impl FnOnce(Result<&R, &TaskError>)) {
+        match self.state() {
+            CANCELLED => look(Err(&CANCELLED_ERROR)),
+            // SAFETY: `DONE` (acquire): written; the caller holds the future, so it is not taken.
+            DONE => look(unsafe { self.outcome_view() }),
+            state => unreachable!("add_callback_now on an unfinished task (state {state})"),
+        }
+    }
+
+    /// Takes the callbacks out of the waiter list, leaving the other waiters.
+    fn take_callbacks(&self) -> Vec<Callback<R>> {
+        let mut guard = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(list) = guard.as_mut() else {
+            return Vec::new();
+        };
+        if !list.iter().any(|w| matches!(w, Waiter::Callback(_))) {
+            return Vec::new();
+        }
+        let mut callbacks = Vec::new();
+        for waiter in std::mem::take(&mut **list) {
+            match waiter {
+                Waiter::Callback(callback) => callbacks.push(callback),
+                other => list.push(other),
+            }
+        }
+        callbacks
     }
 
     /// Gives up one reference (`QUEUE_REF` or `FUTURE_REF`); `true` if it was the last, and the
@@ -244,7 +376,7 @@ impl<R> Completion<R> {
     }
 
     /// Adds a waiter; `false` (and the waiter dropped) if the task finished meanwhile.
-    fn register(&self, waiter: Waiter) -> bool {
+    pub(crate) fn register(&self, waiter: Waiter<R>) -> bool {
         let mut guard = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         let waiters = guard.get_or_insert_with(Box::default);
         waiters.push(waiter);
@@ -267,6 +399,7 @@ impl<R> Completion<R> {
         };
         waiters.retain(|waiter| match waiter {
             Waiter::Thread(thread) => thread.id() != me,
+            _ => true,
         });
     }
 
@@ -274,8 +407,18 @@ impl<R> Completion<R> {
         // Drained in place, not taken: the list's memory is freed with the task, by the thread that
         // allocated it, not by the completing worker (a cross-thread free contends on glibc's arena).
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut callbacks = Vec::new();
         for waiter in waiters.iter_mut().flat_map(|list| list.drain(..)) {
-            waiter.notify();
+            match waiter {
+                Waiter::Thread(thread) => thread.unpark(),
+                Waiter::Signal(signal, index) => signal.notify(index),
+                // Only a cancel gets here with callbacks; a completion ran them before `DONE`.
+                Waiter::Callback(callback) => callbacks.push(callback),
+            }
+        }
+        drop(waiters);
+        for callback in callbacks {
+            run_callback(callback, Err(&CANCELLED_ERROR));
         }
     }
 

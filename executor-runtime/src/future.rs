@@ -71,7 +71,7 @@ impl<R> Future<R> {
         unsafe { self.task.as_ref() }
     }
 
-    fn completion(&self) -> &Completion<R> {
+    pub(crate) fn completion(&self) -> &Completion<R> {
         self.task().completion()
     }
 
@@ -208,6 +208,60 @@ impl<R> Future<R> {
     /// ```
     pub fn cancelled(&self) -> bool {
         self.completion().state() == CANCELLED
+    }
+
+    /// Waits for the task, then gives its error without consuming the future: `None` if it
+    /// produced a value (Python's `Future.exception()`).
+    ///
+    /// ```
+    /// use executor::{pool, TaskError};
+    ///
+    /// fn fails() -> u32 {
+    ///     panic!("no")
+    /// }
+    ///
+    /// pool!(Thread => {
+    ///     let good = submit(|| 1);
+    ///     let bad = submit(fails);
+    ///     assert_eq!(good.exception(), None);
+    ///     assert_eq!(bad.exception(), Some(TaskError::Panicked("no".into())));
+    ///     assert_eq!(good.result(), Ok(1)); // still there
+    ///     assert!(bad.result().is_err());
+    /// });
+    /// ```
+    pub fn exception(&self) -> Option<TaskError> {
+        self.wait_until(None);
+        let error = std::cell::Cell::new(None);
+        // The callback runs at once, on this thread: the task has finished.
+        self.completion()
+            .add_callback_now(|outcome| error.set(outcome.err().cloned()));
+        error.into_inner()
+    }
+
+    /// Runs `callback` once the task has finished, with its value or its error (also for a task
+    /// that panicked or was cancelled). If it has already finished, `callback` runs at once, on the
+    /// calling thread; otherwise on the thread that finishes the task (a worker, or the thread that
+    /// cancels it). A panic in `callback` is reported on stderr and through `log`, and goes no
+    /// further: the pool and the task's result are unaffected. Python's `add_done_callback`.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use executor::pool;
+    ///
+    /// let (tx, rx) = mpsc::channel();
+    /// let value = pool!(Thread => {
+    ///     let f = submit(|| 6 * 7);
+    ///     f.add_done_callback(move |outcome| tx.send(outcome.ok().copied()).unwrap());
+    ///     f.result().unwrap()
+    /// });
+    /// assert_eq!(value, 42);
+    /// assert_eq!(rx.recv().unwrap(), Some(42));
+    /// ```
+    pub fn add_done_callback<F>(&self, callback: F)
+    where
+        F: FnOnce(Result<&R, &TaskError>) + Send + 'static,
+    {
+        self.completion().add_callback(Box::new(callback));
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {

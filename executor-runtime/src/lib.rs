@@ -7,6 +7,7 @@
 //! - `completion`: the state machine and waiter list shared by a task and its future;
 //! - `future`: [`Future`], the user's handle to one call;
 //! - `error`: [`TaskError`], why a call gave no value;
+//! - `waiting`: [`wait`] and [`as_completed`], waiting on many futures;
 //! - `job_queue`: the lock-free queue between submitters and workers;
 //! - `thread_pool`: the Thread backend, the guard of a `pool!(Thread => ...)` block and its workers;
 //! - `worker`: [`current_worker`], where a task runs;
@@ -52,12 +53,17 @@ mod process_pool;
 mod remote;
 mod spawn;
 mod thread_pool;
+mod waiting;
 mod wire;
 mod worker;
 mod worker_process;
 
 pub use error::{TaskError, WorkerDeath};
 pub use future::Future;
+pub use waiting::{
+    as_completed, wait, AsCompleted, ReturnWhen, WaitTimeout, Waited, ALL_COMPLETED,
+    FIRST_COMPLETED, FIRST_EXCEPTION,
+};
 pub use worker::{current_worker, Backend, WorkerInfo};
 
 /// What the `pool!` macro expands to. Not a stable API: use the macro.
