@@ -12,7 +12,8 @@
 //!   on the pool, and evaluates to a [`Future<R>`](Future), where `R` is what `f` returns. `f` may be
 //!   a function, a path (`module::f`, `Type::method`, `f::<T>`) or a closure.
 //! - Leaving `BLOCK` in any way (falling off the end, `?`, `return`, `break`, `continue`, a panic)
-//!   first waits for every task submitted in it. `?`, `return`, `break` and `continue` act on the
+//!   first waits for every task submitted in it; on an early exit the tasks not yet started are
+//!   cancelled, unless the option `cancel_futures = false` is given. `?`, `return`, `break` and `continue` act on the
 //!   enclosing function or loop, exactly as in a plain block: the body is not wrapped in a closure.
 //! - Tasks may borrow anything that outlives the `pool!` expression, as with `std::thread::scope`;
 //!   borrowing something that does not live long enough is a compile error.

@@ -1,14 +1,17 @@
-//! Leaving a `pool!` block in any way first waits for every task submitted in it, and `?`,
-//! `return`, `break` and `continue` act on the enclosing function or loop, as in a plain block.
+//! Leaving a `pool!` block in any way first waits for its tasks, and `?`, `return`, `break` and
+//! `continue` act on the enclosing function or loop, as in a plain block.
 //!
 //! Each test submits tasks that sleep before they record that they finished, leaves the block
-//! early, and checks that every task had finished by the time control reached the code after it.
+//! early, and checks the tasks by the time control reached the code after it. With
+//! `cancel_futures = false` every task has run; by default an early exit cancels the tasks that
+//! had not started, and no task runs after the block.
 
 use std::panic;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use executor::pool;
+use executor::{pool, TaskError};
 
 const TASKS: usize = 8;
 
@@ -31,7 +34,7 @@ fn falling_off_the_end_waits_for_every_task() {
 #[test]
 fn question_mark_returns_from_the_function_after_waiting() {
     fn parse_all(done: &AtomicUsize) -> Result<u32, std::num::ParseIntError> {
-        pool!(Thread(max_workers = 2) => {
+        pool!(Thread(max_workers = 2, cancel_futures = false) => {
             for _ in 0..TASKS {
                 let _ = submit(slow_increment, done);
             }
@@ -47,7 +50,7 @@ fn question_mark_returns_from_the_function_after_waiting() {
 #[test]
 fn return_leaves_the_function_after_waiting() {
     fn early(done: &AtomicUsize) -> &'static str {
-        pool!(Thread(max_workers = 2) => {
+        pool!(Thread(max_workers = 2, cancel_futures = false) => {
             for _ in 0..TASKS {
                 let _ = submit(slow_increment, done);
             }
@@ -66,7 +69,7 @@ fn break_and_continue_act_on_the_enclosing_loop_after_waiting() {
     let mut seen_after_each_exit = Vec::new();
     for round in 0..4 {
         rounds += 1;
-        pool!(Thread(max_workers = 2) => {
+        pool!(Thread(max_workers = 2, cancel_futures = false) => {
             let _ = submit(slow_increment, &done);
             if round == 0 {
                 continue;
@@ -89,7 +92,7 @@ fn labelled_break_reaches_an_outer_loop() {
     let mut last = 0;
     'outer: for i in 0..10 {
         for _ in 0..10 {
-            pool!(Thread => {
+            pool!(Thread(cancel_futures = false) => {
                 let _ = submit(slow_increment, &done);
                 if i == 1 {
                     break 'outer;
@@ -106,7 +109,7 @@ fn labelled_break_reaches_an_outer_loop() {
 fn a_panic_in_the_block_unwinds_after_waiting() {
     let done = AtomicUsize::new(0);
     let outcome = panic::catch_unwind(|| {
-        pool!(Thread(max_workers = 2) => {
+        pool!(Thread(max_workers = 2, cancel_futures = false) => {
             for _ in 0..TASKS {
                 let _ = submit(slow_increment, &done);
             }
@@ -119,4 +122,78 @@ fn a_panic_in_the_block_unwinds_after_waiting() {
         Some(&"the block itself panics")
     );
     assert_eq!(done.load(Ordering::SeqCst), TASKS);
+}
+
+/// Counts the futures that end cancelled.
+fn count_cancellations<R>(futures: &[executor::Future<R>], cancelled: &Arc<AtomicUsize>) {
+    for future in futures {
+        let cancelled = Arc::clone(cancelled);
+        future.add_done_callback(move |outcome| {
+            if let Err(TaskError::Cancelled) = outcome {
+                cancelled.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+}
+
+/// The default: `?` (or any early exit) cancels the tasks that had not started; the running one
+/// finishes, and nothing runs after the block.
+#[test]
+fn an_early_exit_cancels_the_tasks_not_started() {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    let result: Result<u32, std::num::ParseIntError> = (|| {
+        pool!(Thread(max_workers = 1) => {
+            let futures: Vec<_> = (0..TASKS)
+                .map(|_| {
+                    let ran = Arc::clone(&ran);
+                    submit(move || slow_increment(&ran))
+                })
+                .collect();
+            while !futures[0].running() && !futures[0].done() {
+                std::thread::yield_now();
+            }
+            count_cancellations(&futures, &cancelled);
+            let n: u32 = "not a number".parse()?;
+            Ok(n)
+        })
+    })();
+    assert!(result.is_err());
+    let ran_in_block = ran.load(Ordering::SeqCst);
+    assert!(ran_in_block >= 1, "the running task finishes");
+    assert!(ran_in_block < TASKS, "the queued ones did not run");
+    assert_eq!(ran_in_block + cancelled.load(Ordering::SeqCst), TASKS);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        ran_in_block,
+        "nothing runs after the block"
+    );
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn an_early_exit_cancels_the_calls_not_sent_to_a_worker() {
+    let cancelled = Arc::new(AtomicUsize::new(0));
+    let result: Result<u32, std::num::ParseIntError> = (|| {
+        pool!(Process(max_workers = 1) => {
+            let futures: Vec<_> = (0..TASKS).map(|_| submit(sleep_ms, 100)).collect();
+            while !futures[0].running() && !futures[0].done() {
+                std::thread::yield_now();
+            }
+            count_cancellations(&futures, &cancelled);
+            let n: u32 = "not a number".parse()?;
+            Ok(n)
+        })
+    })();
+    assert!(result.is_err());
+    let cancelled = cancelled.load(Ordering::SeqCst);
+    assert!(
+        (TASKS - 2..TASKS).contains(&cancelled),
+        "{cancelled} cancelled"
+    );
 }

@@ -28,8 +28,8 @@ const NOT_YET: &[(&str, &str)] = &[
 impl Backend {
     fn options(self) -> &'static [&'static str] {
         match self {
-            Backend::Thread => &["max_workers", "thread_name_prefix"],
-            Backend::Process => &["max_workers"],
+            Backend::Thread => &["max_workers", "thread_name_prefix", "cancel_futures"],
+            Backend::Process => &["max_workers", "cancel_futures"],
         }
     }
 

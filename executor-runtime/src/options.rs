@@ -6,6 +6,7 @@
 pub struct PoolOptions {
     pub(crate) max_workers: Option<usize>,
     pub(crate) thread_name_prefix: Option<String>,
+    pub(crate) cancel_futures: Option<bool>,
 }
 
 impl PoolOptions {
@@ -32,6 +33,22 @@ impl PoolOptions {
     pub fn thread_name_prefix(&mut self, prefix: impl Into<String>) -> &mut Self {
         self.thread_name_prefix = Some(prefix.into());
         self
+    }
+}
+
+impl PoolOptions {
+    /// `cancel_futures = bool`: whether leaving the block early (`?`, `return`, `break`, a panic)
+    /// cancels the tasks that have not started, as Python's `shutdown(cancel_futures=True)`.
+    /// Default `true`: an early exit usually means the rest of the work is no longer wanted. Tasks
+    /// already running always finish, and the block waits for them either way; with `false` it
+    /// waits for every task. Falling off the end of the block never cancels anything.
+    pub fn cancel_futures(&mut self, cancel: bool) -> &mut Self {
+        self.cancel_futures = Some(cancel);
+        self
+    }
+
+    pub(crate) fn cancels_on_early_exit(&self) -> bool {
+        self.cancel_futures.unwrap_or(true)
     }
 }
 

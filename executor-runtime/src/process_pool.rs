@@ -76,6 +76,9 @@ pub(crate) trait Job: Send + Sync {
     /// # Safety
     /// The caller must hold the queue reference.
     unsafe fn release_queue_ref(&self) -> bool;
+
+    /// Cancels the call if it has not been sent.
+    fn cancel(&self) -> bool;
 }
 
 /// How a dispatched call ended.
@@ -144,6 +147,10 @@ impl<R: DeserializeOwned + Send + 'static> Job for ProcessTask<R> {
     unsafe fn release_queue_ref(&self) -> bool {
         // SAFETY: forwarded from the caller.
         unsafe { self.completion.release(QUEUE_REF) }
+    }
+
+    fn cancel(&self) -> bool {
+        self.completion.try_cancel()
     }
 }
 
@@ -368,6 +375,7 @@ impl Shared {
 #[doc(hidden)]
 pub struct ProcessScope {
     shared: Arc<Shared>,
+    cancel_on_early_exit: bool,
     joined: std::sync::atomic::AtomicBool,
 }
 
@@ -390,6 +398,7 @@ impl ProcessScope {
              (the executor runtime's start-up function did not run); refusing to start more workers"
         );
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
+        let cancel_on_early_exit = options.cancels_on_early_exit();
         let max_workers = options
             .max_workers
             .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
@@ -421,7 +430,23 @@ impl ProcessScope {
                 changed: Condvar::new(),
             }),
             joined: std::sync::atomic::AtomicBool::new(false),
+            cancel_on_early_exit,
         }
+    }
+
+    /// Cancels the calls not yet sent to a worker (the block was left early).
+    fn cancel_pending(&self) {
+        let mut state = self.shared.lock();
+        let queued = std::mem::take(&mut state.queue);
+        for entry in queued {
+            if !entry.claimed && entry.job.job().cancel() {
+                state.finished += 1;
+            } else {
+                state.queue.push_back(entry);
+            }
+        }
+        drop(state);
+        self.shared.changed.notify_all();
     }
 
     /// The guard that joins this pool when the block ends.
@@ -530,6 +555,9 @@ impl ProcessJoinGuard<'_> {
 
 impl Drop for ProcessJoinGuard<'_> {
     fn drop(&mut self) {
+        if self.scope.cancel_on_early_exit {
+            self.scope.cancel_pending();
+        }
         report_unread_panics(&self.scope.join(), Exit::Early);
     }
 }

@@ -56,6 +56,9 @@ trait Job: Send + Sync {
     /// # Safety
     /// The caller must hold the queue's reference.
     unsafe fn release_queue_ref(&self) -> bool;
+
+    /// Cancels the task if it has not started.
+    fn cancel(&self) -> bool;
 }
 
 /// How [`Job::run`] left the queue's reference.
@@ -186,6 +189,10 @@ where
         // SAFETY: forwarded from the caller.
         unsafe { self.completion.release(QUEUE_REF) }
     }
+
+    fn cancel(&self) -> bool {
+        self.completion.try_cancel()
+    }
 }
 
 impl<F, R> Task<R> for ThreadTask<F, R>
@@ -226,6 +233,8 @@ struct Shared {
     submitted: CachePadded<AtomicUsize>,
     /// Tasks taken off the queue and finished, one counter per worker so workers never contend.
     finished: Mutex<Vec<Arc<CachePadded<AtomicUsize>>>>,
+    /// Tasks taken off the queue by an early exit of the block (cancelled, see `cancel_futures`).
+    taken_at_exit: AtomicUsize,
     /// The thread waiting in `join`, woken when a worker runs out of work.
     joiner: OnceLock<Thread>,
     /// Tasks that panicked, kept to report the ones whose future nobody read.
@@ -239,7 +248,11 @@ impl Shared {
         // joining thread itself) could submit another.
         let finished: usize = {
             let counters = self.finished.lock().unwrap_or_else(|e| e.into_inner());
-            counters.iter().map(|c| c.load(Ordering::SeqCst)).sum()
+            counters
+                .iter()
+                .map(|c| c.load(Ordering::SeqCst))
+                .sum::<usize>()
+                + self.taken_at_exit.load(Ordering::SeqCst)
         };
         finished == self.submitted.load(Ordering::SeqCst)
     }
@@ -273,6 +286,7 @@ impl Shared {
 #[doc(hidden)]
 pub struct ThreadScope<'scope> {
     shared: Arc<Shared>,
+    cancel_on_early_exit: bool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     joined: AtomicBool,
     _invariant: PhantomData<&'scope mut &'scope ()>,
@@ -296,6 +310,7 @@ impl<'scope> ThreadScope<'scope> {
     pub unsafe fn new(options: PoolOptions) -> Self {
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
         let max_workers = options.max_workers.unwrap_or_else(default_thread_workers);
+        let cancel_on_early_exit = options.cancels_on_early_exit();
         let name_prefix = options
             .thread_name_prefix
             .unwrap_or_else(|| format!("executor-{id}"));
@@ -313,9 +328,11 @@ impl<'scope> ThreadScope<'scope> {
                 shutdown: AtomicBool::new(false),
                 submitted: CachePadded::new(AtomicUsize::new(0)),
                 finished: Mutex::new(Vec::new()),
+                taken_at_exit: AtomicUsize::new(0),
                 joiner: OnceLock::new(),
                 panicked: Mutex::new(Vec::new()),
             }),
+            cancel_on_early_exit,
             threads: Mutex::new(Vec::new()),
             joined: AtomicBool::new(false),
             _invariant: PhantomData,
@@ -416,6 +433,24 @@ impl<'scope> ThreadScope<'scope> {
         }
     }
 
+    /// Cancels the tasks still queued (the block was left early): each is marked cancelled and
+    /// its closure dropped here, before the borrowed data it may hold goes away.
+    fn cancel_pending(&self) {
+        let shared = &self.shared;
+        while let Some(job) = shared.pop() {
+            job.job().cancel();
+            if let Some(panicked) = job.run() {
+                // Only a task that ran (inline, on a worker waiting for it) can have panicked.
+                shared
+                    .panicked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(panicked);
+            }
+            shared.taken_at_exit.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     /// Waits until every submitted task has finished, then stops and joins the workers. Returns the
     /// messages of panics whose futures were dropped unread.
     fn join(&self) -> Vec<String> {
@@ -465,6 +500,9 @@ impl JoinGuard<'_> {
 impl Drop for JoinGuard<'_> {
     /// Leaving the block early (`?`, `return`, `break`, a panic) still waits for every task.
     fn drop(&mut self) {
+        if self.scope.cancel_on_early_exit {
+            self.scope.cancel_pending();
+        }
         report_unread_panics(&self.scope.join(), Exit::Early);
     }
 }
