@@ -13,8 +13,9 @@
 //!   a function, a path (`module::f`, `Type::method`, `f::<T>`) or a closure.
 //! - Leaving `BLOCK` in any way (falling off the end, `?`, `return`, `break`, `continue`, a panic)
 //!   first waits for every task submitted in it; on an early exit the tasks not yet started are
-//!   cancelled, unless the option `cancel_futures = false` is given. `?`, `return`, `break` and `continue` act on the
-//!   enclosing function or loop, exactly as in a plain block: the body is not wrapped in a closure.
+//!   cancelled, unless the option `cancel_futures = false` is given. `?`, `return`, `break` and
+//!   `continue` act on the enclosing function or loop, exactly as in a plain block: the body is not
+//!   wrapped in a closure.
 //! - Tasks may borrow anything that outlives the `pool!` expression, as with `std::thread::scope`;
 //!   borrowing something that does not live long enough is a compile error.
 //! - A panic in a task is caught: its [`Future::result`] is `Err(TaskError::Panicked(message))`, and
