@@ -75,3 +75,10 @@ fn option_values_are_runtime_expressions() {
     });
     assert_eq!(name.as_deref(), Some("job7-0"));
 }
+
+#[test]
+#[should_panic(expected = "pool! option `timeout` must be longer than zero, got 0ns")]
+fn a_zero_timeout_is_refused_at_block_entry() {
+    let timeout = std::time::Duration::ZERO;
+    pool!(Process(timeout = timeout) => {});
+}

@@ -129,3 +129,36 @@ fn a_panic_while_decoding_a_result_fails_that_call_only() {
     }
     assert_eq!(fine.unwrap().0, 7);
 }
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Python cannot stop a running call; here the call's worker is killed at its timeout, the future
+/// says so, and the other calls complete on a replacement.
+#[test]
+fn a_call_that_overruns_its_timeout_is_killed_with_its_worker() {
+    let started = Instant::now();
+    let (stuck, others) = pool!(Process(max_workers = 1, timeout = Duration::from_millis(300)) => {
+        let quick = submit(sleep_ms, 10);
+        let stuck = submit(sleep_ms, 60_000);
+        let after: Vec<_> = (0..3).map(|i| submit(sleep_ms, i)).collect();
+        let stuck = stuck.result();
+        let mut others = vec![quick.result()];
+        others.extend(after.into_iter().map(|f| f.result()));
+        (stuck, others)
+    });
+    assert_eq!(
+        stuck,
+        Err(TaskError::TimedOut {
+            after: Duration::from_millis(300)
+        })
+    );
+    assert_eq!(others, [Ok(10), Ok(0), Ok(1), Ok(2)]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -29,7 +29,7 @@ impl Backend {
     fn options(self) -> &'static [&'static str] {
         match self {
             Backend::Thread => &["max_workers", "thread_name_prefix", "cancel_futures"],
-            Backend::Process => &["max_workers", "cancel_futures"],
+            Backend::Process => &["max_workers", "cancel_futures", "timeout"],
         }
     }
 
@@ -52,7 +52,13 @@ pub fn validate(input: &PoolInput) -> Result<Backend, Error> {
     let mut seen = HashSet::new();
     for option in &input.options {
         let name = option.name.to_string();
-        if !backend.options().contains(&name.as_str()) {
+        if backend == Backend::Thread && name == "timeout" {
+            push(Error::new(
+                option.name.span(),
+                "the Thread backend has no `timeout`: a running thread cannot be stopped; \
+                 use `Process`, whose timed-out tasks are killed with their worker",
+            ));
+        } else if !backend.options().contains(&name.as_str()) {
             let allowed: Vec<String> = backend.options().iter().map(|o| format!("`{o}`")).collect();
             push(Error::new(
                 option.name.span(),

@@ -40,6 +40,12 @@ pub enum TaskError {
     /// could not be encoded or decoded, or a message between the pool and its worker was
     /// malformed. The text says which.
     Transport(String),
+    /// The task ran longer than the pool's `timeout` (Process backend): its worker was killed
+    /// and replaced; other tasks are unaffected.
+    TimedOut {
+        /// The pool's per-task timeout.
+        after: std::time::Duration,
+    },
     /// No worker process could be started for the task, or the worker refused it (for example
     /// because the executable on disk is no longer the one the pool runs). The text says why.
     WorkerStart(String),
@@ -101,6 +107,10 @@ impl fmt::Display for TaskError {
                 write!(f, "the task could not cross the process boundary: {why}")
             }
             TaskError::WorkerStart(why) => write!(f, "no worker process could run the task: {why}"),
+            TaskError::TimedOut { after } => write!(
+                f,
+                "the task ran longer than its timeout of {after:?}; its worker process was killed"
+            ),
         }
     }
 }

@@ -7,6 +7,7 @@ pub struct PoolOptions {
     pub(crate) max_workers: Option<usize>,
     pub(crate) thread_name_prefix: Option<String>,
     pub(crate) cancel_futures: Option<bool>,
+    pub(crate) timeout: Option<std::time::Duration>,
 }
 
 impl PoolOptions {
@@ -44,6 +45,22 @@ impl PoolOptions {
     /// waits for every task. Falling off the end of the block never cancels anything.
     pub fn cancel_futures(&mut self, cancel: bool) -> &mut Self {
         self.cancel_futures = Some(cancel);
+        self
+    }
+
+    /// `timeout = duration` (Process only): a task that runs longer is stopped by killing its
+    /// worker; its future gets `TaskError::TimedOut`, and a replacement worker starts. (A thread
+    /// cannot be killed, so the Thread backend has no such option.)
+    ///
+    /// # Panics
+    /// If `timeout` is zero: no task could ever finish.
+    #[track_caller]
+    pub fn timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
+        assert!(
+            !timeout.is_zero(),
+            "pool! option `timeout` must be longer than zero, got {timeout:?}"
+        );
+        self.timeout = Some(timeout);
         self
     }
 

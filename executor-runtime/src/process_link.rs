@@ -71,6 +71,18 @@ pub(crate) fn start(shared: &Arc<Shared>, slot: usize, generation: u64) {
     let mut state = shared.lock();
     state.links[slot].pid = pid;
     state.threads.push(writer);
+    if let (Some(timeout), false) = (shared.timeout, state.watching) {
+        let watcher = {
+            let shared = Arc::clone(shared);
+            thread::Builder::new()
+                .name(format!("executor-p{}-timeouts", shared.id))
+                .spawn(move || watch_timeouts(&shared, timeout))
+        };
+        if let Ok(handle) = watcher {
+            state.watching = true;
+            state.threads.push(handle);
+        }
+    }
     match reader {
         Ok(handle) => state.threads.push(handle),
         Err(error) => {
@@ -225,7 +237,11 @@ fn writer_loop(shared: &Shared, slot: usize, generation: u64, mut out: SocketWri
             let id = state.next_call_id;
             state.next_call_id += 1;
             batch.push((id, job.job().request()));
-            state.links[slot].in_flight.push_back((id, job));
+            let link = &mut state.links[slot];
+            if link.in_flight.is_empty() {
+                link.head_since = Some(Instant::now());
+            }
+            link.in_flight.push_back((id, job));
         }
         state.finished += cancelled;
         drop(state);
@@ -367,6 +383,7 @@ fn receive_outcomes(
                 _ => return End::Protocol(format!("an answer to call {id}, which was not sent")),
             }
             let (_, job) = link.in_flight.pop_front().expect("checked above");
+            link.head_since = (!link.in_flight.is_empty()).then(Instant::now);
             adapt_window(link, elapsed_ns);
             job
         };
@@ -403,6 +420,12 @@ fn finish(
     end: End,
 ) {
     let pid = child.id();
+    {
+        let mut state = shared.lock();
+        if state.links[slot].generation == generation {
+            state.links[slot].reaping = true;
+        }
+    }
     let broke_protocol = match &end {
         End::Closed => !exited_within(&mut child, Duration::from_millis(500)),
         End::Refused(_) => false,
@@ -430,6 +453,7 @@ fn finish(
         return;
     }
     link.alive = false;
+    let timed_out = link.timed_out;
     let mut in_flight: Vec<JobRef> = link.in_flight.drain(..).map(|(_, job)| job).collect();
     let orderly =
         ready && state.shutdown && in_flight.is_empty() && death == WorkerDeath::Exited(0);
@@ -459,6 +483,9 @@ fn finish(
             shared.start_failed(&mut state, why);
         }
         // A replacement starts (below) when calls are waiting, or later with the next `submit`.
+        _ if timed_out => log::warn!(
+            "executor: worker {slot} (pid {pid}) was killed: its call overran the timeout"
+        ),
         _ => log::warn!("executor: worker {slot} (pid {pid}) {death}"),
     }
     let step = shared.next_step(&mut state);
@@ -466,8 +493,11 @@ fn finish(
 
     if let Some(job) = culprit {
         // SAFETY: dispatched to this link, and now taken out of it: resolved once, here.
-        let panicked =
-            unsafe { job.resolve(Outcome::Failed(TaskError::WorkerDied { pid, death })) };
+        let error = match (timed_out, shared.timeout) {
+            (true, Some(after)) => TaskError::TimedOut { after },
+            _ => TaskError::WorkerDied { pid, death },
+        };
+        let panicked = unsafe { job.resolve(Outcome::Failed(error)) };
         let mut state = shared.lock();
         state.finished += 1;
         state.panicked.extend(panicked);
@@ -475,6 +505,37 @@ fn finish(
     // Started from this thread, which is about to end: nothing ties a worker to the thread that
     // started it (no `PR_SET_PDEATHSIG`; the watchdog follows the socket instead).
     shared.carry_out(step);
+}
+
+/// Kills the worker of any call that has run longer than `timeout`, until the pool shuts down and
+/// its workers are gone. Its reader then fails that call with `TaskError::TimedOut`.
+fn watch_timeouts(shared: &Shared, timeout: Duration) {
+    let tick = (timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(50));
+    loop {
+        {
+            let mut state = shared.lock();
+            if state.shutdown && !state.links.iter().any(|l| l.alive) {
+                return;
+            }
+            for link in state
+                .links
+                .iter_mut()
+                .filter(|l| l.alive && !l.timed_out && !l.reaping)
+            {
+                if link
+                    .head_since
+                    .is_some_and(|since| since.elapsed() > timeout)
+                {
+                    link.timed_out = true;
+                    // SAFETY: `kill` only sends a signal. The pid is still our unreaped child's:
+                    // its reader marks the link `reaping` under this lock, which we hold, before
+                    // it reaps; an exited but unreaped child keeps its pid.
+                    unsafe { libc::kill(link.pid as libc::pid_t, libc::SIGKILL) };
+                }
+            }
+        }
+        thread::sleep(tick);
+    }
 }
 
 /// Whether the child exits within `limit` (a worker that closed its channel but runs on does not).

@@ -25,6 +25,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
@@ -232,6 +233,13 @@ pub(crate) struct LinkState {
     /// The worker accepted the handshake. Calls are claimed and sent only then, so a worker that
     /// never answers, or refuses, holds no call.
     pub(crate) ready: bool,
+    /// Since when the oldest call in flight has been running (the worker runs them in order: from
+    /// its sending to an idle worker, or from the answer to the call before it).
+    pub(crate) head_since: Option<Instant>,
+    /// The pool killed this worker because its call overran the timeout.
+    pub(crate) timed_out: bool,
+    /// Its reader is about to reap it: its pid may be reused from then on, so nothing signals it.
+    pub(crate) reaping: bool,
 }
 
 /// Everything behind the pool's lock.
@@ -247,6 +255,8 @@ pub(crate) struct State {
     pub(crate) start_error: Option<String>,
     pub(crate) panicked: Vec<JobRef>,
     pub(crate) threads: Vec<JoinHandle<()>>,
+    /// The timeout watcher runs (started with the first worker when there is a timeout).
+    pub(crate) watching: bool,
 }
 
 /// See [`Shared::next_step`].
@@ -260,6 +270,8 @@ pub(crate) struct NextStep {
 pub(crate) struct Shared {
     pub(crate) id: u64,
     pub(crate) max_workers: usize,
+    /// The per-call timeout, if any (enforced by `process_link::watch_timeouts`).
+    pub(crate) timeout: Option<Duration>,
     pub(crate) executable: Result<(PathBuf, [u64; 5]), String>,
     pub(crate) state: Mutex<State>,
     /// Signalled on every change a waiter may care about: work queued, calls answered, shutdown.
@@ -297,6 +309,9 @@ impl Shared {
                     window: 1,
                     average_ns: 0.0,
                     ready: false,
+                    head_since: None,
+                    timed_out: false,
+                    reaping: false,
                 });
                 state.links.len() - 1
             }
@@ -308,6 +323,9 @@ impl Shared {
         link.window = 1;
         link.average_ns = 0.0;
         link.ready = false;
+        link.head_since = None;
+        link.timed_out = false;
+        link.reaping = false;
         Some((slot, link.generation))
     }
 
@@ -414,6 +432,7 @@ impl ProcessScope {
             shared: Arc::new(Shared {
                 id,
                 max_workers,
+                timeout: options.timeout,
                 executable,
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
@@ -426,6 +445,7 @@ impl ProcessScope {
                     start_error: None,
                     panicked: Vec::new(),
                     threads: Vec::new(),
+                    watching: false,
                 }),
                 changed: Condvar::new(),
             }),
