@@ -223,3 +223,21 @@ fn borrowed_text_and_bytes_work_as_on_threads() {
     });
     assert_eq!(closures, ("SHOUT".to_string(), vec![0, 1, 2]));
 }
+
+#[test]
+fn max_tasks_per_child_replaces_each_worker_after_that_many_tasks() {
+    let pids: Vec<u32> = pool!(Process(max_workers = 1, max_tasks_per_child = 2) => {
+        let futures: Vec<_> = (0..7).map(|_| submit(pid)).collect();
+        futures.into_iter().map(|f| f.result().unwrap()).collect()
+    });
+    let mut distinct = pids.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "7 tasks, 2 per worker: 4 workers, in turn: {pids:?}"
+    );
+    for chunk in pids.chunks(2) {
+        assert!(chunk.iter().all(|&p| p == chunk[0]), "{pids:?}");
+    }
+}

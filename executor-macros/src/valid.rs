@@ -29,7 +29,12 @@ impl Backend {
     fn options(self) -> &'static [&'static str] {
         match self {
             Backend::Thread => &["max_workers", "thread_name_prefix", "cancel_futures"],
-            Backend::Process => &["max_workers", "cancel_futures", "timeout"],
+            Backend::Process => &[
+                "max_workers",
+                "cancel_futures",
+                "timeout",
+                "max_tasks_per_child",
+            ],
         }
     }
 
@@ -101,11 +106,11 @@ fn backend(input: &PoolInput) -> Result<Backend, Error> {
 
 /// Literal values that can never be right are refused here; other values are checked at block entry.
 fn check_value(option: &PoolOption) -> Result<(), Error> {
-    if option.name == "max_workers" {
+    if option.name == "max_workers" || option.name == "max_tasks_per_child" {
         match integer_literal(&option.value) {
             Some(n) if n < 1 => Err(Error::new_spanned(
                 &option.value,
-                format!("`max_workers` must be at least 1, got {n}"),
+                format!("`{}` must be at least 1, got {n}", option.name),
             )),
             _ => Ok(()),
         }

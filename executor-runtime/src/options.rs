@@ -8,6 +8,7 @@ pub struct PoolOptions {
     pub(crate) thread_name_prefix: Option<String>,
     pub(crate) cancel_futures: Option<bool>,
     pub(crate) timeout: Option<std::time::Duration>,
+    pub(crate) max_tasks_per_child: Option<usize>,
 }
 
 impl PoolOptions {
@@ -61,6 +62,21 @@ impl PoolOptions {
             "pool! option `timeout` must be longer than zero, got {timeout:?}"
         );
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// `max_tasks_per_child = n` (Process only): a worker serves `n` tasks, then exits and is
+    /// replaced: the remedy for leaky C libraries, as Python's `max_tasks_per_child`.
+    ///
+    /// # Panics
+    /// If `n` is 0.
+    #[track_caller]
+    pub fn max_tasks_per_child(&mut self, n: usize) -> &mut Self {
+        assert!(
+            n > 0,
+            "pool! option `max_tasks_per_child` must be at least 1, got 0"
+        );
+        self.max_tasks_per_child = Some(n);
         self
     }
 

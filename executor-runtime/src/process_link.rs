@@ -209,7 +209,21 @@ fn writer_loop(shared: &Shared, slot: usize, generation: u64, mut out: SocketWri
             if link.generation != generation || !link.alive {
                 return;
             }
-            if link.ready && !state.queue.is_empty() && link.in_flight.len() < link.window {
+            let served = shared
+                .max_tasks_per_child
+                .is_some_and(|most| link.sent >= most);
+            if served && link.in_flight.is_empty() {
+                // Its last call is answered: end its input; it exits and a replacement takes over.
+                state.links[slot].retiring = true;
+                drop(state);
+                let _ = out.0.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            if link.ready
+                && !served
+                && !state.queue.is_empty()
+                && link.in_flight.len() < link.window
+            {
                 break;
             }
             if state.shutdown && state.queue.is_empty() {
@@ -223,7 +237,10 @@ fn writer_loop(shared: &Shared, slot: usize, generation: u64, mut out: SocketWri
                 .wait(state)
                 .unwrap_or_else(|e| e.into_inner());
         }
-        let room = state.links[slot].window - state.links[slot].in_flight.len();
+        let mut room = state.links[slot].window - state.links[slot].in_flight.len();
+        if let Some(most) = shared.max_tasks_per_child {
+            room = room.min(most - state.links[slot].sent);
+        }
         let mut cancelled = 0;
         while batch.len() < room {
             let Some(Queued { job, claimed }) = state.queue.pop_front() else {
@@ -242,6 +259,7 @@ fn writer_loop(shared: &Shared, slot: usize, generation: u64, mut out: SocketWri
                 link.head_since = Some(Instant::now());
             }
             link.in_flight.push_back((id, job));
+            link.sent += 1;
         }
         state.finished += cancelled;
         drop(state);
@@ -455,11 +473,17 @@ fn finish(
     link.alive = false;
     let timed_out = link.timed_out;
     let mut in_flight: Vec<JobRef> = link.in_flight.drain(..).map(|(_, job)| job).collect();
-    let orderly =
-        ready && state.shutdown && in_flight.is_empty() && death == WorkerDeath::Exited(0);
+    let retiring = link.retiring;
+    let orderly = ready
+        && (state.shutdown || retiring)
+        && in_flight.is_empty()
+        && death == WorkerDeath::Exited(0);
     if orderly {
-        drop(state);
         log::debug!("executor: worker {slot} (pid {pid}) exited");
+        // A retired worker's replacement starts now if calls are waiting.
+        let step = shared.next_step(&mut state);
+        drop(state);
+        shared.carry_out(step);
         return;
     }
     // A worker that never became ready ran nothing: every call it was sent goes back. Otherwise

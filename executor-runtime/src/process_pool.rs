@@ -240,6 +240,10 @@ pub(crate) struct LinkState {
     pub(crate) timed_out: bool,
     /// Its reader is about to reap it: its pid may be reused from then on, so nothing signals it.
     pub(crate) reaping: bool,
+    /// Calls sent to this worker (for `max_tasks_per_child`).
+    pub(crate) sent: usize,
+    /// It served its `max_tasks_per_child` and was told to exit.
+    pub(crate) retiring: bool,
 }
 
 /// Everything behind the pool's lock.
@@ -272,6 +276,8 @@ pub(crate) struct Shared {
     pub(crate) max_workers: usize,
     /// The per-call timeout, if any (enforced by `process_link::watch_timeouts`).
     pub(crate) timeout: Option<Duration>,
+    /// Calls a worker serves before it is replaced, if limited.
+    pub(crate) max_tasks_per_child: Option<usize>,
     pub(crate) executable: Result<(PathBuf, [u64; 5]), String>,
     pub(crate) state: Mutex<State>,
     /// Signalled on every change a waiter may care about: work queued, calls answered, shutdown.
@@ -293,7 +299,7 @@ impl Shared {
         let idle = state
             .links
             .iter()
-            .filter(|l| l.alive && l.in_flight.is_empty())
+            .filter(|l| l.alive && !l.retiring && l.in_flight.is_empty())
             .count();
         if live >= self.max_workers || state.queue.len() <= idle {
             return None;
@@ -312,6 +318,8 @@ impl Shared {
                     head_since: None,
                     timed_out: false,
                     reaping: false,
+                    sent: 0,
+                    retiring: false,
                 });
                 state.links.len() - 1
             }
@@ -326,6 +334,8 @@ impl Shared {
         link.head_since = None;
         link.timed_out = false;
         link.reaping = false;
+        link.sent = 0;
+        link.retiring = false;
         Some((slot, link.generation))
     }
 
@@ -433,6 +443,7 @@ impl ProcessScope {
                 id,
                 max_workers,
                 timeout: options.timeout,
+                max_tasks_per_child: options.max_tasks_per_child,
                 executable,
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
