@@ -131,6 +131,39 @@ impl SubmitRewriter {
         Some(syn::parse2(tokens).expect("the rewritten submit call is an expression"))
     }
 
+    /// `map(f, items)` or `map(f, items, chunksize)` becomes the pool's `map`. The chunk size
+    /// applies to Process; Thread evaluates and ignores it (as Python's `ThreadPoolExecutor.map`),
+    /// so the same block compiles under both keywords.
+    fn rewrite_map(&mut self, call: &ExprCall) -> Option<Expr> {
+        let span = call.func.span();
+        let args: Vec<&Expr> = call.args.iter().collect();
+        if !(2..=3).contains(&args.len()) {
+            self.errors.push(Error::new(
+                call.paren_token.span.join(),
+                "map takes a function and an iterable, and on Process an optional chunk size: \
+                 `map(f, items)` or `map(f, items, chunksize)`",
+            ));
+            return None;
+        }
+        self.rewritten += 1;
+        let scope = &self.scope;
+        let (func, items) = (args[0], args[1]);
+        let tokens = match (self.binder, args.get(2)) {
+            ("remote", Some(chunksize)) => {
+                quote_spanned! {span=> #scope.map(#func, #items, #chunksize) }
+            }
+            ("remote", None) => quote_spanned! {span=> #scope.map(#func, #items, 1) },
+            (_, Some(chunksize)) => quote_spanned! {span=>
+                {
+                    let _: usize = #chunksize;
+                    #scope.map(#func, #items)
+                }
+            },
+            (_, None) => quote_spanned! {span=> #scope.map(#func, #items) },
+        };
+        Some(syn::parse2(tokens).expect("the rewritten map call is an expression"))
+    }
+
     /// Rewrites inside a macro's arguments when they parse as expressions. The tokens are replaced
     /// only if something was rewritten, so macros whose input is not expressions are untouched.
     fn rewrite_macro_arguments(&mut self, mac: &mut Macro) {
@@ -168,6 +201,11 @@ impl SubmitRewriter {
 
 /// `submit`, alone: not `a::submit`, not `submit::<T>`, not `<T>::submit`.
 fn is_plain_submit(func: &Expr) -> bool {
+    is_plain_call(func, "submit")
+}
+
+/// Whether `func` is the bare path `name`.
+fn is_plain_call(func: &Expr, name: &str) -> bool {
     match func {
         Expr::Path(ExprPath {
             qself: None,
@@ -177,7 +215,7 @@ fn is_plain_submit(func: &Expr) -> bool {
             attrs.is_empty()
                 && path.leading_colon.is_none()
                 && path.segments.len() == 1
-                && path.segments[0].ident == "submit"
+                && path.segments[0].ident == name
                 && path.segments[0].arguments.is_none()
         }
         _ => false,
@@ -198,6 +236,10 @@ impl VisitMut for SubmitRewriter {
         if let Expr::Call(call) = expr {
             if is_plain_submit(&call.func) {
                 if let Some(rewritten) = self.rewrite(call) {
+                    *expr = rewritten;
+                }
+            } else if is_plain_call(&call.func, "map") {
+                if let Some(rewritten) = self.rewrite_map(call) {
                     *expr = rewritten;
                 }
             }

@@ -8,6 +8,7 @@
 //! - `future`: [`Future`], the user's handle to one call;
 //! - `error`: [`TaskError`], why a call gave no value;
 //! - `waiting`: [`wait`] and [`as_completed`], waiting on many futures;
+//! - `map`: `map(f, items)` inside a block, in order, with bounded work in flight;
 //! - `job_queue`: the lock-free queue between submitters and workers;
 //! - `thread_pool`: the Thread backend, the guard of a `pool!(Thread => ...)` block and its workers;
 //! - `worker`: [`current_worker`], where a task runs;
@@ -47,6 +48,7 @@ mod completion;
 mod error;
 mod future;
 mod job_queue;
+mod map;
 mod options;
 mod process_link;
 mod process_pool;
@@ -70,6 +72,7 @@ pub use worker::{current_worker, Backend, WorkerInfo};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::call::*;
+    pub use crate::map::{ProcessMap, ThreadMap};
     pub use crate::options::PoolOptions;
     pub use crate::process_pool::{ProcessJoinGuard, ProcessScope};
     pub use crate::remote::*;

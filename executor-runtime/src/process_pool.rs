@@ -537,6 +537,27 @@ impl ProcessScope {
         future
     }
 
+    /// `map(f, items[, chunksize])` in a block becomes this: `f` on each item, results in input
+    /// order, items sent in chunks of `chunksize` (default 1), at most twice `max_workers` chunks
+    /// in flight.
+    ///
+    /// # Panics
+    /// If `chunksize` is 0.
+    pub fn map<I, T, R>(
+        &self,
+        f: fn(T) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> crate::map::ProcessMap<'_, I::IntoIter, T, R>
+    where
+        I: IntoIterator<Item = T>,
+        T: serde::Serialize + DeserializeOwned + 'static,
+        R: serde::Serialize + DeserializeOwned + Send + 'static,
+    {
+        let ahead = 2 * self.shared.max_workers;
+        crate::map::ProcessMap::new(self, items.into_iter(), f, chunksize, ahead)
+    }
+
     /// Waits for every call, then stops the workers and reaps them. Returns the messages of panics
     /// whose futures were dropped unread.
     fn join(&self) -> Vec<String> {

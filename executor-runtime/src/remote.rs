@@ -52,6 +52,80 @@ impl<R> UncheckedCall<R> {
     }
 }
 
+/// A call of `f` on each item of `chunk`, for `map` on the Process backend: the worker answers
+/// with one result per item (a panic in one item fails that item only).
+pub(crate) fn chunk_call<T, R>(f: fn(T) -> R, chunk: Vec<T>) -> RemoteCall<Vec<Result<R, String>>>
+where
+    T: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    let trampoline: ErasedTrampoline = chunk_trampoline::<T, R>;
+    let arguments = if in_executable(f as usize) && in_executable(trampoline as usize) {
+        let mut parts = wire::Parts::default();
+        parts
+            .push_value(chunk)
+            .map(|()| parts)
+            .map_err(|why| format!("could not encode the arguments: {why}"))
+    } else {
+        Err(
+            "the function is not in the program's executable (it is in a shared library), so \
+             a worker process cannot find it"
+                .to_string(),
+        )
+    };
+    RemoteCall {
+        function: offset_of(f as usize),
+        trampoline: offset_of(trampoline as usize),
+        arguments,
+        _result: std::marker::PhantomData,
+    }
+}
+
+/// The trampoline of a [`chunk_call`].
+///
+/// # Safety
+/// `function` must be the address, in this process, of a `fn(T) -> R`.
+unsafe fn chunk_trampoline<T, R>(
+    function: usize,
+    input: &[u8],
+    tail: Option<Vec<u8>>,
+    output: &mut Vec<u8>,
+) -> CallStatus
+where
+    T: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    // SAFETY: forwarded from the caller.
+    let f = unsafe { std::mem::transmute::<usize, fn(T) -> R>(function) };
+    let mut input = input;
+    let mut tail = tail;
+    let chunk: Vec<T> = match wire::decode_value(&mut input, &mut tail) {
+        Ok(chunk) => chunk,
+        Err(error) => {
+            output.extend_from_slice(format!("could not decode the arguments: {error}").as_bytes());
+            return CallStatus::Transport;
+        }
+    };
+    let results: Vec<Result<R, String>> = chunk
+        .into_iter()
+        .map(|item| {
+            panic::catch_unwind(AssertUnwindSafe(|| f(item))).map_err(|payload| {
+                let message = panic_message(&*payload);
+                drop_payload(payload);
+                message
+            })
+        })
+        .collect();
+    match wire::encode_value(&results, output) {
+        Ok(()) => CallStatus::Returned,
+        Err(error) => {
+            output.clear();
+            output.extend_from_slice(format!("could not encode the result: {error}").as_bytes());
+            CallStatus::Transport
+        }
+    }
+}
+
 /// How a call ended in the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CallStatus {

@@ -388,6 +388,23 @@ impl<'scope> ThreadScope<'scope> {
         unsafe { Future::from_raw(handle) }
     }
 
+    /// `map(f, items)` in a block becomes this: `f` on each item, results in input order, with
+    /// at most twice `max_workers` tasks in flight.
+    pub fn map<I, F, R>(
+        &'scope self,
+        f: F,
+        items: I,
+    ) -> crate::map::ThreadMap<'scope, I::IntoIter, F, R>
+    where
+        I: IntoIterator,
+        I::Item: Send + 'scope,
+        F: Fn(I::Item) -> R + Clone + Send + 'scope,
+        R: Send + 'scope,
+    {
+        let ahead = 2 * self.shared.max_workers;
+        crate::map::ThreadMap::new(self, items.into_iter(), f, ahead)
+    }
+
     fn spawn_worker_if_below_max(&self) {
         let shared = &self.shared;
         let claimed = shared
