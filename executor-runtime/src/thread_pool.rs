@@ -257,6 +257,16 @@ impl Shared {
         finished == self.submitted.load(Ordering::SeqCst)
     }
 
+    /// Runs a popped job (or drops a cancelled one) and keeps a panicked one for the report.
+    fn run(&self, job: JobRef) {
+        if let Some(panicked) = job.run() {
+            self.panicked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(panicked);
+        }
+    }
+
     fn pop(&self) -> Option<JobRef> {
         self.queue.pop()
     }
@@ -456,14 +466,8 @@ impl<'scope> ThreadScope<'scope> {
         let shared = &self.shared;
         while let Some(job) = shared.pop() {
             job.job().cancel();
-            if let Some(panicked) = job.run() {
-                // Only a task that ran (inline, on a worker waiting for it) can have panicked.
-                shared
-                    .panicked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(panicked);
-            }
+            // Only a task that already ran (inline, on a worker waiting for it) can have panicked.
+            shared.run(job);
             shared.taken_at_exit.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -566,13 +570,7 @@ fn worker_loop(shared: &Shared, index: usize, name: String, finished: &AtomicUsi
                 shared.idle.fetch_sub(1, Ordering::SeqCst);
                 idle = false;
             }
-            if let Some(panicked) = job.run() {
-                shared
-                    .panicked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(panicked);
-            }
+            shared.run(job);
             finished.fetch_add(1, Ordering::SeqCst);
             continue;
         }
