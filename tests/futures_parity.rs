@@ -24,7 +24,7 @@ fn sleep_then_fail(ms: u64) -> u64 {
 #[test]
 fn test_first_completed() {
     pool!(Thread(max_workers = 2) => {
-        let slow = submit(sleep_then, 500, 1);
+        let slow = submit(sleep_then, 3000, 1);
         let quick = submit(sleep_then, 1, 2);
         let waited = wait(vec![slow, quick], FIRST_COMPLETED, None);
         assert_eq!(waited.done.len(), 1);
@@ -38,10 +38,10 @@ fn test_first_completed_some_already_completed() {
     pool!(Thread(max_workers = 2) => {
         let done = submit(sleep_then, 0, 1);
         done.wait_timeout(Duration::from_secs(10));
-        let slow = submit(sleep_then, 500, 2);
+        let slow = submit(sleep_then, 3000, 2);
         let started = Instant::now();
         let waited = wait(vec![done, slow], FIRST_COMPLETED, None);
-        assert!(started.elapsed() < Duration::from_millis(400));
+        assert!(started.elapsed() < Duration::from_millis(2000));
         assert_eq!(waited.done.len(), 1);
         assert_eq!(waited.not_done.len(), 1);
     });
@@ -52,7 +52,7 @@ fn test_first_exception() {
     pool!(Thread(max_workers = 3) => {
         let quick = submit(sleep_then, 1, 1);
         let failing = submit(sleep_then_fail, 100);
-        let slow = submit(sleep_then, 1000, 3);
+        let slow = submit(sleep_then, 3000, 3);
         let waited = wait(vec![quick, failing, slow], FIRST_EXCEPTION, None);
         assert_eq!(waited.done.len(), 2, "the quick one and the failing one");
         assert_eq!(waited.not_done.len(), 1);
@@ -67,10 +67,10 @@ fn test_first_exception_some_already_complete() {
     pool!(Thread(max_workers = 2) => {
         let failed = submit(sleep_then_fail, 0);
         failed.wait_timeout(Duration::from_secs(10));
-        let slow = submit(sleep_then, 500, 2);
+        let slow = submit(sleep_then, 3000, 2);
         let started = Instant::now();
         let waited = wait(vec![failed, slow], FIRST_EXCEPTION, None);
-        assert!(started.elapsed() < Duration::from_millis(400));
+        assert!(started.elapsed() < Duration::from_millis(2000));
         assert_eq!(waited.done.len(), 1);
         assert!(matches!(
             waited.done.into_iter().next().unwrap().result(),
@@ -105,11 +105,11 @@ fn test_all_completed() {
 fn test_timeout() {
     pool!(Thread(max_workers = 2) => {
         let quick = submit(sleep_then, 0, 1);
-        let slow = submit(sleep_then, 1000, 2);
+        let slow = submit(sleep_then, 3000, 2);
         let started = Instant::now();
         let waited = wait(vec![quick, slow], ALL_COMPLETED, Some(Duration::from_millis(100)));
         let waited_for = started.elapsed();
-        assert!(waited_for >= Duration::from_millis(100) && waited_for < Duration::from_millis(900));
+        assert!(waited_for >= Duration::from_millis(100) && waited_for < Duration::from_millis(2500));
         assert_eq!(waited.done.len(), 1);
         assert_eq!(waited.not_done.len(), 1);
     });
@@ -120,11 +120,11 @@ fn test_timeout() {
 #[test]
 fn test_no_timeout() {
     pool!(Thread(max_workers = 3) => {
-        let futures: Vec<_> = [200, 0, 100].iter().map(|&ms| submit(sleep_then, ms, ms)).collect();
+        let futures: Vec<_> = [600, 0, 300].iter().map(|&ms| submit(sleep_then, ms, ms)).collect();
         let order: Vec<u64> = as_completed(futures, None)
             .map(|f| f.unwrap().result().unwrap())
             .collect();
-        assert_eq!(order, [0, 100, 200]);
+        assert_eq!(order, [0, 300, 600]);
     });
 }
 
@@ -133,7 +133,7 @@ fn test_future_times_out() {
     pool!(Thread(max_workers = 2) => {
         let quick = submit(sleep_then, 0, 1);
         quick.wait_timeout(Duration::from_secs(10));
-        let slow = submit(sleep_then, 1000, 2);
+        let slow = submit(sleep_then, 3000, 2);
         let mut finished = as_completed(vec![quick, slow], Some(Duration::from_millis(100)));
         assert_eq!(finished.next().unwrap().unwrap().result(), Ok(1));
         assert!(finished.next().unwrap().is_err(), "the slow one times out");
@@ -198,7 +198,7 @@ fn test_done_callback_with_exception() {
 fn test_done_callback_with_cancel() {
     let (tx, rx) = mpsc::channel();
     pool!(Thread(max_workers = 1) => {
-        let blocker = submit(sleep_then, 200, 0);
+        let blocker = submit(sleep_then, 1000, 0);
         let queued = submit(sleep_then, 0, 1);
         queued.add_done_callback(move |outcome| tx.send(outcome.err().cloned()).unwrap());
         assert!(queued.cancel());
@@ -255,7 +255,7 @@ fn test_done_callback_already_failed() {
 fn test_done_callback_already_cancelled() {
     let (tx, rx) = mpsc::channel();
     pool!(Thread(max_workers = 1) => {
-        let blocker = submit(sleep_then, 100, 0);
+        let blocker = submit(sleep_then, 1000, 0);
         let queued = submit(sleep_then, 0, 1);
         assert!(queued.cancel());
         queued.add_done_callback(move |outcome| tx.send(outcome.err().cloned()).unwrap());

@@ -82,7 +82,7 @@ impl std::error::Error for WaitTimeout {}
 ///
 /// pool!(Thread(max_workers = 2) => {
 ///     let quick = submit(|| 1);
-///     let slow = submit(|| { std::thread::sleep(Duration::from_millis(300)); 2 });
+///     let slow = submit(|| { std::thread::sleep(Duration::from_millis(2000)); 2 });
 ///     let waited = wait(vec![slow, quick], FIRST_COMPLETED, None);
 ///     assert_eq!(waited.done.len(), 1);
 ///     assert_eq!(waited.not_done.len(), 1);
@@ -147,7 +147,7 @@ pub fn wait<R>(
 /// use executor::{as_completed, pool};
 ///
 /// let order = pool!(Thread(max_workers = 3) => {
-///     let futures: Vec<_> = [300u64, 10, 150]
+///     let futures: Vec<_> = [600u64, 10, 300]
 ///         .into_iter()
 ///         .map(|ms| submit(move || { std::thread::sleep(Duration::from_millis(ms)); ms }))
 ///         .collect();
@@ -155,7 +155,7 @@ pub fn wait<R>(
 ///         .map(|f| f.unwrap().result().unwrap())
 ///         .collect::<Vec<_>>()
 /// });
-/// assert_eq!(order, [10, 150, 300]);
+/// assert_eq!(order, [10, 300, 600]);
 /// ```
 pub fn as_completed<R>(
     futures: impl IntoIterator<Item = Future<R>>,
