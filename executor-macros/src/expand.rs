@@ -16,7 +16,7 @@
 //! runs before the data they borrow goes away).
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::Ident;
 
@@ -29,11 +29,16 @@ pub fn expand(input: PoolInput, backend: Backend, scope: Ident) -> TokenStream {
     let guard = Ident::new("__executor_guard", Span::mixed_site());
     let value = Ident::new("__executor_value", Span::mixed_site());
 
-    let setters = input.options.iter().map(|option| {
-        let name = &option.name;
-        let value = &option.value;
-        quote_spanned! {value.span()=> #options.#name(#value); }
-    });
+    let setters = input
+        .options
+        .iter()
+        .filter(|option| option.name != "initializer" && option.name != "initargs")
+        .map(|option| {
+            let name = &option.name;
+            let value = &option.value;
+            quote_spanned! {value.span()=> #options.#name(#value); }
+        });
+    let initializer = initializer(&input, backend, &options);
     let open = match backend {
         Backend::Thread => quote! {
             // SAFETY: the pool and its join guard live in locals that user code cannot name
@@ -52,6 +57,7 @@ pub fn expand(input: PoolInput, backend: Backend, scope: Ident) -> TokenStream {
                 #[allow(unused_mut)]
                 let mut #options = ::executor::__private::PoolOptions::new();
                 #(#setters)*
+                #initializer
                 #options
             };
             let #pool = #open;
@@ -65,6 +71,46 @@ pub fn expand(input: PoolInput, backend: Backend, scope: Ident) -> TokenStream {
                 #value
             };
             #value
+        }
+    }
+}
+
+/// `initializer = f` with `initargs = (a, b, ...)` (or one value, or none): each worker calls
+/// `f(a, b, ...)` once, before its first task. On Thread the arguments are cloned for each worker;
+/// on Process the call is encoded once, as a `submit` would be, and sent in each worker's hello.
+fn initializer(input: &PoolInput, backend: Backend, options: &Ident) -> TokenStream {
+    let Some(init) = input.options.iter().find(|o| o.name == "initializer") else {
+        return TokenStream::new();
+    };
+    let func = &init.value;
+    let args: Vec<&syn::Expr> = match input.options.iter().find(|o| o.name == "initargs") {
+        None => Vec::new(),
+        Some(option) => match &option.value {
+            syn::Expr::Tuple(tuple) => tuple.elems.iter().collect(),
+            single => vec![single],
+        },
+    };
+    let span = init.name.span();
+    match backend {
+        Backend::Thread => {
+            let values: Vec<Ident> = (0..args.len())
+                .map(|i| Ident::new(&format!("__executor_initarg{i}"), Span::mixed_site()))
+                .collect();
+            let function = Ident::new("__executor_initializer", Span::mixed_site());
+            quote_spanned! {span=>
+                #options.thread_initializer({
+                    let #function = #func;
+                    #(let #values = #args;)*
+                    ::executor::__private::ThreadInitializer::new(move || {
+                        #function(#(::std::clone::Clone::clone(&#values)),*)
+                    })
+                });
+            }
+        }
+        Backend::Process => {
+            let remote = format_ident!("remote{}", args.len(), span = span);
+            let call = crate::rewrite::remote_call_value(&remote, func, &args, span);
+            quote_spanned! {span=> #options.process_initializer(#call); }
         }
     }
 }

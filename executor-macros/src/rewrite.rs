@@ -30,6 +30,13 @@ fn remote_call(
     args: &[&Expr],
     span: Span,
 ) -> TokenStream {
+    let call = remote_call_value(remote, func, args, span);
+    quote_spanned! {span=> #scope.submit(#call) }
+}
+
+/// The expression that builds the `RemoteCall` of `func(args...)` for a worker process: used by
+/// `submit` and by the `initializer` option.
+pub fn remote_call_value(remote: &Ident, func: &Expr, args: &[&Expr], span: Span) -> TokenStream {
     // Unnameable by user code (mixed-site hygiene), but located at the `submit` call, so that an
     // error about one of them (an argument that is not `Serialize`) is reported there.
     let hidden = |name: String| Ident::new(&name, Span::mixed_site().located_at(span));
@@ -61,7 +68,7 @@ fn remote_call(
             let #prepared = ::executor::__private::#remote(#shapes, #function, #(#passed),*);
             // SAFETY: borrowed arguments went through `Pass` for the lifetime of `#call`, local to
             // this block, and `#function` takes exactly those types (`signature<n>`).
-            #scope.submit(#unsafe_call)
+            #unsafe_call
         }
     }
 }

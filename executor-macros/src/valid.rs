@@ -28,12 +28,20 @@ const NOT_YET: &[(&str, &str)] = &[
 impl Backend {
     fn options(self) -> &'static [&'static str] {
         match self {
-            Backend::Thread => &["max_workers", "thread_name_prefix", "cancel_futures"],
+            Backend::Thread => &[
+                "max_workers",
+                "thread_name_prefix",
+                "cancel_futures",
+                "initializer",
+                "initargs",
+            ],
             Backend::Process => &[
                 "max_workers",
                 "cancel_futures",
                 "timeout",
                 "max_tasks_per_child",
+                "initializer",
+                "initargs",
             ],
         }
     }
@@ -80,6 +88,15 @@ pub fn validate(input: &PoolInput) -> Result<Backend, Error> {
             ));
         } else if let Err(error) = check_value(option) {
             push(error);
+        }
+    }
+    let has = |name: &str| input.options.iter().any(|o| o.name == name);
+    if let Some(initargs) = input.options.iter().find(|o| o.name == "initargs") {
+        if !has("initializer") {
+            push(Error::new(
+                initargs.name.span(),
+                "`initargs` needs an `initializer`: the function each worker calls with them",
+            ));
         }
     }
     match errors {

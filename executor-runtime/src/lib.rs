@@ -73,7 +73,7 @@ pub use worker::{current_worker, Backend, WorkerInfo};
 pub mod __private {
     pub use crate::call::*;
     pub use crate::map::{ProcessMap, ThreadMap};
-    pub use crate::options::PoolOptions;
+    pub use crate::options::{PoolOptions, ThreadInitializer};
     pub use crate::process_pool::{ProcessJoinGuard, ProcessScope};
     pub use crate::remote::*;
     pub use crate::thread_pool::{JoinGuard, ThreadScope};

@@ -9,6 +9,35 @@ pub struct PoolOptions {
     pub(crate) cancel_futures: Option<bool>,
     pub(crate) timeout: Option<std::time::Duration>,
     pub(crate) max_tasks_per_child: Option<usize>,
+    pub(crate) thread_initializer: Option<ThreadInitializer>,
+    pub(crate) process_initializer: Option<std::sync::Arc<ProcessInitializer>>,
+}
+
+/// What each worker thread runs once before its first task (`initializer = f, initargs = ...`).
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct ThreadInitializer(pub(crate) std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl ThreadInitializer {
+    /// Wraps the call the `pool!` macro built; what it returns is ignored, as in Python.
+    pub fn new<T>(call: impl Fn() -> T + Send + Sync + 'static) -> Self {
+        ThreadInitializer(std::sync::Arc::new(move || drop(call())))
+    }
+}
+
+impl std::fmt::Debug for ThreadInitializer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ThreadInitializer")
+    }
+}
+
+/// What each worker process runs once, before it answers the handshake: a call encoded like a
+/// `submit`.
+#[derive(Debug)]
+pub(crate) struct ProcessInitializer {
+    pub(crate) function: isize,
+    pub(crate) trampoline: isize,
+    pub(crate) arguments: Result<Vec<u8>, String>,
 }
 
 impl PoolOptions {
@@ -77,6 +106,22 @@ impl PoolOptions {
             "pool! option `max_tasks_per_child` must be at least 1, got 0"
         );
         self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// `initializer = f` (Thread): set by the `pool!` macro.
+    pub fn thread_initializer(&mut self, initializer: ThreadInitializer) -> &mut Self {
+        self.thread_initializer = Some(initializer);
+        self
+    }
+
+    /// `initializer = f` (Process): set by the `pool!` macro from an encoded call.
+    pub fn process_initializer<R>(&mut self, call: crate::remote::RemoteCall<R>) -> &mut Self {
+        self.process_initializer = Some(std::sync::Arc::new(ProcessInitializer {
+            function: call.function,
+            trampoline: call.trampoline,
+            arguments: call.arguments.map(|parts| parts.concat()),
+        }));
         self
     }
 

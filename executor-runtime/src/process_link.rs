@@ -15,6 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{TaskError, WorkerDeath};
+use crate::options::ProcessInitializer;
 use crate::process_pool::{worker_env, JobRef, LinkState, Outcome, Queued, Shared};
 use crate::remote::CallStatus;
 use crate::spawn::{self, WorkerProcess, WORKER_FD};
@@ -197,6 +198,19 @@ fn writer_loop(shared: &Shared, slot: usize, generation: u64, mut out: SocketWri
     let mut hello = (slot as u64).to_le_bytes().to_vec();
     for field in identity {
         hello.extend_from_slice(&field.to_le_bytes());
+    }
+    match shared.initializer.as_deref() {
+        Some(ProcessInitializer {
+            function,
+            trampoline,
+            arguments: Ok(arguments),
+        }) => {
+            hello.push(1);
+            hello.extend_from_slice(&(*trampoline as i64).to_le_bytes());
+            hello.extend_from_slice(&(*function as i64).to_le_bytes());
+            hello.extend_from_slice(arguments);
+        }
+        _ => hello.push(0),
     }
     if wire::write_frame(&mut out, Kind::Hello, &hello).is_err() {
         return out.give_up();

@@ -278,6 +278,8 @@ pub(crate) struct Shared {
     pub(crate) timeout: Option<Duration>,
     /// Calls a worker serves before it is replaced, if limited.
     pub(crate) max_tasks_per_child: Option<usize>,
+    /// Run by each worker before it answers the handshake.
+    pub(crate) initializer: Option<Arc<crate::options::ProcessInitializer>>,
     pub(crate) executable: Result<(PathBuf, [u64; 5]), String>,
     pub(crate) state: Mutex<State>,
     /// Signalled on every change a waiter may care about: work queued, calls answered, shutdown.
@@ -430,6 +432,10 @@ impl ProcessScope {
         let max_workers = options
             .max_workers
             .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
+        let initializer_error = options
+            .process_initializer
+            .as_ref()
+            .and_then(|init| init.arguments.as_ref().err().cloned());
         let executable = std::env::current_exe()
             .map(on_disk)
             .map_err(|e| format!("cannot find the current executable: {e}"))
@@ -437,6 +443,11 @@ impl ProcessScope {
                 executable_identity()
                     .map(|identity| (path, identity))
                     .map_err(|e| format!("cannot identify the current executable: {e}"))
+            })
+            .and_then(|found| match initializer_error {
+                // Every worker would refuse: fail the calls at once instead.
+                Some(why) => Err(format!("the pool's initializer cannot be sent: {why}")),
+                None => Ok(found),
             });
         ProcessScope {
             shared: Arc::new(Shared {
@@ -444,6 +455,7 @@ impl ProcessScope {
                 max_workers,
                 timeout: options.timeout,
                 max_tasks_per_child: options.max_tasks_per_child,
+                initializer: options.process_initializer.clone(),
                 executable,
                 state: Mutex::new(State {
                     queue: VecDeque::new(),

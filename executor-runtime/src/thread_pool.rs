@@ -59,6 +59,10 @@ trait Job: Send + Sync {
 
     /// Cancels the task if it has not started.
     fn cancel(&self) -> bool;
+
+    /// Resolves a task that has not started with `error` instead of running it (the pool is
+    /// broken); otherwise as [`Job::run`].
+    fn fail(&self, error: TaskError) -> RunEnd;
 }
 
 /// How [`Job::run`] left the queue's reference.
@@ -85,7 +89,18 @@ impl JobRef {
 
     /// Runs the task and lets go of the reference; a panicked task's reference comes back.
     fn run(self) -> Option<JobRef> {
-        match self.job().run() {
+        let end = self.job().run();
+        self.end(end)
+    }
+
+    /// Fails the task with `error` instead of running it (see [`Job::fail`]).
+    fn fail(self, error: TaskError) -> Option<JobRef> {
+        let end = self.job().fail(error);
+        self.end(end)
+    }
+
+    fn end(self, end: RunEnd) -> Option<JobRef> {
+        match end {
             RunEnd::Released { free } => {
                 let task = self.0;
                 std::mem::forget(self);
@@ -193,6 +208,20 @@ where
     fn cancel(&self) -> bool {
         self.completion.try_cancel()
     }
+
+    fn fail(&self, error: TaskError) -> RunEnd {
+        if !self.completion.try_start() {
+            return self.run();
+        }
+        // SAFETY: this thread won `try_start`, so it alone touches `func`.
+        let func = unsafe { (*self.func.get()).take() };
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(func))) {
+            drop_payload(payload);
+        }
+        // SAFETY: this thread won `try_start` and holds the queue reference.
+        let free = unsafe { self.completion.complete(Err(error), true) };
+        RunEnd::Released { free }
+    }
 }
 
 impl<F, R> Task<R> for ThreadTask<F, R>
@@ -235,6 +264,10 @@ struct Shared {
     finished: Mutex<Vec<Arc<CachePadded<AtomicUsize>>>>,
     /// Tasks taken off the queue by an early exit of the block (cancelled, see `cancel_futures`).
     taken_at_exit: AtomicUsize,
+    /// Run by each worker before its first task.
+    initializer: Option<crate::options::ThreadInitializer>,
+    /// Set when an initializer panicked: the pool runs no more tasks, and fails them with this.
+    broken: OnceLock<String>,
     /// The thread waiting in `join`, woken when a worker runs out of work.
     joiner: OnceLock<Thread>,
     /// Tasks that panicked, kept to report the ones whose future nobody read.
@@ -257,9 +290,16 @@ impl Shared {
         finished == self.submitted.load(Ordering::SeqCst)
     }
 
-    /// Runs a popped job (or drops a cancelled one) and keeps a panicked one for the report.
+    /// Runs a popped job (or drops a cancelled one) and keeps a panicked one for the report. In a
+    /// broken pool (an initializer panicked) the job fails instead of running.
     fn run(&self, job: JobRef) {
-        if let Some(panicked) = job.run() {
+        let panicked = match self.broken.get() {
+            None => job.run(),
+            Some(why) => job.fail(TaskError::WorkerStart(format!(
+                "the pool's initializer panicked: {why}"
+            ))),
+        };
+        if let Some(panicked) = panicked {
             self.panicked
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -339,6 +379,8 @@ impl<'scope> ThreadScope<'scope> {
                 submitted: CachePadded::new(AtomicUsize::new(0)),
                 finished: Mutex::new(Vec::new()),
                 taken_at_exit: AtomicUsize::new(0),
+                initializer: options.thread_initializer.clone(),
+                broken: OnceLock::new(),
                 joiner: OnceLock::new(),
                 panicked: Mutex::new(Vec::new()),
             }),
@@ -563,6 +605,14 @@ fn worker_loop(shared: &Shared, index: usize, name: String, finished: &AtomicUsi
         shared.id,
         WorkerInfo::new(Backend::Thread, index, Some(name)),
     );
+    if let Some(initializer) = &shared.initializer {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| (initializer.0)())) {
+            let message = panic_message(&*payload);
+            drop_payload(payload);
+            log::error!("executor: a worker's initializer panicked: {message}; the pool is broken");
+            let _ = shared.broken.set(message);
+        }
+    }
     let mut idle = false;
     loop {
         if let Some(job) = shared.pop() {

@@ -163,7 +163,6 @@ impl Parts {
     }
 
     /// The whole message in one buffer.
-    #[cfg(test)]
     pub(crate) fn concat(&self) -> Vec<u8> {
         self.parts.concat()
     }

@@ -107,11 +107,9 @@ fn serve(fd: RawFd) -> i32 {
     let mut writer = BufWriter::with_capacity(1 << 16, channel);
     let mut payload = Vec::new();
 
-    let index = match handshake(&mut reader, &mut writer, &mut payload) {
-        Ok(index) => index,
-        Err(code) => return code,
-    };
-    worker::become_process_worker(WorkerInfo::new(Backend::Process, index, None));
+    if let Err(code) = handshake(&mut reader, &mut writer, &mut payload) {
+        return code;
+    }
 
     let mut output = Vec::new();
     let mut frame = Vec::new();
@@ -245,12 +243,41 @@ struct CallMessage {
     tail: Option<Vec<u8>>,
 }
 
-/// Reads the hello and answers it; gives this worker's index, or the exit code.
+/// Runs the pool's initializer; gives the reason to refuse if it did not return.
+fn run_initializer(trampoline: i64, function: i64, arguments: &[u8]) -> Option<String> {
+    let (trampoline, function) = (
+        address_at(trampoline as isize),
+        address_at(function as isize),
+    );
+    if !in_executable(trampoline) || !in_executable(function) {
+        return Some("the initializer is not in the executable's code".to_string());
+    }
+    let mut output = Vec::new();
+    // SAFETY: as for a call (see `serve`): both offsets come from `remote<n>` in the parent, in
+    // the same executable (checked just before), and point into its code (checked above).
+    let status = unsafe {
+        let trampoline = std::mem::transmute::<usize, ErasedTrampoline>(trampoline);
+        trampoline(function, arguments, None, &mut output)
+    };
+    let message = String::from_utf8_lossy(&output);
+    match status {
+        crate::remote::CallStatus::Returned => None,
+        crate::remote::CallStatus::Panicked => {
+            Some(format!("the pool's initializer panicked: {message}"))
+        }
+        crate::remote::CallStatus::Transport => {
+            Some(format!("the pool's initializer failed: {message}"))
+        }
+    }
+}
+
+/// Reads the hello, becomes worker number `index` of the pool, runs its initializer, and answers;
+/// gives the exit code if it refuses.
 fn handshake(
     reader: &mut BufReader<UnixStream>,
     writer: &mut BufWriter<UnixStream>,
     payload: &mut Vec<u8>,
-) -> Result<usize, i32> {
+) -> Result<(), i32> {
     match wire::read_frame(reader, payload) {
         Ok(Kind::Hello) => {}
         Ok(_) | Err(_) => return Err(EXIT_PROTOCOL),
@@ -263,7 +290,15 @@ fn handshake(
             .u64("executable identity")
             .map_err(|_| EXIT_PROTOCOL)?;
     }
-    let refusal = match executable_identity() {
+    let initializer = match fields.u8("initializer flag").map_err(|_| EXIT_PROTOCOL)? {
+        0 => None,
+        _ => {
+            let trampoline = fields.i64("initializer").map_err(|_| EXIT_PROTOCOL)?;
+            let function = fields.i64("initializer").map_err(|_| EXIT_PROTOCOL)?;
+            Some((trampoline, function, fields.rest().to_vec()))
+        }
+    };
+    let mut refusal = match executable_identity() {
         Ok(own) if own == parent_exe => None,
         Ok(_) => Some(format!(
             "the worker's executable {} is not the one the pool runs (it was replaced on disk, \
@@ -276,6 +311,10 @@ fn handshake(
             "the worker could not identify its executable: {error}"
         )),
     };
+    worker::become_process_worker(WorkerInfo::new(Backend::Process, index as usize, None));
+    if let (None, Some((trampoline, function, arguments))) = (&refusal, initializer) {
+        refusal = run_initializer(trampoline, function, &arguments);
+    }
     let (kind, answer) = match &refusal {
         None => (Kind::Ready, std::process::id().to_le_bytes().to_vec()),
         Some(why) => (Kind::Refused, why.clone().into_bytes()),
@@ -284,7 +323,7 @@ fn handshake(
         return Err(0);
     }
     match refusal {
-        None => Ok(index as usize),
+        None => Ok(()),
         Some(_) => Err(EXIT_REFUSED),
     }
 }
