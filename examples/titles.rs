@@ -8,6 +8,7 @@
 //!
 //! Each download is one `submit` inside a `pool!(Thread => ...)` block; each task reports the process
 //! id and the worker that ran it, as the Python original prints `multiprocessing.current_process()`.
+//! Titles print as they arrive (`as_completed`), above a progress bar over the pages.
 //! With `--process` the same block runs as `pool!(Process => ...)`: one word changes, and the trace
 //! shows a different process id per worker. A page that fails to load prints its error beside its
 //! URL and the others still print.
@@ -19,7 +20,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use executor::{current_worker, pool};
+use executor::{as_completed, current_worker, pool, Future, TaskError};
+use indicatif::{ProgressBar, ProgressStyle};
 use scraper::{Html, Selector};
 use serde::{Deserialize, Serialize};
 
@@ -32,14 +34,22 @@ struct Fetched {
     worker: String,
 }
 
+/// One page's outcome: its URL, and its title or why it failed to load.
+type Page = (String, Result<Fetched, String>);
+
 /// Downloads `url` and extracts its `<title>`. Runs on a pool worker.
-fn get_title(url: String) -> Result<Fetched, String> {
+fn get_page(url: String) -> Page {
+    let fetched = get_title(&url);
+    (url, fetched)
+}
+
+fn get_title(url: &str) -> Result<Fetched, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
         .into();
     let body = agent
-        .get(&url)
+        .get(url)
         .call()
         .map_err(|e| e.to_string())?
         .body_mut()
@@ -73,39 +83,64 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("main program: pid {}", std::process::id());
     let started = Instant::now();
+    let progress = ProgressBar::new(urls.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} pages")
+            .expect("a valid progress template"),
+    );
     // The two blocks differ in one word.
-    let pages = if on_processes {
+    let (loaded, failed) = if on_processes {
         pool!(Process => {
-            let work: Vec<_> = urls.iter().map(|u| submit(get_title, u.clone())).collect();
-            println!("waiting for {} downloads...", work.len());
-            work.into_iter().map(|f| f.result()).collect::<Vec<_>>()
+            let work: Vec<_> = urls.iter().map(|u| submit(get_page, u.clone())).collect();
+            report(work, &progress)?
         })
     } else {
         pool!(Thread => {
-            let work: Vec<_> = urls.iter().map(|u| submit(get_title, u.clone())).collect();
-            println!("waiting for {} downloads...", work.len());
-            work.into_iter().map(|f| f.result()).collect::<Vec<_>>()
+            let work: Vec<_> = urls.iter().map(|u| submit(get_page, u.clone())).collect();
+            report(work, &progress)?
         })
     };
-    let (mut loaded, mut failed) = (0, 0);
-    for (url, page) in urls.iter().zip(pages) {
-        // `?` lifts a task failure (TaskError: a panic, or a crashed worker) into main's error.
-        match page? {
-            Ok(page) => {
-                loaded += 1;
-                println!("{url} -> {:?}  [{}]", page.title, page.worker);
-            }
-            Err(error) => {
-                failed += 1;
-                println!("{url} -> error: {error}");
-            }
-        }
-    }
+    progress.finish_and_clear();
     println!(
         "{loaded} loaded, {failed} failed, in {:.0} ms",
         started.elapsed().as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// Prints each page as its download finishes, above the progress bar; counts loaded and failed.
+fn report(work: Vec<Future<Page>>, progress: &ProgressBar) -> Result<(usize, usize), TaskError> {
+    let (mut loaded, mut failed) = (0, 0);
+    for future in as_completed(work, None) {
+        // No timeout was given, so the iterator never yields a timeout.
+        let future = future.expect("no timeout");
+        // `?` lifts a task failure (a panic, or a crashed worker) into main's error.
+        let (url, page) = future.result()?;
+        match page {
+            Ok(page) => {
+                loaded += 1;
+                say(
+                    progress,
+                    format!("{url} -> {:?}  [{}]", page.title, page.worker),
+                );
+            }
+            Err(error) => {
+                failed += 1;
+                say(progress, format!("{url} -> error: {error}"));
+            }
+        }
+        progress.inc(1);
+    }
+    Ok((loaded, failed))
+}
+
+/// Prints a line above the progress bar; plainly when there is no terminal to draw the bar on
+/// (output piped to a file), where indicatif would drop it.
+fn say(progress: &ProgressBar, line: String) {
+    if progress.is_hidden() {
+        println!("{line}");
+    } else {
+        progress.println(line);
+    }
 }
 
 /// Starts a tiny HTTP/1.1 server on an ephemeral port and returns its base URL. It serves a handful
