@@ -9,6 +9,7 @@
 //! - `error`: [`TaskError`], why a call gave no value;
 //! - `waiting`: [`wait`] and [`as_completed`], waiting on many futures;
 //! - `map`: `map(f, items)` inside a block, in order, with bounded work in flight;
+//! - `join_guard`: the guard that joins a pool however its block is left;
 //! - `job_queue`: the lock-free queue between submitters and workers;
 //! - `thread_pool`: the Thread backend, the guard of a `pool!(Thread => ...)` block and its workers;
 //! - `worker`: [`current_worker`], where a task runs;
@@ -48,6 +49,7 @@ mod completion;
 mod error;
 mod future;
 mod job_queue;
+mod join_guard;
 mod map;
 mod options;
 mod process_link;
@@ -72,9 +74,10 @@ pub use worker::{current_worker, Backend, WorkerInfo};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::call::*;
+    pub use crate::join_guard::{JoinGuard, Pool};
     pub use crate::map::{ProcessMap, ThreadMap};
     pub use crate::options::{PoolOptions, ThreadInitializer};
-    pub use crate::process_pool::{ProcessJoinGuard, ProcessScope};
+    pub use crate::process_pool::ProcessScope;
     pub use crate::remote::*;
-    pub use crate::thread_pool::{JoinGuard, ThreadScope};
+    pub use crate::thread_pool::ThreadScope;
 }

@@ -32,10 +32,10 @@ use serde::de::DeserializeOwned;
 use crate::completion::{Completion, QUEUE_REF};
 use crate::error::{drop_payload, panic_message, TaskError};
 use crate::future::{Future, Task};
+use crate::join_guard::{JoinGuard, Pool};
 use crate::options::PoolOptions;
 use crate::process_link;
 use crate::remote::{CallStatus, RemoteCall};
-use crate::thread_pool::{report_unread_panics, Exit};
 use crate::wire;
 use crate::worker_process::{executable_identity, WORKER_ENV};
 
@@ -409,12 +409,6 @@ pub struct ProcessScope {
     joined: std::sync::atomic::AtomicBool,
 }
 
-/// Joins the pool when dropped: at the end of the block, however it is left.
-#[doc(hidden)]
-pub struct ProcessJoinGuard<'scope> {
-    scope: &'scope ProcessScope,
-}
-
 impl ProcessScope {
     /// Opens a pool; no worker starts until the first `submit`.
     ///
@@ -477,24 +471,9 @@ impl ProcessScope {
         }
     }
 
-    /// Cancels the calls not yet sent to a worker (the block was left early).
-    fn cancel_pending(&self) {
-        let mut state = self.shared.lock();
-        let queued = std::mem::take(&mut state.queue);
-        for entry in queued {
-            if !entry.claimed && entry.job.job().cancel() {
-                state.finished += 1;
-            } else {
-                state.queue.push_back(entry);
-            }
-        }
-        drop(state);
-        self.shared.changed.notify_all();
-    }
-
     /// The guard that joins this pool when the block ends.
-    pub fn join_guard(&self) -> ProcessJoinGuard<'_> {
-        ProcessJoinGuard { scope: self }
+    pub fn join_guard(&self) -> JoinGuard<'_, Self> {
+        JoinGuard::new(self)
     }
 
     /// Queues a call; `submit(f, args...)` in a `pool!(Process => ...)` block becomes this.
@@ -569,6 +548,27 @@ impl ProcessScope {
         let ahead = 2 * self.shared.max_workers;
         crate::map::ProcessMap::new(self, items.into_iter(), f, chunksize, ahead)
     }
+}
+
+impl Pool for ProcessScope {
+    fn cancels_on_early_exit(&self) -> bool {
+        self.cancel_on_early_exit
+    }
+
+    /// Cancels the calls not yet sent to a worker (the block was left early).
+    fn cancel_pending(&self) {
+        let mut state = self.shared.lock();
+        let queued = std::mem::take(&mut state.queue);
+        for entry in queued {
+            if !entry.claimed && entry.job.job().cancel() {
+                state.finished += 1;
+            } else {
+                state.queue.push_back(entry);
+            }
+        }
+        drop(state);
+        self.shared.changed.notify_all();
+    }
 
     /// Waits for every call, then stops the workers and reaps them. Returns the messages of panics
     /// whose futures were dropped unread.
@@ -604,25 +604,6 @@ impl ProcessScope {
             // SAFETY: every call is finished and each `JobRef` holds the queue reference.
             .filter_map(|job| unsafe { job.job().unread_panic() })
             .collect()
-    }
-}
-
-impl ProcessJoinGuard<'_> {
-    /// As `thread_pool::JoinGuard::finish`.
-    ///
-    /// # Panics
-    /// If a call panicked and its future was dropped without its result being read.
-    pub fn finish(&self) {
-        report_unread_panics(&self.scope.join(), Exit::Normal);
-    }
-}
-
-impl Drop for ProcessJoinGuard<'_> {
-    fn drop(&mut self) {
-        if self.scope.cancel_on_early_exit {
-            self.scope.cancel_pending();
-        }
-        report_unread_panics(&self.scope.join(), Exit::Early);
     }
 }
 

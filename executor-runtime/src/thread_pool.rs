@@ -8,7 +8,7 @@
 //! Tasks may borrow from the enclosing function, like `std::thread::scope`, and the lifetimes work
 //! the same way. [`ThreadScope<'scope>`] is the pool; `submit` takes `&'scope self` and accepts
 //! closures that live for `'scope`, so a task may itself capture the scope and submit more work.
-//! [`JoinGuard<'scope>`] holds that `&'scope` borrow and joins every task in its `Drop`; because its
+//! The block's [`JoinGuard`] (shared with the Process backend) holds that `&'scope` borrow and joins every task in its `Drop`; because its
 //! `Drop` mentions `'scope`, the borrow checker makes `'scope` last until the join, which rejects
 //! tasks that borrow locals declared inside the block. The pool itself has no `Drop` and keeps its
 //! jobs with the lifetime erased, so that dropping it puts no constraint on `'scope`. Both are locals
@@ -32,6 +32,7 @@ use crate::completion::{Completion, CANCELLED, QUEUE_REF};
 use crate::error::{drop_payload, panic_message, TaskError};
 use crate::future::{Future, Task};
 use crate::job_queue::JobQueue;
+use crate::join_guard::{JoinGuard, Pool};
 use crate::options::{default_thread_workers, PoolOptions};
 use crate::worker::{self, Backend, WorkerInfo};
 
@@ -342,12 +343,6 @@ pub struct ThreadScope<'scope> {
     _invariant: PhantomData<&'scope mut &'scope ()>,
 }
 
-/// Joins the pool when dropped: at the end of the block, however it is left.
-#[doc(hidden)]
-pub struct JoinGuard<'scope> {
-    scope: &'scope ThreadScope<'scope>,
-}
-
 impl<'scope> ThreadScope<'scope> {
     /// Opens a pool.
     ///
@@ -392,8 +387,8 @@ impl<'scope> ThreadScope<'scope> {
     }
 
     /// The guard that joins this pool when the block ends.
-    pub fn join_guard(&'scope self) -> JoinGuard<'scope> {
-        JoinGuard { scope: self }
+    pub fn join_guard(&'scope self) -> JoinGuard<'scope, Self> {
+        JoinGuard::new(self)
     }
 
     /// Starts `call` on the pool; `submit(f, args...)` in a block becomes this.
@@ -501,6 +496,12 @@ impl<'scope> ThreadScope<'scope> {
             }
         }
     }
+}
+
+impl Pool for ThreadScope<'_> {
+    fn cancels_on_early_exit(&self) -> bool {
+        self.cancel_on_early_exit
+    }
 
     /// Cancels the tasks still queued (the block was left early): each is marked cancelled and
     /// its closure dropped here, before the borrowed data it may hold goes away.
@@ -545,57 +546,6 @@ impl<'scope> ThreadScope<'scope> {
             // SAFETY: every task is finished (joined above) and each `JobRef` holds the queue reference.
             .filter_map(|job| unsafe { job.job().unread_panic() })
             .collect()
-    }
-}
-
-impl JoinGuard<'_> {
-    /// Waits for every task, stops the workers and reports panics nobody read. Called when the
-    /// block's body finishes normally; leaving it any other way runs the same join in `Drop`.
-    ///
-    /// # Panics
-    /// If a task panicked and its future was dropped without its result being read: like
-    /// `std::thread::scope`, a failure nobody looked at is not silently lost.
-    pub fn finish(&self) {
-        report_unread_panics(&self.scope.join(), Exit::Normal);
-    }
-}
-
-impl Drop for JoinGuard<'_> {
-    /// Leaving the block early (`?`, `return`, `break`, a panic) still waits for every task.
-    fn drop(&mut self) {
-        if self.scope.cancel_on_early_exit {
-            self.scope.cancel_pending();
-        }
-        report_unread_panics(&self.scope.join(), Exit::Early);
-    }
-}
-
-/// How a block was left, for [`report_unread_panics`].
-pub(crate) enum Exit {
-    /// The body finished: the block's guard `finish`es.
-    Normal,
-    /// `?`, `return`, `break` or a panic: the guard is dropped.
-    Early,
-}
-
-/// Reports panics whose futures were dropped unread, as `std::thread::scope` does: a panic when the
-/// block finishes normally; a warning on stderr when it is left early (a second panic while one is
-/// on its way out would abort), and nothing while unwinding from a panic.
-pub(crate) fn report_unread_panics(messages: &[String], exit: Exit) {
-    let Some(first) = messages.first() else {
-        return;
-    };
-    let more = match messages.len() {
-        1 => String::new(),
-        n => format!(" (and {} more)", n - 1),
-    };
-    let report = format!(
-        "a task in a pool! block panicked and its future was dropped without reading the result: {first}{more}"
-    );
-    match exit {
-        Exit::Normal => panic!("{report}"),
-        Exit::Early if !thread::panicking() => eprintln!("warning: {report}"),
-        Exit::Early => {}
     }
 }
 
