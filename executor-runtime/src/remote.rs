@@ -59,25 +59,37 @@ where
     T: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
-    let trampoline: ErasedTrampoline = chunk_trampoline::<T, R>;
-    let arguments = if in_executable(f as usize) && in_executable(trampoline as usize) {
-        let mut parts = wire::Parts::default();
-        parts
-            .push_value(chunk)
-            .map(|()| parts)
-            .map_err(|why| format!("could not encode the arguments: {why}"))
-    } else {
-        Err(
-            "the function is not in the program's executable (it is in a shared library), so \
-             a worker process cannot find it"
-                .to_string(),
-        )
-    };
-    RemoteCall {
-        function: offset_of(f as usize),
-        trampoline: offset_of(trampoline as usize),
-        arguments,
-        _result: std::marker::PhantomData,
+    RemoteCall::new(f as usize, chunk_trampoline::<T, R>, |parts| {
+        parts.push_value(chunk)
+    })
+}
+
+impl<R> RemoteCall<R> {
+    /// A call of the function at `function` through `trampoline`, with the arguments `encode`
+    /// writes; it cannot be sent (and says why) if either address is outside the executable.
+    fn new(
+        function: usize,
+        trampoline: ErasedTrampoline,
+        encode: impl FnOnce(&mut wire::Parts) -> Result<(), String>,
+    ) -> Self {
+        let arguments = if in_executable(function) && in_executable(trampoline as usize) {
+            let mut parts = wire::Parts::default();
+            encode(&mut parts)
+                .map(|()| parts)
+                .map_err(|why| format!("could not encode the arguments: {why}"))
+        } else {
+            Err(
+                "the function is not in the program's executable (it is in a shared library), \
+                 so a worker process cannot find it"
+                    .to_string(),
+            )
+        };
+        RemoteCall {
+            function: offset_of(function),
+            trampoline: offset_of(trampoline as usize),
+            arguments,
+            _result: std::marker::PhantomData,
+        }
     }
 }
 
@@ -116,14 +128,7 @@ where
             })
         })
         .collect();
-    match wire::encode_value(&results, output) {
-        Ok(()) => CallStatus::Returned,
-        Err(error) => {
-            output.clear();
-            output.extend_from_slice(format!("could not encode the result: {error}").as_bytes());
-            CallStatus::Transport
-        }
-    }
+    encode_result(results, output)
 }
 
 /// How a call ended in the worker.
@@ -349,32 +354,33 @@ where
     // SAFETY: forwarded from the caller.
     let f = unsafe { Args::function_at(function) };
     match panic::catch_unwind(AssertUnwindSafe(|| Args::decode_and_call(f, input, tail))) {
-        Ok(Ok(value)) => {
-            let encoded =
-                panic::catch_unwind(AssertUnwindSafe(|| wire::encode_value(&value, output)));
-            drop_quietly(value);
-            match encoded {
-                Ok(Ok(())) => CallStatus::Returned,
-                Ok(Err(error)) => {
-                    output.clear();
-                    output.extend_from_slice(
-                        format!("could not encode the result: {error}").as_bytes(),
-                    );
-                    CallStatus::Transport
-                }
-                Err(payload) => {
-                    output.clear();
-                    output.extend_from_slice(panic_message(&*payload).as_bytes());
-                    drop_payload(payload);
-                    CallStatus::Panicked
-                }
-            }
-        }
+        Ok(Ok(value)) => encode_result(value, output),
         Ok(Err(error)) => {
             output.extend_from_slice(format!("could not decode the arguments: {error}").as_bytes());
             CallStatus::Transport
         }
         Err(payload) => {
+            output.extend_from_slice(panic_message(&*payload).as_bytes());
+            drop_payload(payload);
+            CallStatus::Panicked
+        }
+    }
+}
+
+/// Encodes a call's result into `output`; a panic in its `Serialize` or its `Drop` is reported
+/// as the call's panic rather than unwinding through the worker loop.
+fn encode_result<R: Serialize + 'static>(value: R, output: &mut Vec<u8>) -> CallStatus {
+    let encoded = panic::catch_unwind(AssertUnwindSafe(|| wire::encode_value(&value, output)));
+    drop_quietly(value);
+    match encoded {
+        Ok(Ok(())) => CallStatus::Returned,
+        Ok(Err(error)) => {
+            output.clear();
+            output.extend_from_slice(format!("could not encode the result: {error}").as_bytes());
+            CallStatus::Transport
+        }
+        Err(payload) => {
+            output.clear();
             output.extend_from_slice(panic_message(&*payload).as_bytes());
             drop_payload(payload);
             CallStatus::Panicked
@@ -511,22 +517,9 @@ macro_rules! remote_calls {
             Ret: Serialize + DeserializeOwned + Send + 'static,
         {
             let trampoline: ErasedTrampoline = trampoline::<(($($shape,)*), ($($ty,)*)), Ret>;
-            let mut arguments = wire::Parts::default();
-            let encoded = if in_executable(f as usize) && in_executable(trampoline as usize) {
-                <(($($shape,)*), ($($ty,)*)) as Arguments<Ret>>::encode(($($arg,)*), &mut arguments)
-                    .map(|()| arguments)
-                    .map_err(|why| format!("could not encode the arguments: {why}"))
-            } else {
-                Err("the function is not in the program's executable (it is in a shared \
-                     library), so a worker process cannot find it"
-                    .to_string())
-            };
-            UncheckedCall(RemoteCall {
-                function: offset_of(f as usize),
-                trampoline: offset_of(trampoline as usize),
-                arguments: encoded,
-                _result: std::marker::PhantomData,
-            })
+            UncheckedCall(RemoteCall::new(f as usize, trampoline, |parts| {
+                <(($($shape,)*), ($($ty,)*)) as Arguments<Ret>>::encode(($($arg,)*), parts)
+            }))
         }
     )*};
 }

@@ -8,9 +8,9 @@
 //! Tasks may borrow from the enclosing function, like `std::thread::scope`, and the lifetimes work
 //! the same way. [`ThreadScope<'scope>`] is the pool; `submit` takes `&'scope self` and accepts
 //! closures that live for `'scope`, so a task may itself capture the scope and submit more work.
-//! The block's [`JoinGuard`] (shared with the Process backend) holds that `&'scope` borrow and joins every task in its `Drop`; because its
-//! `Drop` mentions `'scope`, the borrow checker makes `'scope` last until the join, which rejects
-//! tasks that borrow locals declared inside the block. The pool itself has no `Drop` and keeps its
+//! The block's [`JoinGuard`] (shared with the Process backend) holds that `&'scope` borrow and
+//! joins every task in its `Drop`; because its `Drop` mentions `'scope`, the borrow checker makes
+//! `'scope` last until the join, which rejects tasks that borrow locals declared inside the block. The pool itself has no `Drop` and keeps its
 //! jobs with the lifetime erased, so that dropping it puts no constraint on `'scope`. Both are locals
 //! of the macro expansion that user code cannot name, so the guard cannot be leaked.
 //!
