@@ -124,8 +124,11 @@ fn a_panic_in_the_block_unwinds_after_waiting() {
     assert_eq!(done.load(Ordering::SeqCst), TASKS);
 }
 
-/// Counts the futures that end cancelled.
+/// Waits until the first task has started, then counts the futures that end cancelled.
 fn count_cancellations<R>(futures: &[executor::Future<R>], cancelled: &Arc<AtomicUsize>) {
+    while !futures[0].running() && !futures[0].done() {
+        std::thread::yield_now();
+    }
     for future in futures {
         let cancelled = Arc::clone(cancelled);
         future.add_done_callback(move |outcome| {
@@ -150,9 +153,6 @@ fn an_early_exit_cancels_the_tasks_not_started() {
                     submit(move || slow_increment(&ran))
                 })
                 .collect();
-            while !futures[0].running() && !futures[0].done() {
-                std::thread::yield_now();
-            }
             count_cancellations(&futures, &cancelled);
             let n: u32 = "not a number".parse()?;
             Ok(n)
@@ -182,9 +182,6 @@ fn an_early_exit_cancels_the_calls_not_sent_to_a_worker() {
     let result: Result<u32, std::num::ParseIntError> = (|| {
         pool!(Process(max_workers = 1) => {
             let futures: Vec<_> = (0..TASKS).map(|_| submit(sleep_ms, 100)).collect();
-            while !futures[0].running() && !futures[0].done() {
-                std::thread::yield_now();
-            }
             count_cancellations(&futures, &cancelled);
             let n: u32 = "not a number".parse()?;
             Ok(n)
