@@ -26,9 +26,10 @@
 //!
 //! Backends: `Thread` (threads of this process) and `Process` (worker processes started from this
 //! program's executable, for isolation: a task that crashes takes down only its worker, and its
-//! future says how the worker died). Options of `Thread`: `max_workers` (default
-//! `min(32, cpus + 4)`, as Python's `ThreadPoolExecutor`) and `thread_name_prefix`; of `Process`:
-//! `max_workers` (default: the number of CPUs). On `Process`, arguments and results must be
+//! future says how the worker died). Options of both: `max_workers` (default `min(32, cpus + 4)`
+//! threads, as Python's `ThreadPoolExecutor`, or one process per CPU), `cancel_futures` and
+//! `initializer`/`initargs`; of `Thread`: `thread_name_prefix`; of `Process`: `timeout`,
+//! `max_tasks_per_child` and `memory_limit`. On `Process`, arguments and results must be
 //! `Serialize + Deserialize` (serde) or borrowed `&str`/`&[u8]`, and `f` must capture nothing.
 //!
 //! # Example
@@ -70,6 +71,31 @@
 //! });
 //! assert_eq!(counts, [3, 2, 1]);
 //! assert!(matches!(crashed, Err(TaskError::WorkerDied { .. })));
+//! ```
+//!
+//! What only processes allow: a task that overruns is killed, and one that allocates too much
+//! fails, each with its own error, while the rest of the work completes.
+//!
+//! ```
+//! use std::time::Duration;
+//! use executor::{pool, TaskError};
+//!
+//! fn hang() -> u8 {
+//!     loop {
+//!         std::thread::park();
+//!     }
+//! }
+//!
+//! fn hoard(mib: usize) -> usize {
+//!     vec![1u8; mib << 20].len()
+//! }
+//!
+//! let (hung, hoarded, fine) = pool!(Process(timeout = Duration::from_millis(200), memory_limit = 64 << 20) => {
+//!     (submit(hang).result(), submit(hoard, 1024).result(), submit(hoard, 8).result())
+//! });
+//! assert!(matches!(hung, Err(TaskError::TimedOut { .. })));
+//! assert!(matches!(hoarded, Err(TaskError::MemoryLimitExceeded { requested, .. }) if requested == 1 << 30));
+//! assert_eq!(fine, Ok(8 << 20));
 //! ```
 
 // The macro expands to `::executor::...` paths; this makes them resolve inside this crate too.

@@ -40,6 +40,7 @@ impl Backend {
                 "cancel_futures",
                 "timeout",
                 "max_tasks_per_child",
+                "memory_limit",
                 "initializer",
                 "initargs",
             ],
@@ -70,6 +71,12 @@ pub fn validate(input: &PoolInput) -> Result<Backend, Error> {
                 option.name.span(),
                 "the Thread backend has no `timeout`: a running thread cannot be stopped; \
                  use `Process`, whose timed-out tasks are killed with their worker",
+            ));
+        } else if backend == Backend::Thread && name == "memory_limit" {
+            push(Error::new(
+                option.name.span(),
+                "the Thread backend has no `memory_limit`: threads share one process's memory; \
+                 use `Process`, which caps each worker process",
             ));
         } else if !backend.options().contains(&name.as_str()) {
             let allowed: Vec<String> = backend.options().iter().map(|o| format!("`{o}`")).collect();
@@ -131,10 +138,21 @@ fn check_value(option: &PoolOption) -> Result<(), Error> {
             )),
             _ => Ok(()),
         }
+    } else if option.name == "memory_limit" {
+        match integer_literal(&option.value) {
+            Some(n) if n < MIN_MEMORY_LIMIT => Err(Error::new_spanned(
+                &option.value,
+                format!("`memory_limit` must be at least 16 MiB (16777216 bytes), got {n}"),
+            )),
+            _ => Ok(()),
+        }
     } else {
         Ok(())
     }
 }
+
+/// The runtime's smallest `memory_limit` (`executor_runtime::memory_limit::MIN_MEMORY_LIMIT`).
+const MIN_MEMORY_LIMIT: i128 = 16 << 20;
 
 /// The value of an integer literal, possibly negated (`4`, `-1`); `None` for anything else.
 fn integer_literal(expr: &Expr) -> Option<i128> {
@@ -194,5 +212,15 @@ mod tests {
         assert!(check(quote!(Thread(max_workers = -2) => {}))
             .unwrap_err()
             .contains("got -2"));
+        assert!(check(quote!(Thread(memory_limit = 1 << 30) => {}))
+            .unwrap_err()
+            .starts_with("the Thread backend has no `memory_limit`"));
+        assert!(check(quote!(Process(memory_limit = 1000) => {}))
+            .unwrap_err()
+            .contains("at least 16 MiB (16777216 bytes), got 1000"));
+        assert_eq!(
+            check(quote!(Process(memory_limit = 16777216) => {})),
+            Ok(Backend::Process)
+        );
     }
 }

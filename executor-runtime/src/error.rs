@@ -46,6 +46,15 @@ pub enum TaskError {
         /// The pool's per-task timeout.
         after: std::time::Duration,
     },
+    /// The task tried to allocate more memory than the pool's `memory_limit` allows (Process
+    /// backend): the allocation failed, its worker aborted and was replaced; other tasks are
+    /// unaffected.
+    MemoryLimitExceeded {
+        /// The pool's limit per worker, in bytes.
+        limit: u64,
+        /// The size of the allocation that failed, in bytes.
+        requested: u64,
+    },
     /// No worker process could be started for the task, or the worker refused it (for example
     /// because the executable on disk is no longer the one the pool runs). The text says why.
     WorkerStart(String),
@@ -107,9 +116,15 @@ impl fmt::Display for TaskError {
                 write!(f, "the task could not cross the process boundary: {why}")
             }
             TaskError::WorkerStart(why) => write!(f, "no worker process could run the task: {why}"),
+            TaskError::MemoryLimitExceeded { limit, requested } => write!(
+                f,
+                "the task tried to allocate {requested} bytes, which its worker's memory limit of \
+                 {limit} bytes did not allow; the worker process aborted and was replaced"
+            ),
             TaskError::TimedOut { after } => write!(
                 f,
-                "the task ran longer than its timeout of {after:?}; its worker process was killed"
+                "the task ran longer than its timeout of {after:?}; its worker process was killed \
+                 and replaced"
             ),
         }
     }
@@ -149,6 +164,73 @@ mod tests {
         assert_eq!(
             panic_message(&42_u8),
             "<a panic payload that is not a string>"
+        );
+    }
+
+    /// The wording of every variant, pinned: each says what happened and what the pool did.
+    #[test]
+    fn every_variant_says_what_happened() {
+        let cases = [
+            (
+                TaskError::Panicked("index out of bounds".into()),
+                "the task panicked: index out of bounds",
+            ),
+            (
+                TaskError::Cancelled,
+                "the task was cancelled before it started",
+            ),
+            (
+                TaskError::WorkerDied {
+                    pid: 42,
+                    death: WorkerDeath::Signaled(11),
+                },
+                "the worker process (pid 42) running the task was killed by signal 11 (SIGSEGV)",
+            ),
+            (
+                TaskError::WorkerDied {
+                    pid: 42,
+                    death: WorkerDeath::Exited(3),
+                },
+                "the worker process (pid 42) running the task exited with code 3",
+            ),
+            (
+                TaskError::WorkerDied {
+                    pid: 42,
+                    death: WorkerDeath::BrokeProtocol,
+                },
+                "the worker process (pid 42) running the task broke the protocol (closed or wrote \
+                 to its channel) and was stopped",
+            ),
+            (
+                TaskError::Transport("could not encode the arguments: too deep".into()),
+                "the task could not cross the process boundary: could not encode the arguments: \
+                 too deep",
+            ),
+            (
+                TaskError::TimedOut {
+                    after: std::time::Duration::from_millis(1500),
+                },
+                "the task ran longer than its timeout of 1.5s; its worker process was killed and replaced",
+            ),
+            (
+                TaskError::MemoryLimitExceeded {
+                    limit: 1 << 28,
+                    requested: 1 << 30,
+                },
+                "the task tried to allocate 1073741824 bytes, which its worker's memory limit of \
+                 268435456 bytes did not allow; the worker process aborted and was replaced",
+            ),
+            (
+                TaskError::WorkerStart("cannot execute /bin/app: No such file".into()),
+                "no worker process could run the task: cannot execute /bin/app: No such file",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+        }
+        assert_eq!(
+            WorkerDeath::Signaled(64).to_string(),
+            "was killed by signal 64"
         );
     }
 

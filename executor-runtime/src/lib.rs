@@ -18,6 +18,7 @@
 //! - `process_pool`: the Process backend on the parent's side: the queue, the guard, the join;
 //! - `process_link`: one worker process and the parent threads that send it calls and read outcomes;
 //! - `worker_process`: the worker's side: becoming a worker before `main`, serving calls;
+//! - `memory_limit`: capping a worker's memory, and recognising a task that went over the cap;
 //! - `spawn`: starting a worker process (`posix_spawn`) and reaping it;
 //! - `remote`: turning `submit(f, args...)` into a call another process can make;
 //! - `wire`: the frames and value encoding between a pool and its workers.
@@ -51,6 +52,7 @@ mod future;
 mod job_queue;
 mod join_guard;
 mod map;
+mod memory_limit;
 mod options;
 mod process_link;
 mod process_pool;

@@ -9,6 +9,7 @@ pub struct PoolOptions {
     pub(crate) cancel_futures: Option<bool>,
     pub(crate) timeout: Option<std::time::Duration>,
     pub(crate) max_tasks_per_child: Option<usize>,
+    pub(crate) memory_limit: Option<u64>,
     pub(crate) thread_initializer: Option<ThreadInitializer>,
     pub(crate) process_initializer: Option<std::sync::Arc<ProcessInitializer>>,
 }
@@ -106,6 +107,23 @@ impl PoolOptions {
             "pool! option `max_tasks_per_child` must be at least 1, got 0"
         );
         self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// `memory_limit = bytes` (Process only): caps the memory each worker process may allocate
+    /// (its `RLIMIT_DATA`: heap and private writable mappings). A task whose allocation would go
+    /// over it fails with `TaskError::MemoryLimitExceeded`; its worker is replaced and the other
+    /// tasks are unaffected.
+    ///
+    /// # Panics
+    /// If `bytes` is below 16 MiB, which a worker needs to start.
+    #[track_caller]
+    pub fn memory_limit(&mut self, bytes: u64) -> &mut Self {
+        assert!(
+            bytes >= crate::memory_limit::MIN_MEMORY_LIMIT,
+            "pool! option `memory_limit` must be at least 16 MiB (16777216 bytes), got {bytes}"
+        );
+        self.memory_limit = Some(bytes);
         self
     }
 

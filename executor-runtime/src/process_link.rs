@@ -15,6 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{TaskError, WorkerDeath};
+use crate::memory_limit::{self, StderrPipe, StderrRelay};
 use crate::options::ProcessInitializer;
 use crate::process_pool::{worker_env, JobRef, LinkState, Outcome, Queued, Shared};
 use crate::remote::CallStatus;
@@ -34,7 +35,7 @@ const COPY_LIMIT: usize = 1 << 16;
 
 /// Starts a worker process in `slot` (claimed by `Shared::slot_to_start`) and its two threads.
 pub(crate) fn start(shared: &Arc<Shared>, slot: usize, generation: u64) {
-    let (child, channel) = match spawn_worker(shared) {
+    let (child, channel, relay) = match spawn_worker(shared, slot) {
         Ok(started) => started,
         Err(why) => return start_failed(shared, slot, generation, why),
     };
@@ -67,7 +68,7 @@ pub(crate) fn start(shared: &Arc<Shared>, slot: usize, generation: u64) {
         let shared = Arc::clone(shared);
         thread::Builder::new()
             .name(format!("executor-p{}-recv-{slot}", shared.id))
-            .spawn(move || reader_loop(&shared, slot, generation, child, channel))
+            .spawn(move || reader_loop(&shared, slot, generation, (child, relay), channel))
     };
     let mut state = shared.lock();
     state.links[slot].pid = pid;
@@ -122,8 +123,12 @@ fn reap_quietly(child: WorkerProcess) {
     drop(child);
 }
 
-/// Executes the current binary as a worker, with one end of a fresh socket pair.
-fn spawn_worker(shared: &Shared) -> Result<(WorkerProcess, UnixStream), String> {
+/// Executes the current binary as a worker, with one end of a fresh socket pair; under a memory
+/// limit, applies it and relays the worker's standard error (see `memory_limit`).
+fn spawn_worker(
+    shared: &Shared,
+    slot: usize,
+) -> Result<(WorkerProcess, UnixStream, Option<StderrRelay>), String> {
     let (path, _) = shared.executable.as_ref().map_err(Clone::clone)?;
     let (parent_end, child_end) =
         UnixStream::pair().map_err(|e| format!("cannot create a socket pair: {e}"))?;
@@ -131,11 +136,32 @@ fn spawn_worker(shared: &Shared) -> Result<(WorkerProcess, UnixStream), String> 
     // 200 KiB ones, each a context switch between writer and worker.
     set_buffer_size(&parent_end, libc::SO_SNDBUF, SOCKET_BUFFER);
     set_buffer_size(&child_end, libc::SO_RCVBUF, SOCKET_BUFFER);
+    let stderr = match shared.memory_limit {
+        Some(_) => {
+            Some(StderrPipe::new().map_err(|e| format!("cannot create a pipe for stderr: {e}"))?)
+        }
+        None => None,
+    };
     let (name, value) = worker_env(WORKER_FD);
-    let child = spawn::spawn(path, child_end.as_raw_fd(), (name, &value))
-        .map_err(|e| format!("cannot execute {}: {e}", path.display()))?;
+    let child = spawn::spawn(
+        path,
+        child_end.as_raw_fd(),
+        (name, &value),
+        stderr.as_ref().map(|pipe| pipe.write.as_raw_fd()),
+    )
+    .map_err(|e| format!("cannot execute {}: {e}", path.display()))?;
     drop(child_end);
-    Ok((child, parent_end))
+    let relay = match (stderr, shared.memory_limit) {
+        (Some(StderrPipe { read, write }), Some(limit)) => {
+            drop(write);
+            memory_limit::apply(child.id(), limit)
+                .map_err(|e| format!("cannot set the memory limit of {limit} bytes: {e}"))?;
+            let name = format!("executor-p{}-stderr-{slot}", shared.id);
+            Some(StderrRelay::start(read, name).map_err(|e| format!("thread: {e}"))?)
+        }
+        _ => None,
+    };
+    Ok((child, parent_end, relay))
 }
 
 /// Socket buffer size asked for (the kernel caps it at `net.core.wmem_max`/`rmem_max`).
@@ -331,7 +357,7 @@ fn reader_loop(
     shared: &Arc<Shared>,
     slot: usize,
     generation: u64,
-    child: WorkerProcess,
+    worker: (WorkerProcess, Option<StderrRelay>),
     input: UnixStream,
 ) {
     // A child that never answers the hello (stuck before `main`, or not a worker at all) is given
@@ -379,7 +405,7 @@ fn reader_loop(
         }
         Err(_) => (false, End::Closed),
     };
-    finish(shared, slot, generation, child, ready, end);
+    finish(shared, slot, generation, worker, ready, end);
 }
 
 /// Resolves calls as their outcomes arrive, until the channel ends.
@@ -447,7 +473,7 @@ fn finish(
     shared: &Arc<Shared>,
     slot: usize,
     generation: u64,
-    mut child: WorkerProcess,
+    (mut child, relay): (WorkerProcess, Option<StderrRelay>),
     ready: bool,
     end: End,
 ) {
@@ -477,6 +503,12 @@ fn finish(
             (None, None) => WorkerDeath::BrokeProtocol,
         },
         Err(_) => WorkerDeath::BrokeProtocol,
+    };
+    let over_limit = match (death, &relay, shared.memory_limit) {
+        (WorkerDeath::Signaled(libc::SIGABRT), Some(relay), Some(limit)) => relay
+            .failed_allocation()
+            .map(|requested| TaskError::MemoryLimitExceeded { limit, requested }),
+        _ => None,
     };
 
     let mut state = shared.lock();
@@ -524,6 +556,9 @@ fn finish(
         _ if timed_out => log::warn!(
             "executor: worker {slot} (pid {pid}) was killed: its call overran the timeout"
         ),
+        _ if over_limit.is_some() => log::warn!(
+            "executor: worker {slot} (pid {pid}) aborted: its call went over the memory limit"
+        ),
         _ => log::warn!("executor: worker {slot} (pid {pid}) {death}"),
     }
     let step = shared.next_step(&mut state);
@@ -531,8 +566,9 @@ fn finish(
 
     if let Some(job) = culprit {
         // SAFETY: dispatched to this link, and now taken out of it: resolved once, here.
-        let error = match (timed_out, shared.timeout) {
-            (true, Some(after)) => TaskError::TimedOut { after },
+        let error = match (timed_out, shared.timeout, over_limit) {
+            (true, Some(after), _) => TaskError::TimedOut { after },
+            (_, _, Some(over_limit)) => over_limit,
             _ => TaskError::WorkerDied { pid, death },
         };
         let panicked = unsafe { job.resolve(Outcome::Failed(error)) };

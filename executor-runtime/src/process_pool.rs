@@ -276,6 +276,8 @@ pub(crate) struct Shared {
     pub(crate) max_workers: usize,
     /// The per-call timeout, if any (enforced by `process_link::watch_timeouts`).
     pub(crate) timeout: Option<Duration>,
+    /// `RLIMIT_DATA` of each worker, if limited (see `memory_limit`).
+    pub(crate) memory_limit: Option<u64>,
     /// Calls a worker serves before it is replaced, if limited.
     pub(crate) max_tasks_per_child: Option<usize>,
     /// Run by each worker before it answers the handshake.
@@ -449,6 +451,7 @@ impl ProcessScope {
                 max_workers,
                 timeout: options.timeout,
                 max_tasks_per_child: options.max_tasks_per_child,
+                memory_limit: options.memory_limit,
                 initializer: options.process_initializer.clone(),
                 executable,
                 state: Mutex::new(State {

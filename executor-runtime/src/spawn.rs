@@ -84,8 +84,14 @@ impl Drop for WorkerProcess {
 }
 
 /// Executes `path` with the socket `channel` at [`WORKER_FD`], `env` added to the environment,
-/// stdin from `/dev/null`, stdout and stderr shared with this process, and no signal blocked.
-pub(crate) fn spawn(path: &Path, channel: RawFd, env: (&str, &OsStr)) -> io::Result<WorkerProcess> {
+/// stdin from `/dev/null`, stdout shared with this process, stderr shared too or `stderr` where
+/// given, and no signal blocked.
+pub(crate) fn spawn(
+    path: &Path,
+    channel: RawFd,
+    env: (&str, &OsStr),
+    stderr: Option<RawFd>,
+) -> io::Result<WorkerProcess> {
     let program = CString::new(path.as_os_str().as_bytes())?;
     let argv = [program.as_ptr(), std::ptr::null()];
     let mut environment: Vec<CString> = std::env::vars_os()
@@ -124,7 +130,7 @@ pub(crate) fn spawn(path: &Path, channel: RawFd, env: (&str, &OsStr)) -> io::Res
     // SAFETY: every pointer passed below is valid for the duration of the calls: `program`, `argv`,
     // `environment` and `envp` live until the end of this function and are NUL-terminated, as
     // `posix_spawn` requires; `actions` and `attributes` are initialised before use and destroyed
-    // once. The descriptors named in the file actions are open (`channel`, `null`).
+    // once. The descriptors named in the file actions are open (`channel`, `null`, `stderr`).
     unsafe {
         let mut actions = std::mem::zeroed::<libc::posix_spawn_file_actions_t>();
         let mut attributes = std::mem::zeroed::<libc::posix_spawnattr_t>();
@@ -135,6 +141,13 @@ pub(crate) fn spawn(path: &Path, channel: RawFd, env: (&str, &OsStr)) -> io::Res
             null.as_raw_fd(),
             0,
         ));
+        if let (true, Some(stderr)) = (result.is_ok(), stderr) {
+            result = check(libc::posix_spawn_file_actions_adddup2(
+                &mut actions,
+                stderr,
+                2,
+            ));
+        }
         if result.is_ok() && channel != WORKER_FD {
             result = check(libc::posix_spawn_file_actions_adddup2(
                 &mut actions,

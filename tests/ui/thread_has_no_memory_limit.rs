@@ -1,0 +1,6 @@
+use executor::pool;
+
+fn main() {
+    // Threads share one process's memory, so only Process can cap a worker's.
+    pool!(Thread(memory_limit = 1 << 30) => {});
+}
