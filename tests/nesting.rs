@@ -57,3 +57,34 @@ fn a_task_may_submit_to_its_own_pool_and_wait_even_with_one_worker() {
     });
     assert_eq!(value, 42);
 }
+
+fn process_level(depth: u32) -> u64 {
+    if depth == 0 {
+        return 1;
+    }
+    pool!(Process(max_workers = 2) => {
+        let futures: Vec<_> = (0..3).map(|_| submit(process_level, depth - 1)).collect();
+        futures.into_iter().map(|f| f.result().unwrap()).sum()
+    })
+}
+
+/// A task in a worker process opens a Process block of its own: workers start workers.
+#[test]
+fn three_levels_deep_with_more_tasks_than_workers_on_processes() {
+    assert_eq!(process_level(3), 27);
+}
+
+fn thread_level_over_processes(depth: u32) -> u64 {
+    pool!(Thread(max_workers = 2) => {
+        let futures: Vec<_> = (0..3).map(|_| submit(process_level, depth)).collect();
+        futures.into_iter().map(|f| f.result().unwrap()).sum()
+    })
+}
+
+#[test]
+fn process_blocks_inside_a_thread_block_inside_a_process_block() {
+    let total = pool!(Process(max_workers = 2) => {
+        submit(thread_level_over_processes, 1).result().unwrap()
+    });
+    assert_eq!(total, 9);
+}

@@ -30,8 +30,9 @@ fn segfault() -> u64 {
     unreachable!("the write above faults")
 }
 
-/// Runs `fault` among 20 healthy tasks on 2 workers; checks the fault's error and the others' values.
-fn only_the_faulty_task_is_lost(fault: fn() -> u64, expected: WorkerDeath) {
+/// Runs `fault` among 20 healthy tasks on 2 workers; checks the others' values and that the fault's
+/// future resolved promptly, and returns its error.
+fn fault_among_healthy_tasks(fault: fn() -> u64) -> TaskError {
     let started = Instant::now();
     let (faulty, resolved_after, healthy) = pool!(Process(max_workers = 2) => {
         let before: Vec<_> = (0..10).map(|i| submit(square, i)).collect();
@@ -53,18 +54,23 @@ fn only_the_faulty_task_is_lost(fault: fn() -> u64, expected: WorkerDeath) {
         "the faulty call resolved after {resolved_after:?}"
     );
     assert_eq!(healthy, (0..20).map(|i| i * i).collect::<Vec<u64>>());
-    match faulty {
-        Err(TaskError::WorkerDied { pid, death }) => {
-            assert_ne!(pid, std::process::id());
-            assert_eq!(death, expected);
-        }
-        other => panic!("expected WorkerDied, got {other:?}"),
-    }
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",
         started.elapsed()
     );
+    faulty.expect_err("the faulty task fails")
+}
+
+/// `fault` costs its own task only, which fails with `WorkerDied` and the `expected` death.
+fn only_the_faulty_task_is_lost(fault: fn() -> u64, expected: WorkerDeath) {
+    match fault_among_healthy_tasks(fault) {
+        TaskError::WorkerDied { pid, death } => {
+            assert_ne!(pid, std::process::id());
+            assert_eq!(death, expected);
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
 }
 
 #[test]
@@ -128,6 +134,91 @@ fn a_panic_while_decoding_a_result_fails_that_call_only() {
         other => panic!("expected a transport error, got {other:?}"),
     }
     assert_eq!(fine.unwrap().0, 7);
+}
+
+/// What a daemonising library does: close every descriptor it did not open.
+fn close_all_descriptors() -> u64 {
+    for fd in 3..1024 {
+        // SAFETY: none; closing descriptors others own is the fault under test.
+        unsafe { libc::close(fd) };
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    1
+}
+
+/// Writes bytes that are not a frame into every descriptor that might be the channel.
+fn scribble_on_descriptors() -> u64 {
+    let garbage = [0x5a_u8; 64];
+    for fd in 3..64 {
+        // SAFETY: `write` reads `garbage.len()` bytes from a live array; writing to descriptors
+        // others own is the fault under test.
+        unsafe { libc::write(fd, garbage.as_ptr().cast(), garbage.len()) };
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    1
+}
+
+#[test]
+fn a_task_that_closes_the_channel_fails_alone() {
+    match fault_among_healthy_tasks(close_all_descriptors) {
+        TaskError::WorkerDied { .. } => {}
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_task_that_writes_garbage_to_the_channel_fails_alone() {
+    only_the_faulty_task_is_lost(scribble_on_descriptors, WorkerDeath::BrokeProtocol);
+}
+
+/// Forks a child that outlives the task by `child_ms`, then runs `then` in the task.
+fn fork_then(child_ms: u64, then: fn() -> u64) -> u64 {
+    // SAFETY: `fork` in a multi-threaded process: the child only sleeps and `_exit`s, both
+    // async-signal-safe.
+    match unsafe { libc::fork() } {
+        0 => unsafe {
+            libc::usleep((child_ms * 1000) as libc::c_uint);
+            libc::_exit(0)
+        },
+        -1 => panic!("fork failed"),
+        _ => then(),
+    }
+}
+
+fn fork_then_abort() -> u64 {
+    fork_then(5_000, abort)
+}
+
+/// A worker that forks and then dies is seen dead at once, though its child still runs (the child
+/// holds no copy of the worker's channel).
+#[test]
+fn a_task_that_forks_then_crashes_fails_alone_while_its_child_lives() {
+    only_the_faulty_task_is_lost(fork_then_abort, WorkerDeath::Signaled(libc::SIGABRT));
+}
+
+/// The child of a `fork` returns from the task into the worker's loop, as Python code that forks
+/// without exiting would: it cannot answer in the worker's name, so the parent gets the worker's
+/// own answer.
+fn fork_and_both_return() -> u64 {
+    // SAFETY: the child goes on running Rust code after `fork` in a multi-threaded process; it
+    // only returns a value up into the worker's loop, which finds its channel detached and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        666
+    } else {
+        std::thread::sleep(Duration::from_millis(50));
+        7
+    }
+}
+
+#[test]
+fn the_child_of_a_fork_cannot_answer_for_the_worker() {
+    let values = pool!(Process(max_workers = 1) => {
+        let work: Vec<_> = (0..5).map(|_| submit(fork_and_both_return)).collect();
+        work.into_iter().map(|f| f.result()).collect::<Vec<_>>()
+    });
+    assert_eq!(values, vec![Ok(7); 5]);
 }
 
 fn sleep_ms(ms: u64) -> u64 {

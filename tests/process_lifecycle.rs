@@ -5,57 +5,18 @@
 //! by name and enabled by an environment variable), so that it can kill or feed a parent process.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use executor::pool;
 
-const HELPER: &str = "EXECUTOR_TEST_HELPER";
+mod common;
+
+use common::{assert_all_gone_within, helper_enabled, is_gone, start_helper};
+
 const MARKERS: &[&str] = &["worker pid ", "worker stderr line", "before: ", "after: "];
 
-fn helper_enabled() -> bool {
-    std::env::var_os(HELPER).is_some()
-}
-
-fn start_helper(binary: &Path, name: &str) -> Child {
-    Command::new(binary)
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(HELPER, "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the test binary starts again as a helper")
-}
-
-/// Reads lines from `input` until `done` says so, for at most 60 seconds. The harness's own
-/// output (`test name ... `) may precede a line on the same line, so each line is kept from the
-/// first of `markers` it contains.
-fn read_until(input: &mut impl BufRead, mut done: impl FnMut(&[String]) -> bool) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut lines = Vec::new();
-    while !done(&lines) {
-        assert!(Instant::now() < deadline, "helper output so far: {lines:?}");
-        let mut line = String::new();
-        if input.read_line(&mut line).unwrap() == 0 {
-            panic!("the helper's output ended early: {lines:?}");
-        }
-        let line = line.trim_end();
-        let start = MARKERS
-            .iter()
-            .filter_map(|marker| line.find(marker))
-            .min()
-            .unwrap_or(0);
-        lines.push(line[start..].to_string());
-    }
-    lines
+fn read_until(input: &mut impl BufRead, done: impl FnMut(&[String]) -> bool) -> Vec<String> {
+    common::read_until(input, MARKERS, done)
 }
 
 fn report_pid_then_sleep(seconds: u64) -> u32 {
@@ -77,17 +38,6 @@ fn helper_with_two_sleeping_workers() {
         let second = submit(report_pid_then_sleep, 60);
         let _ = (first.result(), second.result());
     });
-}
-
-/// Whether process `pid` is gone (or a zombie waiting for init to reap it: it runs no code).
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            state.starts_with('Z') || state.starts_with('X')
-        }
-    }
 }
 
 #[test]
@@ -117,14 +67,8 @@ fn killing_the_parent_stops_its_workers_and_their_output_reaches_the_parents() {
 
     helper.kill().unwrap();
     helper.wait().unwrap();
-    let killed = Instant::now();
-    while !pids.iter().all(|&pid| is_gone(pid)) {
-        assert!(
-            killed.elapsed() < Duration::from_secs(2),
-            "workers {pids:?} outlived their parent by 2 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // No worker survives its parent's SIGKILL by more than a second.
+    assert_all_gone_within(&pids, Duration::from_secs(1));
 
     let mut stderr = BufReader::new(helper.stderr.take().unwrap());
     let errors = read_until(&mut stderr, |lines| {

@@ -28,8 +28,9 @@
 
 use std::io::{self, BufReader, BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::{FromRawFd, RawFd};
+use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
 
 use crate::remote::{address_at, in_executable, ErasedTrampoline};
@@ -102,6 +103,7 @@ fn serve(fd: RawFd) -> i32 {
     let Ok(read_half) = channel.try_clone() else {
         return EXIT_PROTOCOL;
     };
+    detach_channel_in_forks([fd, read_half.as_raw_fd()]);
     start_watchdog(fd);
     let mut reader = BufReader::with_capacity(1 << 16, read_half);
     let mut writer = BufWriter::with_capacity(1 << 16, channel);
@@ -332,6 +334,47 @@ fn set_cloexec(fd: RawFd) {
     // SAFETY: `fcntl` with `F_SETFD` only changes the descriptor's flags; `fd` is ours.
     unsafe {
         libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+}
+
+/// The worker's descriptors of its channel, for `detach_channel`.
+static CHANNEL_FDS: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
+
+/// Makes every `fork` of this worker (a task that forks) replace the channel's descriptors in the
+/// child with `/dev/null`. Otherwise the child would hold the channel open: the parent would not
+/// see the worker's death while the child lives, and the child could write into the channel.
+/// (`exec` closes them anyway: they are close-on-exec.)
+fn detach_channel_in_forks(fds: [RawFd; 2]) {
+    for (slot, fd) in CHANNEL_FDS.iter().zip(fds) {
+        slot.store(fd, Ordering::Relaxed);
+    }
+    // SAFETY: registers a function for glibc to run in the child after `fork`; the function
+    // only makes async-signal-safe calls (`open`, `dup3`, `close`) and reads atomics.
+    let failed = unsafe { libc::pthread_atfork(None, None, Some(detach_channel)) };
+    if failed != 0 {
+        eprintln!("executor worker: could not register the fork handler");
+    }
+}
+
+/// Runs in the child of a `fork` made by a task (see `detach_channel_in_forks`).
+extern "C" fn detach_channel() {
+    // SAFETY: `open`, `dup3` and `close` are async-signal-safe, as a child of a multi-threaded
+    // process requires; the path is NUL-terminated; the descriptors replaced are the channel's,
+    // which nothing in the child may use any more.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        for slot in &CHANNEL_FDS {
+            let fd = slot.load(Ordering::Relaxed);
+            if fd < 0 {
+                continue;
+            }
+            if null < 0 || libc::dup3(null, fd, libc::O_CLOEXEC) < 0 {
+                libc::close(fd);
+            }
+        }
+        if null >= 0 {
+            libc::close(null);
+        }
     }
 }
 
