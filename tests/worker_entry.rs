@@ -1,0 +1,115 @@
+//! Only a pool can make a process a worker: the environment variable that names the channel does
+//! nothing unless its descriptor is an inherited socket, and a socket that does not speak the
+//! protocol gets no code run at all.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use executor::pool;
+
+mod common;
+
+const WORKER_ENV: &str = "__EXECUTOR_WORKER_FD";
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[test]
+#[ignore = "helper of the tests below"]
+fn helper_reports_that_main_ran() {
+    if !common::helper_enabled() {
+        return;
+    }
+    println!("main ran");
+    // The variable is still set: a pool refuses to start workers rather than risk a loop.
+    let refused = std::panic::catch_unwind(
+        || pool!(Process(max_workers = 1) => { submit(square, 3).result() }),
+    );
+    match refused {
+        Err(payload) => println!(
+            "pool refused: {}",
+            payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or(payload.downcast_ref::<&str>().copied())
+                .unwrap_or("?")
+        ),
+        Ok(outcome) => println!("pool ran: {outcome:?}"),
+    }
+}
+
+fn helper() -> Command {
+    let mut command = common::helper_command(
+        &std::env::current_exe().unwrap(),
+        "helper_reports_that_main_ran",
+    );
+    command.env(WORKER_ENV, "3");
+    command
+}
+
+fn stdout_of(mut command: Command) -> String {
+    let output = command.output().expect("the helper runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_variable_without_a_descriptor_is_a_normal_run() {
+    let out = stdout_of(helper());
+    assert!(out.contains("main ran"), "{out}");
+    assert!(
+        out.contains("pool refused: pool!(Process): this process was started as a worker but did not become one"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_variable_naming_a_file_is_a_normal_run() {
+    let mut command = helper();
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    // SAFETY: between fork and exec the closure only calls `dup2`, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = stdout_of(command);
+    drop(file);
+    assert!(out.contains("main ran"), "{out}");
+}
+
+/// A socket whose other end does not send the pool's hello: the process runs no task and no
+/// `main`; it exits with an error, having written nothing but its refusal on the socket.
+#[test]
+fn a_socket_that_does_not_speak_the_protocol_runs_nothing() {
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&theirs);
+    let mut command = helper();
+    // SAFETY: between fork and exec the closure only calls `dup2`, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().unwrap();
+    drop(theirs);
+    ours.write_all(b"GET / HTTP/1.0\r\n\r\n this is not a hello")
+        .unwrap();
+    ours.shutdown(std::net::Shutdown::Write).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let mut answer = Vec::new();
+    ours.read_to_end(&mut answer).unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(!out.contains("main ran"), "{out}");
+    assert!(!output.status.success(), "{:?}", output.status);
+    assert!(answer.is_empty(), "the worker answered {answer:?}");
+}
