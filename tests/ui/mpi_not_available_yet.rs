@@ -1,0 +1,5 @@
+use executor::pool;
+
+fn main() {
+    pool!(Mpi => {});
+}

@@ -1,0 +1,6 @@
+use executor::pool;
+
+fn main() {
+    // A bare value where `name = value` belongs.
+    pool!(Thread(4) => {});
+}
