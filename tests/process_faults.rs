@@ -221,6 +221,44 @@ fn the_child_of_a_fork_cannot_answer_for_the_worker() {
     assert_eq!(values, vec![Ok(7); 5]);
 }
 
+/// An argument whose `Serialize` panics: the arguments are encoded at `submit`, on the block's own
+/// thread, and the panic must fail that call only rather than unwind through the block.
+struct Explosive;
+
+impl serde::Serialize for Explosive {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("cannot serialize this")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Explosive {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(Explosive)
+    }
+}
+
+fn take_explosive(_: Explosive) -> u64 {
+    1
+}
+
+#[test]
+fn a_panic_while_encoding_an_argument_fails_that_call_only() {
+    let (exploded, fine) = pool!(Process(max_workers = 1) => {
+        let exploded = submit(take_explosive, Explosive);
+        let fine = submit(square, 5);
+        (exploded.result(), fine.result())
+    });
+    match exploded {
+        Err(TaskError::Transport(why)) => assert_eq!(
+            why,
+            "could not encode the arguments: a `Serialize` implementation panicked: cannot \
+             serialize this"
+        ),
+        other => panic!("expected a transport error, got {other:?}"),
+    }
+    assert_eq!(fine, Ok(25));
+}
+
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
