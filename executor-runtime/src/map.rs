@@ -16,6 +16,12 @@ use crate::process_pool::ProcessScope;
 use crate::remote;
 use crate::thread_pool::ThreadScope;
 
+/// How many tasks (Thread) or chunks (Process) a map keeps in flight per worker. Enough that the
+/// reader rarely waits for a worker, and a worker rarely waits for the reader (with one or two per
+/// worker, tiny items cost a wake-up each); bounded, so
+/// an endless input holds a fixed amount of memory.
+pub(crate) const AHEAD_PER_WORKER: usize = 32;
+
 /// The results of `map(f, items)` on the Thread backend, in input order.
 pub struct ThreadMap<'scope, I, F, R> {
     scope: &'scope ThreadScope<'scope>,

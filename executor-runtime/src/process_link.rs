@@ -27,6 +27,8 @@ use crate::worker_process::CALL_FIELDS;
 const WORK_IN_FLIGHT_NS: f64 = 1_000_000.0;
 /// The most calls a link keeps in flight.
 const MAX_WINDOW: usize = 256;
+/// The largest message buffer a reader keeps between outcomes (as the worker's `KEEP_BUFFER`).
+const KEEP_BUFFER: usize = 64 << 20;
 /// How long a new worker has to answer the hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Arguments longer than this are written straight from their buffer instead of being copied
@@ -452,6 +454,11 @@ fn receive_outcomes(
         state.panicked.extend(panicked);
         drop(state);
         shared.changed.notify_all();
+        // The buffer is reused (a fresh one costs a page fault per 4 KiB), but one grown for a
+        // huge result would otherwise stay allocated as long as the worker lives.
+        if payload.capacity() > KEEP_BUFFER {
+            *payload = Vec::new();
+        }
     }
 }
 

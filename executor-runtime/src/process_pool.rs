@@ -532,8 +532,8 @@ impl ProcessScope {
     }
 
     /// `map(f, items[, chunksize])` in a block becomes this: `f` on each item, results in input
-    /// order, items sent in chunks of `chunksize` (default 1), at most twice `max_workers` chunks
-    /// in flight.
+    /// order, items sent in chunks of `chunksize` (default 1), at most `AHEAD_PER_WORKER` chunks
+    /// per worker in flight.
     ///
     /// # Panics
     /// If `chunksize` is 0.
@@ -548,7 +548,7 @@ impl ProcessScope {
         T: serde::Serialize + DeserializeOwned + 'static,
         R: serde::Serialize + DeserializeOwned + Send + 'static,
     {
-        let ahead = 2 * self.shared.max_workers;
+        let ahead = crate::map::AHEAD_PER_WORKER * self.shared.max_workers;
         crate::map::ProcessMap::new(self, items.into_iter(), f, chunksize, ahead)
     }
 }

@@ -436,7 +436,7 @@ impl<'scope> ThreadScope<'scope> {
     }
 
     /// `map(f, items)` in a block becomes this: `f` on each item, results in input order, with
-    /// at most twice `max_workers` tasks in flight.
+    /// at most `AHEAD_PER_WORKER` (32) tasks per worker in flight.
     pub fn map<I, F, R>(
         &'scope self,
         f: F,
@@ -448,7 +448,7 @@ impl<'scope> ThreadScope<'scope> {
         F: Fn(I::Item) -> R + Clone + Send + 'scope,
         R: Send + 'scope,
     {
-        let ahead = 2 * self.shared.max_workers;
+        let ahead = crate::map::AHEAD_PER_WORKER * self.shared.max_workers;
         crate::map::ThreadMap::new(self, items.into_iter(), f, ahead)
     }
 
