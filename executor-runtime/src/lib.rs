@@ -49,6 +49,7 @@ mod call;
 mod completion;
 mod error;
 mod future;
+mod fuzzing;
 mod job_queue;
 mod join_guard;
 mod map;
@@ -76,6 +77,7 @@ pub use worker::{current_worker, Backend, WorkerInfo};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::call::*;
+    pub use crate::fuzzing::{frames, parent_stream, values, worker_stream, Summary};
     pub use crate::join_guard::{JoinGuard, Pool};
     pub use crate::map::{ProcessMap, ThreadMap};
     pub use crate::options::{PoolOptions, ThreadInitializer};

@@ -195,8 +195,8 @@ pub(crate) const CALL_FIELDS: usize = 32;
 /// Reads a call message: the fields and encoded arguments into `payload`, and the raw tail (the
 /// bytes of a trailing `Vec<u8>` argument) straight into a vector of its own, which the function
 /// then receives without another copy.
-fn read_call(
-    reader: &mut BufReader<UnixStream>,
+pub(crate) fn read_call(
+    reader: &mut impl std::io::Read,
     payload: &mut Vec<u8>,
 ) -> Result<CallMessage, ReadError> {
     let (kind, len) = wire::read_header(reader)?;
@@ -238,11 +238,11 @@ fn read_call(
 }
 
 /// The fixed fields of a call message, and its raw tail.
-struct CallMessage {
-    id: u64,
-    trampoline: i64,
-    function: i64,
-    tail: Option<Vec<u8>>,
+pub(crate) struct CallMessage {
+    pub(crate) id: u64,
+    pub(crate) trampoline: i64,
+    pub(crate) function: i64,
+    pub(crate) tail: Option<Vec<u8>>,
 }
 
 /// Runs the pool's initializer; gives the reason to refuse if it did not return.
