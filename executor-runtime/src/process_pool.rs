@@ -525,9 +525,18 @@ impl ProcessScope {
             job,
             claimed: false,
         });
+        // Only a writer whose worker has room in its window can send the call now; the others
+        // are woken when an answer makes room. Waking them all on every submit costs more than the
+        // call itself when calls are tiny.
+        let room = state
+            .links
+            .iter()
+            .any(|l| l.alive && l.ready && !l.retiring && l.in_flight.len() < l.window);
         let step = self.shared.next_step(&mut state);
         drop(state);
-        self.shared.carry_out(step);
+        if room || step.start.is_some() || !step.stranded.is_empty() {
+            self.shared.carry_out(step);
+        }
         future
     }
 
