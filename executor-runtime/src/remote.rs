@@ -76,14 +76,13 @@ impl<R> RemoteCall<R> {
             let mut parts = wire::Parts::default();
             // A panicking `Serialize` fails this call, as a panicking `Deserialize` of a result
             // does, rather than the block that submitted it.
-            let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                encode(&mut parts)
-            }))
-            .unwrap_or_else(|payload| {
-                let message = crate::error::panic_message(&*payload);
-                crate::error::drop_payload(payload);
-                Err(format!("a `Serialize` implementation panicked: {message}"))
-            });
+            let encoded =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encode(&mut parts)))
+                    .unwrap_or_else(|payload| {
+                        let message = crate::error::panic_message(&*payload);
+                        crate::error::drop_payload(payload);
+                        Err(format!("a `Serialize` implementation panicked: {message}"))
+                    });
             encoded
                 .map(|()| parts)
                 .map_err(|why| format!("could not encode the arguments: {why}"))

@@ -1,0 +1,795 @@
+//! The one thread per process that talks to the Mpi workers, on the side that opens blocks.
+//!
+//! It initialises MPI (`MPI_THREAD_FUNNELED`: it alone makes MPI calls), greets the workers (the
+//! other ranks of a launched job at once; spawned ones when a block first needs them), then loops:
+//! it receives outcomes and resolves their futures, sends queued calls to workers with room (a
+//! window of calls in flight per worker, sized from their run time as on Process, so tiny calls
+//! are pipelined), and checks that the workers running calls are still alive. It busy-polls while
+//! calls are in flight (spinning, then yielding, then sleeping in short steps) and sleeps on a
+//! condition variable when there is nothing to do.
+//!
+//! At exit (an `atexit` hook) it tells every worker to stop with an empty message, disconnects
+//! from spawned workers and finalises MPI, so the launcher sees every rank end cleanly.
+//!
+//! A worker that dies is seen by its pid (a worker reports it, with its host, in the handshake)
+//! when it runs on this host: its running call fails with `TaskError::WorkerDied`, the calls
+//! queued behind it go back to their block. A worker on another host cannot be watched this way.
+
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{TaskError, WorkerDeath};
+use crate::mpi_pool::Block;
+use crate::mpi_transport::{self as transport, Comm, Idle, Keep, PendingSend};
+use crate::mpi_worker::{self, split_frame, Start, DETACH, SPAWNED_WORKER_ARG};
+use crate::process_pool::{JobRef, Outcome, Queued};
+use crate::remote::CallStatus;
+use crate::wire::{self, Fields, Kind};
+use crate::worker_process::CALL_FIELDS;
+
+/// After this many failed spawns in a row, queued calls fail instead of waiting.
+const SPAWN_ATTEMPTS: usize = 3;
+/// How often the pids of workers running calls are checked.
+const LIVENESS_EVERY: Duration = Duration::from_millis(20);
+/// How long the exit waits for workers still greeting or sends still in progress.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// The process's driver: what blocks and the exit hook share with the driver thread.
+pub(crate) struct Driver {
+    inbox: Mutex<Inbox>,
+    wake: Condvar,
+    sleeping: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The default `max_workers` of a block.
+    default_workers: usize,
+}
+
+/// Requests to the driver thread.
+#[derive(Default)]
+struct Inbox {
+    blocks: Vec<Arc<Block>>,
+    /// Bumped when `blocks` changes.
+    generation: u64,
+    woken: bool,
+    exit: bool,
+}
+
+static DRIVER: OnceLock<Result<Driver, String>> = OnceLock::new();
+
+/// The process's driver, started on first use.
+pub(crate) fn driver() -> Result<&'static Driver, String> {
+    if crate::worker::current_worker().is_some_and(|w| w.backend() == crate::Backend::Mpi) {
+        return Err(
+            "a pool!(Mpi) block cannot be opened inside a task of an Mpi worker (its \
+                    MPI is the worker's own); use Thread or Process inside the task"
+                .to_string(),
+        );
+    }
+    DRIVER
+        .get_or_init(|| {
+            let default_workers = match mpi_worker::start() {
+                Start::Launched { size, .. } if size > 1 => size - 1,
+                _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            let driver = Driver {
+                inbox: Mutex::new(Inbox::default()),
+                wake: Condvar::new(),
+                sleeping: AtomicBool::new(false),
+                thread: Mutex::new(None),
+                default_workers,
+            };
+            register_exit_hook();
+            Ok(driver)
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+        .inspect(|driver| driver.ensure_started())
+}
+
+impl Driver {
+    fn ensure_started(&'static self) {
+        let mut thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        if thread.is_none() {
+            let spawned = std::thread::Builder::new()
+                .name("executor-mpi".to_string())
+                .spawn(move || drive(self));
+            match spawned {
+                Ok(handle) => *thread = Some(handle),
+                Err(error) => eprintln!("executor: cannot start the MPI driver thread: {error}"),
+            }
+        }
+    }
+
+    fn inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn default_workers(&self) -> usize {
+        self.default_workers
+    }
+
+    /// A block opened: its calls may be sent from now on.
+    pub(crate) fn open(&self, block: Arc<Block>) {
+        let mut inbox = self.inbox();
+        inbox.blocks.push(block);
+        inbox.generation += 1;
+    }
+
+    /// A block ended (every call finished).
+    pub(crate) fn close(&self, id: u64) {
+        let mut inbox = self.inbox();
+        inbox.blocks.retain(|block| block.id != id);
+        inbox.generation += 1;
+    }
+
+    /// Calls were queued: wakes the driver if it sleeps.
+    pub(crate) fn wake(&self) {
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.inbox().woken = true;
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Registers, once, the `atexit` hook that stops the workers and finalises MPI.
+fn register_exit_hook() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: registers a function with no preconditions for libc to call at `exit`.
+        unsafe { libc::atexit(stop_at_exit) };
+    });
+}
+
+/// Called before `main` on rank 0 of a launched job: its workers wait for it, so it must stop
+/// them at exit even if the program never opens a `pool!(Mpi)` block.
+///
+/// MPI is started at once, on the driver thread, so that its start-up (a few hundred
+/// milliseconds) overlaps with the program's own until the first block.
+pub(crate) fn start_if_launched() {
+    if matches!(mpi_worker::start(), Start::Launched { rank: 0, size } if size > 1) {
+        register_exit_hook();
+        let _ = driver();
+    }
+}
+
+extern "C" fn stop_at_exit() {
+    let driver = match DRIVER.get() {
+        Some(Ok(driver)) => driver,
+        Some(Err(_)) => return,
+        // Launched, no block ever opened: start MPI just to stop the workers cleanly.
+        None => match driver() {
+            Ok(driver) => driver,
+            Err(_) => return,
+        },
+    };
+    driver.inbox().exit = true;
+    driver.wake.notify_one();
+    let handle = driver
+        .thread
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(handle) = handle {
+        let _ = handle.join();
+    }
+}
+
+/// A worker as the driver sees it.
+struct Worker {
+    comm: Comm,
+    /// Its rank in `comm`.
+    rank: usize,
+    /// Spawned: the spawn's intercommunicator is disconnected at exit.
+    spawned: bool,
+    state: State,
+    pid: u32,
+    /// It runs on this host, so its pid can be watched.
+    local: bool,
+    in_flight: VecDeque<(u64, JobRef, Arc<Block>)>,
+    /// The block whose calls it has in flight.
+    serving: Option<u64>,
+    window: usize,
+    average_ns: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Greeting,
+    Ready,
+    Refused,
+    Dead,
+}
+
+impl Worker {
+    fn live(&self) -> bool {
+        matches!(self.state, State::Greeting | State::Ready)
+    }
+}
+
+/// The driver thread's own state.
+struct Drive {
+    workers: Vec<Worker>,
+    blocks: Vec<Arc<Block>>,
+    generation: u64,
+    sends: Vec<PendingSend>,
+    next_call_id: u64,
+    next_index: usize,
+    /// Whether more workers may be spawned (not launched with several ranks).
+    may_spawn: bool,
+    spawn_failures: usize,
+    /// Why workers could not be had, for the calls that then fail.
+    failure: Option<String>,
+    host: String,
+    hello: Vec<u8>,
+    last_liveness: Instant,
+    buffer: Vec<u8>,
+}
+
+fn drive(driver: &'static Driver) {
+    if let Err(why) = transport::initialize() {
+        return fail_forever(driver, format!("MPI could not be initialised: {why}"));
+    }
+    let digest = match mpi_worker::executable_digest() {
+        Ok(digest) => digest,
+        Err(why) => return fail_forever(driver, why),
+    };
+    let mut hello = Vec::new();
+    for field in digest {
+        hello.extend_from_slice(&field.to_le_bytes());
+    }
+    let start = mpi_worker::start();
+    let mut drive = Drive {
+        workers: Vec::new(),
+        blocks: Vec::new(),
+        generation: u64::MAX,
+        sends: Vec::new(),
+        next_call_id: 0,
+        next_index: 0,
+        may_spawn: !matches!(start, Start::Launched { size, .. } if size > 1),
+        spawn_failures: 0,
+        failure: None,
+        host: transport::host_name(),
+        hello,
+        last_liveness: Instant::now(),
+        buffer: Vec::new(),
+    };
+    if let Start::Launched { size, .. } = start {
+        let world = transport::world();
+        for rank in 1..size {
+            drive.greet(world, rank, false);
+        }
+    }
+    let mut idle = Idle::default();
+    loop {
+        {
+            let inbox = driver.inbox();
+            if inbox.exit {
+                break;
+            }
+            if inbox.generation != drive.generation {
+                drive.blocks = inbox.blocks.clone();
+                drive.generation = inbox.generation;
+            }
+        }
+        let mut busy = drive.receive();
+        busy |= drive.test_sends();
+        busy |= drive.dispatch();
+        drive.watch_liveness();
+        drive.spawn_if_needed();
+        drive.fail_if_hopeless();
+        if busy {
+            idle.reset();
+            continue;
+        }
+        let waiting = drive.workers.iter().any(|w| {
+            !w.in_flight.is_empty() || (w.state == State::Greeting && !w.in_flight.is_empty())
+        }) || drive.workers.iter().any(|w| w.state == State::Greeting)
+            || !drive.sends.is_empty();
+        if waiting {
+            idle.pause();
+        } else {
+            drive.sleep(driver);
+            idle.reset();
+        }
+    }
+    drive.shut_down();
+}
+
+/// MPI could not start: every call of every block fails with `why`, until the exit.
+fn fail_forever(driver: &'static Driver, why: String) {
+    let error = TaskError::WorkerStart(why);
+    loop {
+        let mut inbox = driver.inbox();
+        if inbox.exit {
+            return;
+        }
+        let blocks = inbox.blocks.clone();
+        drop(inbox);
+        for block in &blocks {
+            block.fail_queued(&error);
+        }
+        inbox = driver.inbox();
+        if !inbox.exit && !inbox.woken {
+            driver.sleeping.store(true, Ordering::SeqCst);
+            inbox = driver
+                .wake
+                .wait_timeout(inbox, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            driver.sleeping.store(false, Ordering::SeqCst);
+        }
+        inbox.woken = false;
+    }
+}
+
+impl Drive {
+    /// Sends the hello to a new worker.
+    fn greet(&mut self, comm: Comm, rank: usize, spawned: bool) {
+        let mut payload = (self.next_index as u64).to_le_bytes().to_vec();
+        payload.extend_from_slice(&self.hello);
+        self.next_index += 1;
+        let mut frame = Vec::new();
+        let _ = wire::write_header(&mut frame, Kind::Hello, payload.len());
+        frame.extend_from_slice(&payload);
+        let state = match PendingSend::start(comm, rank, Keep::Owned(frame)) {
+            Ok(send) => {
+                self.sends.push(send);
+                State::Greeting
+            }
+            Err(why) => {
+                self.failure = Some(why);
+                State::Dead
+            }
+        };
+        self.workers.push(Worker {
+            comm,
+            rank,
+            spawned,
+            state,
+            pid: 0,
+            local: false,
+            in_flight: VecDeque::new(),
+            serving: None,
+            window: 1,
+            average_ns: 0.0,
+        });
+    }
+
+    /// Sleeps until a block queues a call or the exit comes (or 100 ms pass, as a safety net).
+    fn sleep(&mut self, driver: &Driver) {
+        let mut inbox = driver.inbox();
+        driver.sleeping.store(true, Ordering::SeqCst);
+        let queued = inbox
+            .blocks
+            .iter()
+            .any(|b| b.queued.load(Ordering::SeqCst) > 0);
+        if !queued && !inbox.woken && !inbox.exit && inbox.generation == self.generation {
+            inbox = driver
+                .wake
+                .wait_timeout(inbox, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        inbox.woken = false;
+        driver.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// Receives every message that has arrived; whether there was any.
+    fn receive(&mut self) -> bool {
+        let mut comms: Vec<Comm> = Vec::new();
+        for worker in self.workers.iter().filter(|w| w.live()) {
+            if !comms.contains(&worker.comm) {
+                comms.push(worker.comm);
+            }
+        }
+        let mut any = false;
+        for comm in comms {
+            while let Ok(Some(arrived)) = transport::poll(comm, None) {
+                any = true;
+                let Some(slot) = self
+                    .workers
+                    .iter()
+                    .position(|w| w.comm == comm && w.rank == arrived.source)
+                else {
+                    // Not one of ours (cannot happen): take it off the wire.
+                    let _ = transport::receive(comm, arrived, &mut Vec::new());
+                    continue;
+                };
+                let mut message = std::mem::take(&mut self.buffer);
+                message.clear();
+                let result = transport::receive(comm, arrived, &mut message)
+                    .and_then(|()| self.take_frames(slot, &message));
+                if let Err(why) = result {
+                    log::warn!("executor: MPI worker {slot} broke the protocol: {why}");
+                    self.lost(slot, WorkerDeath::BrokeProtocol);
+                }
+                if message.capacity() <= DETACH * 64 {
+                    self.buffer = message;
+                }
+            }
+        }
+        any
+    }
+
+    /// Handles the frames of one message from worker `slot`.
+    fn take_frames(&mut self, slot: usize, message: &[u8]) -> Result<(), String> {
+        let mut at = 0;
+        while at < message.len() {
+            let (comm, rank) = (self.workers[slot].comm, self.workers[slot].rank);
+            let (kind, present, detached) = split_frame(&message[at..], |len| {
+                let arrived = transport::wait_for(comm, rank)?;
+                if arrived.len != len {
+                    return Err(format!("a result's {len} bytes came as {}", arrived.len));
+                }
+                let mut rest = Vec::new();
+                transport::receive(comm, arrived, &mut rest)?;
+                Ok(rest)
+            })?;
+            let payload = &message[at + wire::HEADER_LEN..at + wire::HEADER_LEN + present];
+            at += wire::HEADER_LEN + present;
+            match kind {
+                Kind::Ready | Kind::Refused if self.workers[slot].state == State::Greeting => {
+                    self.answered(slot, kind, payload)
+                }
+                Kind::Outcome if self.workers[slot].state == State::Ready => {
+                    self.outcome(slot, payload, detached)?
+                }
+                other => return Err(format!("unexpected {other:?} message")),
+            }
+        }
+        Ok(())
+    }
+
+    /// A worker answered the hello.
+    fn answered(&mut self, slot: usize, kind: Kind, payload: &[u8]) {
+        let worker = &mut self.workers[slot];
+        if kind == Kind::Refused {
+            let why = String::from_utf8_lossy(payload).into_owned();
+            log::warn!("executor: MPI worker {slot} refused to serve: {why}");
+            worker.state = State::Refused;
+            self.failure = Some(why);
+            return;
+        }
+        let mut fields = Fields::new(payload);
+        let pid = fields.u64("pid").unwrap_or(0);
+        let _rank = fields.u64("rank").unwrap_or(0);
+        let host = String::from_utf8_lossy(fields.rest()).into_owned();
+        worker.pid = (pid & 0xffff_ffff) as u32;
+        worker.local = host == self.host;
+        worker.state = State::Ready;
+        self.spawn_failures = 0;
+        log::debug!(
+            "executor: MPI worker {slot} ready (pid {}, on {host})",
+            worker.pid
+        );
+    }
+
+    /// A call's outcome arrived.
+    fn outcome(
+        &mut self,
+        slot: usize,
+        payload: &[u8],
+        detached: Option<Vec<u8>>,
+    ) -> Result<(), String> {
+        let mut fields = Fields::new(payload);
+        let malformed = |e: wire::ReadError| e.to_string();
+        let id = fields.u64("call id").map_err(malformed)?;
+        let status = fields.u8("status").map_err(malformed)?;
+        let elapsed = fields.u64("run time").map_err(malformed)?;
+        let status = CallStatus::from_byte(status).ok_or("an unknown call status")?;
+        let worker = &mut self.workers[slot];
+        match worker.in_flight.front() {
+            Some((expected, _, _)) if *expected == id => {}
+            _ => return Err(format!("an answer to call {id}, which was not sent")),
+        }
+        let (_, job, block) = worker.in_flight.pop_front().expect("checked above");
+        worker.window = crate::process_link::next_window(&mut worker.average_ns, elapsed);
+        if worker.in_flight.is_empty() {
+            worker.serving = None;
+            block.in_use.fetch_sub(1, Ordering::SeqCst);
+        }
+        let inline = fields.rest();
+        let bytes = match &detached {
+            Some(rest) if inline.is_empty() => rest.as_slice(),
+            Some(_) => return Err("a detached result after inline bytes".to_string()),
+            None => inline,
+        };
+        // SAFETY: the call was claimed when it was sent, and is resolved once, here.
+        unsafe { block.resolve(job, Outcome::Answered(status, bytes)) };
+        Ok(())
+    }
+
+    /// Forgets sends that completed; whether any did.
+    fn test_sends(&mut self) -> bool {
+        let before = self.sends.len();
+        self.sends
+            .retain_mut(|send| !matches!(send.test(), Ok(true)));
+        self.sends.len() != before
+    }
+
+    /// Sends queued calls to workers with room; whether any were sent.
+    fn dispatch(&mut self) -> bool {
+        if !self
+            .blocks
+            .iter()
+            .any(|b| b.queued.load(Ordering::SeqCst) > 0)
+        {
+            return false;
+        }
+        let mut sent = false;
+        for slot in 0..self.workers.len() {
+            let worker = &self.workers[slot];
+            if worker.state != State::Ready || worker.in_flight.len() >= worker.window {
+                continue;
+            }
+            let block = match worker.serving {
+                Some(id) => self.blocks.iter().find(|b| b.id == id).cloned(),
+                None => self.blocks.iter().find(|b| wants_a_worker(b)).cloned(),
+            };
+            let Some(block) = block else {
+                continue;
+            };
+            if worker.serving.is_none() {
+                // Another block's calls may cost something else: measure afresh, one at a time.
+                let worker = &mut self.workers[slot];
+                worker.window = 1;
+                worker.average_ns = 0.0;
+            }
+            // Rotate, so that blocks take turns at free workers.
+            if let Some(at) = self.blocks.iter().position(|b| b.id == block.id) {
+                let taken = self.blocks.remove(at);
+                self.blocks.push(taken);
+            }
+            sent |= self.send_calls(slot, &block);
+        }
+        sent
+    }
+
+    /// Sends calls of `block` to worker `slot`, up to its window.
+    fn send_calls(&mut self, slot: usize, block: &Arc<Block>) -> bool {
+        let room = self.workers[slot].window - self.workers[slot].in_flight.len();
+        let mut message = Vec::new();
+        let mut cancelled = 0;
+        let mut count = 0;
+        while count < room {
+            let Some(Queued { job, claimed }) = block.pop() else {
+                break;
+            };
+            if !claimed && !job.job().try_dispatch() {
+                cancelled += 1;
+                continue;
+            }
+            count += 1;
+            let id = self.next_call_id;
+            self.next_call_id += 1;
+            let request = job.job().request();
+            let worker = &mut self.workers[slot];
+            if worker.in_flight.is_empty() && worker.serving.is_none() {
+                worker.serving = Some(block.id);
+                block.in_use.fetch_add(1, Ordering::SeqCst);
+            }
+            worker.in_flight.push_back((id, job, Arc::clone(block)));
+            let arguments = &request.arguments;
+            let len = arguments.len();
+            let fits = len <= wire::MAX_FRAME - CALL_FIELDS;
+            // Over the frame limit, the call goes without arguments; the worker reports them missing.
+            let (len, tail) = if fits {
+                (len, arguments.raw_tail_len())
+            } else {
+                (0, 0)
+            };
+            let _ = wire::write_header(&mut message, Kind::Call, CALL_FIELDS + len);
+            message.extend_from_slice(&id.to_le_bytes());
+            message.extend_from_slice(&(request.trampoline as i64).to_le_bytes());
+            message.extend_from_slice(&(request.function as i64).to_le_bytes());
+            message.extend_from_slice(&(tail as u64).to_le_bytes());
+            if !fits {
+                continue;
+            }
+            let detach = tail >= DETACH;
+            let parts = arguments.parts();
+            let inline = if detach {
+                &parts[..parts.len() - 1]
+            } else {
+                parts
+            };
+            for part in inline {
+                message.extend_from_slice(part);
+            }
+            if detach {
+                // The frame runs past its message: its raw tail follows as a message of its own,
+                // sent from the call's own buffer.
+                let (comm, rank) = (self.workers[slot].comm, self.workers[slot].rank);
+                let head = std::mem::take(&mut message);
+                self.start_send(slot, comm, rank, Keep::Owned(head));
+                self.start_send(slot, comm, rank, Keep::Tail(Arc::clone(&request)));
+            }
+        }
+        if !message.is_empty() {
+            let (comm, rank) = (self.workers[slot].comm, self.workers[slot].rank);
+            self.start_send(slot, comm, rank, Keep::Owned(message));
+        }
+        if cancelled > 0 {
+            block.finished(cancelled, None);
+        }
+        count > 0 || cancelled > 0
+    }
+
+    fn start_send(&mut self, slot: usize, comm: Comm, rank: usize, bytes: Keep) {
+        match PendingSend::start(comm, rank, bytes) {
+            Ok(send) => self.sends.push(send),
+            Err(why) => {
+                log::warn!("executor: sending to MPI worker {slot} failed: {why}");
+                self.lost(slot, WorkerDeath::BrokeProtocol);
+            }
+        }
+    }
+
+    /// Checks, every `LIVENESS_EVERY`, that the local workers with calls in flight still run.
+    fn watch_liveness(&mut self) {
+        if self.last_liveness.elapsed() < LIVENESS_EVERY {
+            return;
+        }
+        self.last_liveness = Instant::now();
+        for slot in 0..self.workers.len() {
+            let worker = &self.workers[slot];
+            let watched = worker.live() && worker.local && worker.pid != 0;
+            if watched && is_gone(worker.pid) {
+                log::warn!("executor: MPI worker {slot} (pid {}) is gone", worker.pid);
+                self.lost(slot, WorkerDeath::Vanished);
+            }
+        }
+    }
+
+    /// Worker `slot` is gone: its running call fails, the calls queued behind it go back.
+    fn lost(&mut self, slot: usize, death: WorkerDeath) {
+        let worker = &mut self.workers[slot];
+        if !worker.live() {
+            return;
+        }
+        worker.state = State::Dead;
+        let pid = worker.pid;
+        let mut in_flight: Vec<(u64, JobRef, Arc<Block>)> = worker.in_flight.drain(..).collect();
+        if let Some(id) = worker.serving.take() {
+            if let Some((_, _, block)) = in_flight.first() {
+                debug_assert_eq!(block.id, id);
+                block.in_use.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.failure = Some(format!("the MPI worker (pid {pid}) {death}"));
+        if in_flight.is_empty() {
+            return;
+        }
+        let (_, running, block) = in_flight.remove(0);
+        let rest: Vec<JobRef> = in_flight.into_iter().map(|(_, job, _)| job).collect();
+        block.requeue(rest);
+        // SAFETY: dispatched to this worker and taken out of its list: resolved once, here.
+        unsafe {
+            block.resolve(
+                running,
+                Outcome::Failed(TaskError::WorkerDied { pid, death }),
+            )
+        };
+    }
+
+    /// Without a launcher, spawns workers when a block with queued calls has fewer live workers
+    /// than it may use.
+    fn spawn_if_needed(&mut self) {
+        if !self.may_spawn || self.spawn_failures >= SPAWN_ATTEMPTS {
+            return;
+        }
+        let live = self.workers.iter().filter(|w| w.live()).count();
+        let wanted = self
+            .blocks
+            .iter()
+            .filter(|b| b.queued.load(Ordering::SeqCst) > 0)
+            .map(|b| b.max_workers.unwrap_or_else(default_spawned_workers))
+            .max()
+            .unwrap_or(0);
+        if live >= wanted {
+            return;
+        }
+        let count = wanted - live;
+        let program = std::env::current_exe()
+            .map_err(|e| format!("cannot find the current executable: {e}"))
+            .and_then(|path| {
+                let path = crate::process_pool::on_disk(path);
+                CString::new(path.as_os_str().as_encoded_bytes())
+                    .map_err(|_| "the executable's path holds a NUL byte".to_string())
+            });
+        let args = [CString::new(SPAWNED_WORKER_ARG).expect("no NUL")];
+        match program.and_then(|program| transport::spawn(&program, &args, count)) {
+            Ok(inter) => {
+                log::debug!("executor: spawned {count} MPI workers");
+                for rank in 0..count {
+                    self.greet(inter, rank, true);
+                }
+            }
+            Err(why) => {
+                log::warn!("executor: could not spawn MPI workers: {why}");
+                self.spawn_failures += 1;
+                self.failure = Some(why);
+            }
+        }
+    }
+
+    /// Fails queued calls when no worker can ever run them: none is live, and none can be spawned.
+    fn fail_if_hopeless(&mut self) {
+        let can_spawn = self.may_spawn && self.spawn_failures < SPAWN_ATTEMPTS;
+        if can_spawn || self.workers.iter().any(Worker::live) {
+            return;
+        }
+        let why = self
+            .failure
+            .clone()
+            .unwrap_or_else(|| "the MPI job has no worker ranks".to_string());
+        let error = TaskError::WorkerStart(why);
+        for block in &self.blocks {
+            if block.queued.load(Ordering::SeqCst) > 0 {
+                block.fail_queued(&error);
+            }
+        }
+    }
+
+    /// Stops every worker, disconnects from spawned ones, and finalises MPI.
+    fn shut_down(mut self) {
+        let deadline = Instant::now() + EXIT_GRACE;
+        // Answers to the hello still on their way are received first, so none is left pending.
+        while self.workers.iter().any(|w| w.state == State::Greeting) && Instant::now() < deadline {
+            self.receive();
+            self.watch_liveness();
+        }
+        for slot in 0..self.workers.len() {
+            let worker = &self.workers[slot];
+            if worker.live() || worker.state == State::Refused {
+                let (comm, rank) = (worker.comm, worker.rank);
+                self.start_send(slot, comm, rank, Keep::Owned(Vec::new()));
+            }
+        }
+        while !self.sends.is_empty() && Instant::now() < deadline {
+            self.test_sends();
+        }
+        let mut disconnected: Vec<Comm> = Vec::new();
+        let dead_groups: Vec<Comm> = self
+            .workers
+            .iter()
+            .filter(|w| w.spawned && w.state == State::Dead)
+            .map(|w| w.comm)
+            .collect();
+        for worker in self.workers.iter().filter(|w| w.spawned) {
+            // A spawn whose workers died cannot take part in the (collective) disconnect.
+            if !disconnected.contains(&worker.comm) && !dead_groups.contains(&worker.comm) {
+                disconnected.push(worker.comm);
+                transport::disconnect(worker.comm);
+            }
+        }
+        transport::finalize();
+    }
+}
+
+/// Whether a block has calls queued and may use another worker.
+fn wants_a_worker(block: &Block) -> bool {
+    block.queued.load(Ordering::SeqCst) > 0
+        && block
+            .max_workers
+            .is_none_or(|most| block.in_use.load(Ordering::SeqCst) < most)
+}
+
+fn default_spawned_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Whether process `pid` is gone, or a zombie (it runs no more code).
+fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            state.starts_with('Z') || state.starts_with('X')
+        }
+    }
+}
