@@ -121,10 +121,21 @@ fn measure_process() {
     measure_backend!(Process);
 }
 
-/// The floor: 1-byte round trips and 1 MiB transfers between this process and one it spawns.
+/// The floor: 1-byte round trips and 1 MiB transfers between two ranks of a launched job
+/// (`mpirun -n 2`, with `EXECUTOR_MPI_RANKS_RUN_MAIN` so that both run `main`), or between this
+/// process and one it spawns (the transport a singleton's pool has).
 fn ping_pong() {
     let universe = mpi::initialize().expect("MPI starts");
     let world = universe.world();
+    if world.size() == 2 {
+        let peer = world.process_at_rank(1 - world.rank());
+        if world.rank() == 0 {
+            ping(&peer);
+        } else {
+            pong(&peer);
+        }
+        return;
+    }
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe);
     child.arg("--pingpong-child");
@@ -132,21 +143,32 @@ fn ping_pong() {
         .process_at_rank(0)
         .spawn(&child, 1)
         .expect("the child starts");
-    let peer = inter.process_at_rank(0);
-    let rounds = 20_000;
+    ping(&inter.process_at_rank(0));
+}
+
+fn ping_pong_child() {
+    let universe = mpi::initialize().expect("MPI starts");
+    let parent = universe.world().parent().expect("spawned by --pingpong");
+    pong(&parent.process_at_rank(0));
+}
+
+const ROUNDS: usize = 20_000;
+const WARM_UP: usize = 1_000;
+
+fn ping(peer: &(impl Destination + Source)) {
     let mut byte = [0u8; 1];
-    for _ in 0..1000 {
+    for _ in 0..WARM_UP {
         peer.send(&byte[..]);
         peer.receive_into(&mut byte[..]);
     }
     let started = Instant::now();
-    for _ in 0..rounds {
+    for _ in 0..ROUNDS {
         peer.send(&byte[..]);
         peer.receive_into(&mut byte[..]);
     }
     report(
         "pingpong_us",
-        started.elapsed().as_secs_f64() * 1e6 / rounds as f64,
+        started.elapsed().as_secs_f64() * 1e6 / ROUNDS as f64,
     );
     let big = vec![5u8; 1 << 20];
     let mut ack = [0u8; 1];
@@ -159,15 +181,11 @@ fn ping_pong() {
         "pingpong_mib_gb_per_s",
         (PAYLOADS << 20) as f64 / started.elapsed().as_secs_f64() / 1e9,
     );
-    peer.send(&[0u8][..]);
 }
 
-fn ping_pong_child() {
-    let universe = mpi::initialize().expect("MPI starts");
-    let parent = universe.world().parent().expect("spawned by --pingpong");
-    let peer = parent.process_at_rank(0);
+fn pong(peer: &(impl Destination + Source)) {
     let mut byte = [0u8; 1];
-    for _ in 0..21_000 {
+    for _ in 0..WARM_UP + ROUNDS {
         peer.receive_into(&mut byte[..]);
         peer.send(&byte[..]);
     }
@@ -176,7 +194,6 @@ fn ping_pong_child() {
         peer.receive_into(&mut big[..]);
     }
     peer.send(&[1u8][..]);
-    peer.receive_into(&mut byte[..]);
 }
 
 /// Runs a part of this benchmark (or the Python one) and collects its `RESULT` lines.
@@ -255,7 +272,10 @@ fn conduct() {
             collect(python, "mpi4py launched"),
         ));
         let mut python = Command::new("python3");
-        python.args([script, "--startup-only"]);
+        // mpi4py does not ask for oversubscription when it spawns: the user must.
+        python
+            .args([script, "--startup-only"])
+            .env("OMPI_MCA_rmaps_base_oversubscribe", "1");
         columns.push((
             "mpi4py.futures singleton",
             collect(python, "mpi4py singleton"),
@@ -264,15 +284,29 @@ fn conduct() {
         println!("mpi4py is not installed (pip install mpi4py): no Python column");
     }
 
-    let mut floor = Command::new(&exe);
-    floor.arg("--pingpong");
+    let mut floor = mpirun(&["-n", "2", "-x", "EXECUTOR_MPI_RANKS_RUN_MAIN=1"]);
+    floor.arg(&exe).arg("--pingpong");
     columns.push((
         "rsmpi ping-pong, shared memory",
         collect(floor, "ping-pong"),
     ));
-    let mut floor = Command::new(&exe);
-    floor.arg("--pingpong").env("OMPI_MCA_btl", "tcp,self");
+    let mut floor = mpirun(&[
+        "--mca",
+        "btl",
+        "tcp,self",
+        "-n",
+        "2",
+        "-x",
+        "EXECUTOR_MPI_RANKS_RUN_MAIN=1",
+    ]);
+    floor.arg(&exe).arg("--pingpong");
     columns.push(("rsmpi ping-pong, TCP", collect(floor, "ping-pong over TCP")));
+    let mut floor = Command::new(&exe);
+    floor.arg("--pingpong");
+    columns.push((
+        "rsmpi ping-pong, spawned",
+        collect(floor, "ping-pong, spawned"),
+    ));
 
     println!();
     println!("| run | start-up (ms) | tiny task (µs) | 1 MiB arguments (GB/s) | map, chunks of 100 (µs/item) | ping-pong round trip (µs) | ping-pong 1 MiB (GB/s) |");

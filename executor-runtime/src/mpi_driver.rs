@@ -69,6 +69,13 @@ pub(crate) fn driver() -> Result<&'static Driver, String> {
                 .to_string(),
         );
     }
+    if mpi_worker::ranks_run_main() {
+        return Err(format!(
+            "{} is set: every rank runs main and MPI belongs to the program, so pool!(Mpi) has no \
+             workers",
+            mpi_worker::RANKS_RUN_MAIN_ENV
+        ));
+    }
     DRIVER
         .get_or_init(|| {
             let default_workers = match mpi_worker::start() {
@@ -227,6 +234,8 @@ struct Drive {
     hello: Vec<u8>,
     last_liveness: Instant,
     buffer: Vec<u8>,
+    /// Calls resolved in this sweep, by block, and those of them that panicked.
+    finished: Vec<(Arc<Block>, usize, Vec<JobRef>)>,
 }
 
 fn drive(driver: &'static Driver) {
@@ -256,6 +265,7 @@ fn drive(driver: &'static Driver) {
         hello,
         last_liveness: Instant::now(),
         buffer: Vec::new(),
+        finished: Vec::new(),
     };
     if let Start::Launched { size, .. } = start {
         let world = transport::world();
@@ -412,7 +422,15 @@ impl Drive {
                 }
             }
         }
+        self.count_finished();
         any
+    }
+
+    /// Tells the blocks how many of their calls the last sweep resolved.
+    fn count_finished(&mut self) {
+        for (block, count, panicked) in self.finished.drain(..) {
+            block.finished(count, panicked);
+        }
     }
 
     /// Handles the frames of one message from worker `slot`.
@@ -499,7 +517,18 @@ impl Drive {
             None => inline,
         };
         // SAFETY: the call was claimed when it was sent, and is resolved once, here.
-        unsafe { block.resolve(job, Outcome::Answered(status, bytes)) };
+        let panicked = unsafe { job.resolve(Outcome::Answered(status, bytes)) };
+        // Counted in the block once per sweep (`count_finished`): one lock and one wake-up for
+        // many tiny calls.
+        match self.finished.iter_mut().find(|(b, _, _)| b.id == block.id) {
+            Some((_, count, jobs)) => {
+                *count += 1;
+                jobs.extend(panicked);
+            }
+            None => self
+                .finished
+                .push((block, 1, panicked.into_iter().collect())),
+        }
         Ok(())
     }
 
@@ -555,10 +584,7 @@ impl Drive {
         let mut message = Vec::new();
         let mut cancelled = 0;
         let mut count = 0;
-        while count < room {
-            let Some(Queued { job, claimed }) = block.pop() else {
-                break;
-            };
+        for Queued { job, claimed } in block.pop(room) {
             if !claimed && !job.job().try_dispatch() {
                 cancelled += 1;
                 continue;

@@ -53,12 +53,13 @@ impl Block {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the oldest queued call.
-    pub(crate) fn pop(&self) -> Option<Queued> {
+    /// Takes the oldest queued calls, at most `most`, under one lock.
+    pub(crate) fn pop(&self, most: usize) -> Vec<Queued> {
         let mut state = self.lock();
-        let queued = state.queue.pop_front()?;
-        self.queued.fetch_sub(1, Ordering::SeqCst);
-        Some(queued)
+        let count = most.min(state.queue.len());
+        let taken: Vec<Queued> = state.queue.drain(..count).collect();
+        self.queued.fetch_sub(count, Ordering::SeqCst);
+        taken
     }
 
     /// Puts calls that were sent to a worker that died before running them back at the front.
@@ -70,8 +71,9 @@ impl Block {
         }
     }
 
-    /// Counts a call finished (resolved or cancelled) and wakes the block.
-    pub(crate) fn finished(&self, count: usize, panicked: Option<JobRef>) {
+    /// Counts calls finished (resolved or cancelled), keeps those that panicked, and wakes the
+    /// block.
+    pub(crate) fn finished(&self, count: usize, panicked: impl IntoIterator<Item = JobRef>) {
         let mut state = self.lock();
         state.finished += count;
         state.panicked.extend(panicked);

@@ -274,6 +274,12 @@ pub(crate) fn wait_for(comm: Comm, source: usize) -> Result<Arrived, String> {
 /// A backoff for polling loops: spin first (a reply is usually microseconds away), then yield the
 /// core, then sleep in growing steps up to a quarter of a millisecond (what a long call's answer
 /// may wait to be seen: small next to the call).
+/// Polls that spin, then polls (up to this count) that yield, before polls that sleep. Short: on
+/// a small machine the workers, the driver and the block's thread share the cores, and a poller
+/// that spins or yields for long takes time from the thread that would give it work.
+const SPINS: u32 = 50;
+const YIELDS: u32 = 100;
+
 #[derive(Default)]
 pub(crate) struct Idle {
     rounds: u32,
@@ -282,13 +288,13 @@ pub(crate) struct Idle {
 impl Idle {
     pub(crate) fn pause(&mut self) {
         self.rounds = self.rounds.saturating_add(1);
-        match self.rounds {
-            0..=200 => std::hint::spin_loop(),
-            201..=2_000 => std::thread::yield_now(),
-            n => {
-                let micros = (n - 2_000).clamp(20, 250) as u64;
-                std::thread::sleep(std::time::Duration::from_micros(micros));
-            }
+        if self.rounds <= SPINS {
+            std::hint::spin_loop();
+        } else if self.rounds <= YIELDS {
+            std::thread::yield_now();
+        } else {
+            let micros = (self.rounds - YIELDS).clamp(20, 250) as u64;
+            std::thread::sleep(std::time::Duration::from_micros(micros));
         }
     }
 

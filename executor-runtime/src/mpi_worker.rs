@@ -35,6 +35,14 @@ pub(crate) const SPAWNED_WORKER_ARG: &str = "--executor-mpi-worker";
 /// Results longer than this are sent as a message of their own after their frame.
 pub(crate) const DETACH: usize = 1 << 16;
 
+/// Set (to anything) by a program that makes MPI calls of its own on every rank: then no rank
+/// becomes a worker, MPI is left to the program, and `pool!(Mpi)` blocks have no workers.
+pub(crate) const RANKS_RUN_MAIN_ENV: &str = "EXECUTOR_MPI_RANKS_RUN_MAIN";
+
+pub(crate) fn ranks_run_main() -> bool {
+    std::env::var_os(RANKS_RUN_MAIN_ENV).is_some()
+}
+
 /// How a process was started, as far as the Mpi backend is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Start {
@@ -73,6 +81,9 @@ pub(crate) fn start() -> Start {
 /// Runs before `main`: serves as a worker and exits if this process is one; otherwise, on rank 0
 /// of a launched job, starts MPI and arranges for the workers to be stopped when the program exits.
 pub(crate) fn enter_if_asked() {
+    if ranks_run_main() {
+        return;
+    }
     let code = match start() {
         Start::Launched { rank: 0, .. } | Start::Alone => {
             crate::mpi_driver::start_if_launched();
