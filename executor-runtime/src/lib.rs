@@ -24,6 +24,7 @@
 //! - `wire`: the frames and value encoding between a pool and its workers;
 //! - `mpi_pool` (feature `mpi`): the Mpi backend's block: its queue, its join;
 //! - `mpi_driver` (feature `mpi`): the one thread per process that talks to the MPI workers;
+//! - `mpi_workers` (feature `mpi`): the driver's view of its workers: calls out, outcomes in, deaths;
 //! - `mpi_worker` (feature `mpi`): an MPI rank becoming a worker before `main`, serving calls;
 //! - `mpi_transport` (feature `mpi`): the MPI calls themselves (through rsmpi's `ffi`).
 
@@ -65,6 +66,8 @@ mod mpi_pool;
 mod mpi_transport;
 #[cfg(feature = "mpi")]
 mod mpi_worker;
+#[cfg(feature = "mpi")]
+mod mpi_workers;
 mod options;
 mod process_link;
 mod process_pool;

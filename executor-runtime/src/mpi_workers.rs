@@ -1,0 +1,573 @@
+//! The driver's view of its MPI workers: greeting them, sending them calls, receiving outcomes,
+//! watching that they live, spawning them, and stopping them at exit. Everything here runs on the
+//! driver thread (`mpi_driver`), the process's one MPI thread.
+
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{TaskError, WorkerDeath};
+use crate::mpi_pool::Block;
+use crate::mpi_transport::{self as transport, Comm, Keep, PendingSend};
+use crate::mpi_worker::{split_frame, DETACH, SPAWNED_WORKER_ARG};
+use crate::process_pool::{JobRef, Outcome, Queued};
+use crate::remote::CallStatus;
+use crate::wire::{self, Fields, Kind};
+use crate::worker_process::CALL_FIELDS;
+
+/// After this many failed spawns in a row, queued calls fail instead of waiting.
+const SPAWN_ATTEMPTS: usize = 3;
+/// How often the pids of workers running calls are checked.
+const LIVENESS_EVERY: Duration = Duration::from_millis(20);
+/// How long the exit waits for workers still greeting or sends still in progress.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// A worker as the driver sees it.
+struct Worker {
+    comm: Comm,
+    /// Its rank in `comm`.
+    rank: usize,
+    /// Spawned: the spawn's intercommunicator is disconnected at exit.
+    spawned: bool,
+    state: State,
+    pid: u32,
+    /// It runs on this host, so its pid can be watched.
+    local: bool,
+    in_flight: VecDeque<(u64, JobRef, Arc<Block>)>,
+    /// The block whose calls it has in flight.
+    serving: Option<u64>,
+    window: usize,
+    average_ns: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Greeting,
+    Ready,
+    Refused,
+    Dead,
+}
+
+impl Worker {
+    fn live(&self) -> bool {
+        matches!(self.state, State::Greeting | State::Ready)
+    }
+}
+
+/// The driver thread's own state.
+pub(crate) struct Drive {
+    workers: Vec<Worker>,
+    pub(crate) blocks: Vec<Arc<Block>>,
+    pub(crate) generation: u64,
+    sends: Vec<PendingSend>,
+    next_call_id: u64,
+    next_index: usize,
+    /// Whether more workers may be spawned (not launched with several ranks).
+    may_spawn: bool,
+    spawn_failures: usize,
+    /// Why workers could not be had, for the calls that then fail.
+    failure: Option<String>,
+    host: String,
+    hello: Vec<u8>,
+    last_liveness: Instant,
+    buffer: Vec<u8>,
+    /// Calls resolved in this sweep, by block, and those of them that panicked.
+    finished: Vec<(Arc<Block>, usize, Vec<JobRef>)>,
+}
+
+impl Drive {
+    /// The driver's state before any worker: `hello` is what every hello carries after the
+    /// worker's index (the executable's digest).
+    pub(crate) fn new(may_spawn: bool, hello: Vec<u8>) -> Self {
+        Drive {
+            workers: Vec::new(),
+            blocks: Vec::new(),
+            generation: u64::MAX,
+            sends: Vec::new(),
+            next_call_id: 0,
+            next_index: 0,
+            may_spawn,
+            spawn_failures: 0,
+            failure: None,
+            host: transport::host_name(),
+            hello,
+            last_liveness: Instant::now(),
+            buffer: Vec::new(),
+            finished: Vec::new(),
+        }
+    }
+
+    /// Sends the hello to a new worker.
+    pub(crate) fn greet(&mut self, comm: Comm, rank: usize, spawned: bool) {
+        let mut payload = (self.next_index as u64).to_le_bytes().to_vec();
+        payload.extend_from_slice(&self.hello);
+        self.next_index += 1;
+        let mut frame = Vec::new();
+        let _ = wire::write_header(&mut frame, Kind::Hello, payload.len());
+        frame.extend_from_slice(&payload);
+        let state = match PendingSend::start(comm, rank, Keep::Owned(frame)) {
+            Ok(send) => {
+                self.sends.push(send);
+                State::Greeting
+            }
+            Err(why) => {
+                self.failure = Some(why);
+                State::Dead
+            }
+        };
+        self.workers.push(Worker {
+            comm,
+            rank,
+            spawned,
+            state,
+            pid: 0,
+            local: false,
+            in_flight: VecDeque::new(),
+            serving: None,
+            window: 1,
+            average_ns: 0.0,
+        });
+    }
+
+    /// Whether something is on its way: an answer to a hello or a call, or a send in progress.
+    pub(crate) fn expecting(&self) -> bool {
+        !self.sends.is_empty()
+            || self
+                .workers
+                .iter()
+                .any(|w| !w.in_flight.is_empty() || w.state == State::Greeting)
+    }
+
+    /// Receives every message that has arrived; whether there was any.
+    pub(crate) fn receive(&mut self) -> bool {
+        let mut comms: Vec<Comm> = Vec::new();
+        for worker in self.workers.iter().filter(|w| w.live()) {
+            if !comms.contains(&worker.comm) {
+                comms.push(worker.comm);
+            }
+        }
+        let mut any = false;
+        for comm in comms {
+            while let Ok(Some(arrived)) = transport::poll(comm, None) {
+                any = true;
+                let Some(slot) = self
+                    .workers
+                    .iter()
+                    .position(|w| w.comm == comm && w.rank == arrived.source)
+                else {
+                    // Not one of ours (cannot happen): take it off the wire.
+                    let _ = transport::receive(comm, arrived, &mut Vec::new());
+                    continue;
+                };
+                let mut message = std::mem::take(&mut self.buffer);
+                message.clear();
+                let result = transport::receive(comm, arrived, &mut message)
+                    .and_then(|()| self.take_frames(slot, &message));
+                if let Err(why) = result {
+                    log::warn!("executor: MPI worker {slot} broke the protocol: {why}");
+                    self.lost(slot, WorkerDeath::BrokeProtocol);
+                }
+                if message.capacity() <= DETACH * 64 {
+                    self.buffer = message;
+                }
+            }
+        }
+        self.count_finished();
+        any
+    }
+
+    /// Tells the blocks how many of their calls the last sweep resolved.
+    pub(crate) fn count_finished(&mut self) {
+        for (block, count, panicked) in self.finished.drain(..) {
+            block.finished(count, panicked);
+        }
+    }
+
+    /// Handles the frames of one message from worker `slot`.
+    pub(crate) fn take_frames(&mut self, slot: usize, message: &[u8]) -> Result<(), String> {
+        let mut at = 0;
+        while at < message.len() {
+            let (comm, rank) = (self.workers[slot].comm, self.workers[slot].rank);
+            let (kind, present, detached) = split_frame(&message[at..], |len| {
+                let arrived = transport::wait_for(comm, rank)?;
+                if arrived.len != len {
+                    return Err(format!("a result's {len} bytes came as {}", arrived.len));
+                }
+                let mut rest = Vec::new();
+                transport::receive(comm, arrived, &mut rest)?;
+                Ok(rest)
+            })?;
+            let payload = &message[at + wire::HEADER_LEN..at + wire::HEADER_LEN + present];
+            at += wire::HEADER_LEN + present;
+            match kind {
+                Kind::Ready | Kind::Refused if self.workers[slot].state == State::Greeting => {
+                    self.answered(slot, kind, payload)
+                }
+                Kind::Outcome if self.workers[slot].state == State::Ready => {
+                    self.outcome(slot, payload, detached)?
+                }
+                other => return Err(format!("unexpected {other:?} message")),
+            }
+        }
+        Ok(())
+    }
+
+    /// A worker answered the hello.
+    pub(crate) fn answered(&mut self, slot: usize, kind: Kind, payload: &[u8]) {
+        let worker = &mut self.workers[slot];
+        if kind == Kind::Refused {
+            let why = String::from_utf8_lossy(payload).into_owned();
+            log::warn!("executor: MPI worker {slot} refused to serve: {why}");
+            worker.state = State::Refused;
+            self.failure = Some(why);
+            return;
+        }
+        let mut fields = Fields::new(payload);
+        let pid = fields.u64("pid").unwrap_or(0);
+        let _rank = fields.u64("rank").unwrap_or(0);
+        let host = String::from_utf8_lossy(fields.rest()).into_owned();
+        worker.pid = (pid & 0xffff_ffff) as u32;
+        worker.local = host == self.host;
+        worker.state = State::Ready;
+        self.spawn_failures = 0;
+        log::debug!(
+            "executor: MPI worker {slot} ready (pid {}, on {host})",
+            worker.pid
+        );
+    }
+
+    /// A call's outcome arrived.
+    pub(crate) fn outcome(
+        &mut self,
+        slot: usize,
+        payload: &[u8],
+        detached: Option<Vec<u8>>,
+    ) -> Result<(), String> {
+        let mut fields = Fields::new(payload);
+        let malformed = |e: wire::ReadError| e.to_string();
+        let id = fields.u64("call id").map_err(malformed)?;
+        let status = fields.u8("status").map_err(malformed)?;
+        let elapsed = fields.u64("run time").map_err(malformed)?;
+        let status = CallStatus::from_byte(status).ok_or("an unknown call status")?;
+        let worker = &mut self.workers[slot];
+        match worker.in_flight.front() {
+            Some((expected, _, _)) if *expected == id => {}
+            _ => return Err(format!("an answer to call {id}, which was not sent")),
+        }
+        let (_, job, block) = worker.in_flight.pop_front().expect("checked above");
+        worker.window = crate::process_link::next_window(&mut worker.average_ns, elapsed);
+        if worker.in_flight.is_empty() {
+            worker.serving = None;
+            block.in_use.fetch_sub(1, Ordering::SeqCst);
+        }
+        let inline = fields.rest();
+        let bytes = match &detached {
+            Some(rest) if inline.is_empty() => rest.as_slice(),
+            Some(_) => return Err("a detached result after inline bytes".to_string()),
+            None => inline,
+        };
+        // SAFETY: the call was claimed when it was sent, and is resolved once, here.
+        let panicked = unsafe { job.resolve(Outcome::Answered(status, bytes)) };
+        // Counted in the block once per sweep (`count_finished`): one lock and one wake-up for
+        // many tiny calls.
+        match self.finished.iter_mut().find(|(b, _, _)| b.id == block.id) {
+            Some((_, count, jobs)) => {
+                *count += 1;
+                jobs.extend(panicked);
+            }
+            None => self
+                .finished
+                .push((block, 1, panicked.into_iter().collect())),
+        }
+        Ok(())
+    }
+
+    /// Forgets sends that completed; whether any did.
+    pub(crate) fn test_sends(&mut self) -> bool {
+        let before = self.sends.len();
+        self.sends
+            .retain_mut(|send| !matches!(send.test(), Ok(true)));
+        self.sends.len() != before
+    }
+
+    /// Sends queued calls to workers with room; whether any were sent.
+    pub(crate) fn dispatch(&mut self) -> bool {
+        if !self
+            .blocks
+            .iter()
+            .any(|b| b.queued.load(Ordering::SeqCst) > 0)
+        {
+            return false;
+        }
+        let mut sent = false;
+        for slot in 0..self.workers.len() {
+            let worker = &self.workers[slot];
+            if worker.state != State::Ready || worker.in_flight.len() >= worker.window {
+                continue;
+            }
+            let block = match worker.serving {
+                Some(id) => self.blocks.iter().find(|b| b.id == id).cloned(),
+                None => self.blocks.iter().find(|b| wants_a_worker(b)).cloned(),
+            };
+            let Some(block) = block else {
+                continue;
+            };
+            if worker.serving.is_none() {
+                // Another block's calls may cost something else: measure afresh, one at a time.
+                let worker = &mut self.workers[slot];
+                worker.window = 1;
+                worker.average_ns = 0.0;
+            }
+            // Rotate, so that blocks take turns at free workers.
+            if let Some(at) = self.blocks.iter().position(|b| b.id == block.id) {
+                let taken = self.blocks.remove(at);
+                self.blocks.push(taken);
+            }
+            sent |= self.send_calls(slot, &block);
+        }
+        sent
+    }
+
+    /// Sends calls of `block` to worker `slot`, up to its window.
+    pub(crate) fn send_calls(&mut self, slot: usize, block: &Arc<Block>) -> bool {
+        let room = self.workers[slot].window - self.workers[slot].in_flight.len();
+        let mut message = Vec::new();
+        let mut cancelled = 0;
+        let mut count = 0;
+        for Queued { job, claimed } in block.pop(room) {
+            if !claimed && !job.job().try_dispatch() {
+                cancelled += 1;
+                continue;
+            }
+            count += 1;
+            let id = self.next_call_id;
+            self.next_call_id += 1;
+            let request = job.job().request();
+            let worker = &mut self.workers[slot];
+            if worker.in_flight.is_empty() && worker.serving.is_none() {
+                worker.serving = Some(block.id);
+                block.in_use.fetch_add(1, Ordering::SeqCst);
+            }
+            worker.in_flight.push_back((id, job, Arc::clone(block)));
+            let arguments = &request.arguments;
+            let len = arguments.len();
+            let fits = len <= wire::MAX_FRAME - CALL_FIELDS;
+            // Over the frame limit, the call goes without arguments; the worker reports them missing.
+            let (len, tail) = if fits {
+                (len, arguments.raw_tail_len())
+            } else {
+                (0, 0)
+            };
+            let _ = wire::write_header(&mut message, Kind::Call, CALL_FIELDS + len);
+            message.extend_from_slice(&id.to_le_bytes());
+            message.extend_from_slice(&(request.trampoline as i64).to_le_bytes());
+            message.extend_from_slice(&(request.function as i64).to_le_bytes());
+            message.extend_from_slice(&(tail as u64).to_le_bytes());
+            if !fits {
+                continue;
+            }
+            let detach = tail >= DETACH;
+            let parts = arguments.parts();
+            let inline = if detach {
+                &parts[..parts.len() - 1]
+            } else {
+                parts
+            };
+            for part in inline {
+                message.extend_from_slice(part);
+            }
+            if detach {
+                // The frame runs past its message: its raw tail follows as a message of its own,
+                // sent from the call's own buffer.
+                let (comm, rank) = (self.workers[slot].comm, self.workers[slot].rank);
+                let head = std::mem::take(&mut message);
+                self.start_send(slot, comm, rank, Keep::Owned(head));
+                self.start_send(slot, comm, rank, Keep::Tail(Arc::clone(&request)));
+            }
+        }
+        if !message.is_empty() {
+            let (comm, rank) = (self.workers[slot].comm, self.workers[slot].rank);
+            self.start_send(slot, comm, rank, Keep::Owned(message));
+        }
+        if cancelled > 0 {
+            block.finished(cancelled, None);
+        }
+        count > 0 || cancelled > 0
+    }
+
+    pub(crate) fn start_send(&mut self, slot: usize, comm: Comm, rank: usize, bytes: Keep) {
+        match PendingSend::start(comm, rank, bytes) {
+            Ok(send) => self.sends.push(send),
+            Err(why) => {
+                log::warn!("executor: sending to MPI worker {slot} failed: {why}");
+                self.lost(slot, WorkerDeath::BrokeProtocol);
+            }
+        }
+    }
+
+    /// Checks, every `LIVENESS_EVERY`, that the local workers with calls in flight still run.
+    pub(crate) fn watch_liveness(&mut self) {
+        if self.last_liveness.elapsed() < LIVENESS_EVERY {
+            return;
+        }
+        self.last_liveness = Instant::now();
+        for slot in 0..self.workers.len() {
+            let worker = &self.workers[slot];
+            let watched = worker.live() && worker.local && worker.pid != 0;
+            if watched && is_gone(worker.pid) {
+                log::warn!("executor: MPI worker {slot} (pid {}) is gone", worker.pid);
+                self.lost(slot, WorkerDeath::Vanished);
+            }
+        }
+    }
+
+    /// Worker `slot` is gone: its running call fails, the calls queued behind it go back.
+    pub(crate) fn lost(&mut self, slot: usize, death: WorkerDeath) {
+        let worker = &mut self.workers[slot];
+        if !worker.live() {
+            return;
+        }
+        worker.state = State::Dead;
+        let pid = worker.pid;
+        let mut in_flight: Vec<(u64, JobRef, Arc<Block>)> = worker.in_flight.drain(..).collect();
+        if let Some(id) = worker.serving.take() {
+            if let Some((_, _, block)) = in_flight.first() {
+                debug_assert_eq!(block.id, id);
+                block.in_use.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.failure = Some(format!("the MPI worker (pid {pid}) {death}"));
+        if in_flight.is_empty() {
+            return;
+        }
+        let (_, running, block) = in_flight.remove(0);
+        let rest: Vec<JobRef> = in_flight.into_iter().map(|(_, job, _)| job).collect();
+        block.requeue(rest);
+        // SAFETY: dispatched to this worker and taken out of its list: resolved once, here.
+        unsafe {
+            block.resolve(
+                running,
+                Outcome::Failed(TaskError::WorkerDied { pid, death }),
+            )
+        };
+    }
+
+    /// Without a launcher, spawns workers when a block with queued calls has fewer live workers
+    /// than it may use.
+    pub(crate) fn spawn_if_needed(&mut self) {
+        if !self.may_spawn || self.spawn_failures >= SPAWN_ATTEMPTS {
+            return;
+        }
+        let live = self.workers.iter().filter(|w| w.live()).count();
+        let wanted = self
+            .blocks
+            .iter()
+            .filter(|b| b.queued.load(Ordering::SeqCst) > 0)
+            .map(|b| b.max_workers.unwrap_or_else(default_spawned_workers))
+            .max()
+            .unwrap_or(0);
+        if live >= wanted {
+            return;
+        }
+        let count = wanted - live;
+        let program = std::env::current_exe()
+            .map_err(|e| format!("cannot find the current executable: {e}"))
+            .and_then(|path| {
+                let path = crate::process_pool::on_disk(path);
+                CString::new(path.as_os_str().as_encoded_bytes())
+                    .map_err(|_| "the executable's path holds a NUL byte".to_string())
+            });
+        let args = [CString::new(SPAWNED_WORKER_ARG).expect("no NUL")];
+        match program.and_then(|program| transport::spawn(&program, &args, count)) {
+            Ok(inter) => {
+                log::debug!("executor: spawned {count} MPI workers");
+                for rank in 0..count {
+                    self.greet(inter, rank, true);
+                }
+            }
+            Err(why) => {
+                log::warn!("executor: could not spawn MPI workers: {why}");
+                self.spawn_failures += 1;
+                self.failure = Some(why);
+            }
+        }
+    }
+
+    /// Fails queued calls when no worker can ever run them: none is live, and none can be spawned.
+    pub(crate) fn fail_if_hopeless(&mut self) {
+        let can_spawn = self.may_spawn && self.spawn_failures < SPAWN_ATTEMPTS;
+        if can_spawn || self.workers.iter().any(Worker::live) {
+            return;
+        }
+        let why = self
+            .failure
+            .clone()
+            .unwrap_or_else(|| "the MPI job has no worker ranks".to_string());
+        let error = TaskError::WorkerStart(why);
+        for block in &self.blocks {
+            if block.queued.load(Ordering::SeqCst) > 0 {
+                block.fail_queued(&error);
+            }
+        }
+    }
+
+    /// Stops every worker, disconnects from spawned ones, and finalises MPI.
+    pub(crate) fn shut_down(mut self) {
+        let deadline = Instant::now() + EXIT_GRACE;
+        // Answers to the hello still on their way are received first, so none is left pending.
+        while self.workers.iter().any(|w| w.state == State::Greeting) && Instant::now() < deadline {
+            self.receive();
+            self.watch_liveness();
+        }
+        for slot in 0..self.workers.len() {
+            let worker = &self.workers[slot];
+            if worker.live() || worker.state == State::Refused {
+                let (comm, rank) = (worker.comm, worker.rank);
+                self.start_send(slot, comm, rank, Keep::Owned(Vec::new()));
+            }
+        }
+        while !self.sends.is_empty() && Instant::now() < deadline {
+            self.test_sends();
+        }
+        let mut disconnected: Vec<Comm> = Vec::new();
+        let dead_groups: Vec<Comm> = self
+            .workers
+            .iter()
+            .filter(|w| w.spawned && w.state == State::Dead)
+            .map(|w| w.comm)
+            .collect();
+        for worker in self.workers.iter().filter(|w| w.spawned) {
+            // A spawn whose workers died cannot take part in the (collective) disconnect.
+            if !disconnected.contains(&worker.comm) && !dead_groups.contains(&worker.comm) {
+                disconnected.push(worker.comm);
+                transport::disconnect(worker.comm);
+            }
+        }
+        transport::finalize();
+    }
+}
+
+/// Whether a block has calls queued and may use another worker.
+fn wants_a_worker(block: &Block) -> bool {
+    block.queued.load(Ordering::SeqCst) > 0
+        && block
+            .max_workers
+            .is_none_or(|most| block.in_use.load(Ordering::SeqCst) < most)
+}
+
+fn default_spawned_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Whether process `pid` is gone, or a zombie (it runs no more code).
+fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            state.starts_with('Z') || state.starts_with('X')
+        }
+    }
+}
