@@ -463,3 +463,21 @@ fn without_a_launcher_a_dead_worker_fails_its_call_and_new_workers_take_over() {
     let after = reported(&output, "MPI after: ").unwrap_or_default();
     assert!(after.ends_with("then Ok(42)"), "{}", text(&output));
 }
+
+/// `mpirun --enable-recovery` keeps the job alive when a rank dies: its call fails with
+/// `WorkerDied`, the other worker serves the rest and later blocks, and the program ends cleanly
+/// (without `MPI_Finalize`, which would wait for the dead rank).
+#[test]
+fn under_mpirun_with_recovery_a_dead_worker_fails_its_call_and_the_others_serve_on() {
+    let mut command = mpirun(&["--enable-recovery", "-n", "3"]);
+    helper_args(&mut command, &this_binary(), "helper_a_worker_dies");
+    let output = run_bounded(command);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        reported(&output, "MPI died: WorkerDied").is_some(),
+        "{}",
+        text(&output)
+    );
+    let after = reported(&output, "MPI after: ").unwrap_or_default();
+    assert!(after.ends_with("then Ok(42)"), "{}", text(&output));
+}

@@ -32,6 +32,11 @@ use crate::worker_process::{outcome_header, run_call};
 /// The first argument of a worker started by `MPI_Comm_spawn`.
 pub(crate) const SPAWNED_WORKER_ARG: &str = "--executor-mpi-worker";
 
+/// The message that ends a worker's work when the job has lost a rank (under `mpirun
+/// --enable-recovery`): exit without `MPI_Finalize`, which would wait for the lost rank forever.
+/// An empty message ends the work normally.
+pub(crate) const STOP_WITHOUT_FINALIZE: &[u8] = &[0];
+
 /// Results longer than this are sent as a message of their own after their frame.
 pub(crate) const DETACH: usize = 1 << 16;
 
@@ -118,14 +123,18 @@ fn serve(spawned: bool) -> i32 {
     } else {
         transport::world()
     };
-    let code = match std::panic::catch_unwind(|| serve_calls(pool)) {
-        Ok(Ok(())) => 0,
+    let (code, finalize) = match std::panic::catch_unwind(|| serve_calls(pool)) {
+        Ok(Ok(finalize)) => (0, finalize),
         Ok(Err(why)) => {
             eprintln!("executor mpi worker: {why}");
-            70
+            (70, true)
         }
-        Err(_) => 70,
+        Err(_) => (70, true),
     };
+    if !finalize {
+        // The job lost a rank: `MPI_Finalize` would wait for it forever.
+        return code;
+    }
     if spawned {
         transport::disconnect(pool);
     }
@@ -133,15 +142,16 @@ fn serve(spawned: bool) -> i32 {
     code
 }
 
-/// Serves the pool at rank 0 of `pool` until it sends the empty message that ends the work.
-fn serve_calls(pool: Comm) -> Result<(), String> {
+/// Serves the pool at rank 0 of `pool` until it sends the message that ends the work; gives
+/// whether to finalise MPI then (see [`STOP_WITHOUT_FINALIZE`]).
+fn serve_calls(pool: Comm) -> Result<bool, String> {
     let mut reader = FrameReader::new(pool, 0);
     let mut output = Vec::new();
     let mut frame = Vec::new();
     let mut accepted = false;
     loop {
         let Some((kind, payload, detached)) = reader.next()? else {
-            return Ok(());
+            return Ok(!reader.without_finalize);
         };
         match kind {
             Kind::Hello => {
@@ -249,6 +259,8 @@ pub(crate) struct FrameReader {
     peer: usize,
     message: Vec<u8>,
     at: usize,
+    /// The work ended with [`STOP_WITHOUT_FINALIZE`].
+    without_finalize: bool,
 }
 
 impl FrameReader {
@@ -258,6 +270,7 @@ impl FrameReader {
             peer,
             message: Vec::new(),
             at: 0,
+            without_finalize: false,
         }
     }
 
@@ -273,7 +286,8 @@ impl FrameReader {
                 self.message = Vec::new();
             }
             transport::receive(self.comm, arrived, &mut self.message)?;
-            if self.message.is_empty() {
+            if self.message.is_empty() || self.message == STOP_WITHOUT_FINALIZE {
+                self.without_finalize = !self.message.is_empty();
                 return Ok(None);
             }
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::error::{TaskError, WorkerDeath};
 use crate::mpi_pool::Block;
 use crate::mpi_transport::{self as transport, Comm, Keep, PendingSend};
-use crate::mpi_worker::{split_frame, DETACH, SPAWNED_WORKER_ARG};
+use crate::mpi_worker::{split_frame, DETACH, SPAWNED_WORKER_ARG, STOP_WITHOUT_FINALIZE};
 use crate::process_pool::{JobRef, Outcome, Queued};
 use crate::remote::CallStatus;
 use crate::wire::{self, Fields, Kind};
@@ -521,11 +521,22 @@ impl Drive {
             self.receive();
             self.watch_liveness();
         }
+        // `MPI_Finalize` synchronises with every rank of the job: with a launched rank dead (under
+        // `mpirun --enable-recovery`, which keeps the job alive) it would wait forever, here and in
+        // the workers. Everyone exits without it then; the launcher knows about the dead rank.
+        let lost_a_rank = self
+            .workers
+            .iter()
+            .any(|w| !w.spawned && w.state == State::Dead);
+        let stop = match lost_a_rank {
+            true => STOP_WITHOUT_FINALIZE.to_vec(),
+            false => Vec::new(),
+        };
         for slot in 0..self.workers.len() {
             let worker = &self.workers[slot];
             if worker.live() || worker.state == State::Refused {
                 let (comm, rank) = (worker.comm, worker.rank);
-                self.start_send(slot, comm, rank, Keep::Owned(Vec::new()));
+                self.start_send(slot, comm, rank, Keep::Owned(stop.clone()));
             }
         }
         while !self.sends.is_empty() && Instant::now() < deadline {
@@ -544,6 +555,10 @@ impl Drive {
                 disconnected.push(worker.comm);
                 transport::disconnect(worker.comm);
             }
+        }
+        if lost_a_rank {
+            log::warn!("executor: a worker rank died; exiting without MPI_Finalize");
+            return;
         }
         transport::finalize();
     }
