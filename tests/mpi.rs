@@ -148,6 +148,13 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+fn open_a_process_block_inside() -> Vec<u64> {
+    pool!(Process(max_workers = 2) => {
+        let futures: Vec<_> = (0..4).map(|i| submit(add, i, 10)).collect();
+        futures.into_iter().map(|f| f.result().unwrap()).collect()
+    })
+}
+
 fn open_a_block_inside() -> Result<u64, String> {
     pool!(Mpi => { submit(add, 1, 1).result() }).map_err(|e| e.to_string())
 }
@@ -245,6 +252,26 @@ fn helper_every_feature_of_a_block() {
         matches!(&nested, Err(why) if why.contains("inside a task of an Mpi worker")),
         "{nested:?}"
     );
+
+    // A task may open a Process block: its worker processes start from the MPI worker.
+    let inside = pool!(Mpi => { submit(open_a_process_block_inside).result() });
+    assert_eq!(inside, Ok(vec![10, 11, 12, 13]));
+
+    // Blocks opened by several threads at once share the workers.
+    let sums: Vec<u64> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..3u64)
+            .map(|t| {
+                s.spawn(move || {
+                    pool!(Mpi => {
+                        let futures: Vec<_> = (0..300).map(|i| submit(add, i, t)).collect();
+                        futures.into_iter().map(|f| f.result().unwrap()).sum::<u64>()
+                    })
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(sums, [44850, 45150, 45450]);
 
     // Leaving early cancels what has not started, and still joins.
     let cancelled = (|| {
