@@ -148,6 +148,21 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+static REMEMBERED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn remember(value: u64) {
+    REMEMBERED.store(value, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn remembered() -> u64 {
+    std::thread::sleep(Duration::from_millis(20));
+    REMEMBERED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn refuse() {
+    panic!("no licence")
+}
+
 fn open_a_process_block_inside() -> Vec<u64> {
     pool!(Process(max_workers = 2) => {
         let futures: Vec<_> = (0..4).map(|i| submit(add, i, 10)).collect();
@@ -252,6 +267,28 @@ fn helper_every_feature_of_a_block() {
         matches!(&nested, Err(why) if why.contains("inside a task of an Mpi worker")),
         "{nested:?}"
     );
+
+    // An initializer runs on each worker before the block's first call there; a failed one breaks
+    // the block (its calls fail with why), not the workers.
+    let seen: BTreeSet<u64> = pool!(Mpi(initializer = remember, initargs = 7) => {
+        let futures: Vec<_> = (0..8).map(|_| submit(remembered)).collect();
+        futures.into_iter().map(|f| f.result().unwrap()).collect()
+    });
+    assert_eq!(seen, BTreeSet::from([7]));
+    let again =
+        pool!(Mpi(initializer = remember, initargs = (9,)) => { submit(remembered).result() });
+    assert_eq!(again, Ok(9));
+    let broken = pool!(Mpi(initializer = refuse) => {
+        let first = submit(add, 1, 1);
+        (first.result(), submit(add, 2, 2).result())
+    });
+    for result in [broken.0, broken.1] {
+        assert!(
+            matches!(&result, Err(TaskError::WorkerStart(why)) if why.contains("initializer panicked: no licence")),
+            "{result:?}"
+        );
+    }
+    assert_eq!(pool!(Mpi => { submit(add, 3, 3).result() }), Ok(6));
 
     // A task may open a Process block: its worker processes start from the MPI worker.
     let inside = pool!(Mpi => { submit(open_a_process_block_inside).result() });

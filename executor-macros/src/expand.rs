@@ -109,7 +109,7 @@ fn initializer(input: &PoolInput, backend: Backend, options: &Ident) -> TokenStr
                 });
             }
         }
-        // `valid` refuses `initializer` on Mpi.
+        // On Mpi the call goes to each worker before the block's first call there.
         Backend::Process | Backend::Mpi => {
             let remote = format_ident!("remote{}", args.len(), span = span);
             let call = crate::rewrite::remote_call_value(&remote, func, &args, span);

@@ -47,7 +47,7 @@ impl Backend {
                 "initializer",
                 "initargs",
             ],
-            Backend::Mpi => &["max_workers", "cancel_futures"],
+            Backend::Mpi => &["max_workers", "cancel_futures", "initializer", "initargs"],
         }
     }
 
@@ -126,13 +126,7 @@ pub fn validate(input: &PoolInput) -> Result<Backend, Error> {
 }
 
 /// Options of Process that Mpi does not take.
-const PROCESS_ONLY: &[&str] = &[
-    "timeout",
-    "max_tasks_per_child",
-    "memory_limit",
-    "initializer",
-    "initargs",
-];
+const PROCESS_ONLY: &[&str] = &["timeout", "max_tasks_per_child", "memory_limit"];
 
 fn backend(input: &PoolInput) -> Result<Backend, Error> {
     let name = input.backend.to_string();

@@ -20,7 +20,7 @@ use crate::error::TaskError;
 use crate::future::Future;
 use crate::join_guard::{JoinGuard, Pool};
 use crate::mpi_driver::{self, Driver};
-use crate::options::PoolOptions;
+use crate::options::{PoolOptions, ProcessInitializer};
 use crate::process_pool::{new_job, JobRef, Outcome, Queued};
 use crate::remote::RemoteCall;
 
@@ -37,6 +37,10 @@ pub(crate) struct Block {
     pub(crate) queued: AtomicUsize,
     /// How many workers have calls of this block in flight (kept by the driver).
     pub(crate) in_use: AtomicUsize,
+    /// What each worker runs once before this block's first call on it (`initializer`).
+    pub(crate) initializer: Option<Arc<ProcessInitializer>>,
+    /// The initializer failed: the block's calls fail with `BlockState::broken`'s reason.
+    pub(crate) broken: AtomicBool,
 }
 
 /// Everything behind a block's lock.
@@ -46,6 +50,8 @@ pub(crate) struct BlockState {
     pub(crate) finished: usize,
     /// Calls that panicked, kept to report a panic nobody read.
     pub(crate) panicked: Vec<JobRef>,
+    /// Why the block is broken (its initializer failed), if it is.
+    pub(crate) broken: Option<String>,
 }
 
 impl Block {
@@ -91,6 +97,15 @@ impl Block {
         self.finished(1, panicked);
     }
 
+    /// The block's initializer failed (as Python's `BrokenProcessPool`): its queued calls, and those
+    /// submitted later, fail with `TaskError::WorkerStart(why)`.
+    pub(crate) fn break_with(&self, why: String) {
+        log::warn!("executor: Mpi block {}: {why}", self.id);
+        self.lock().broken = Some(why.clone());
+        self.broken.store(true, Ordering::SeqCst);
+        self.fail_queued(&TaskError::WorkerStart(why));
+    }
+
     /// Fails every queued call with `error` (no worker can run them).
     pub(crate) fn fail_queued(&self, error: &TaskError) {
         let queued: Vec<Queued> = {
@@ -134,11 +149,19 @@ impl MpiScope {
                 submitted: 0,
                 finished: 0,
                 panicked: Vec::new(),
+                broken: None,
             }),
             changed: Condvar::new(),
             queued: AtomicUsize::new(0),
             in_use: AtomicUsize::new(0),
+            initializer: options.process_initializer.clone(),
+            broken: AtomicBool::new(false),
         });
+        if let Some(Err(why)) = options.process_initializer.as_ref().map(|i| &i.arguments) {
+            // Every worker would fail it: fail the calls at once instead.
+            block.lock().broken = Some(format!("the pool's initializer cannot be sent: {why}"));
+            block.broken.store(true, Ordering::SeqCst);
+        }
         let driver = mpi_driver::driver();
         if let Ok(driver) = driver {
             driver.open(Arc::clone(&block));
@@ -169,6 +192,7 @@ impl MpiScope {
         };
         let mut state = self.block.lock();
         state.submitted += 1;
+        let unsendable = unsendable.or_else(|| state.broken.clone().map(TaskError::WorkerStart));
         if let Some(error) = unsendable {
             drop(state);
             let job = Queued {

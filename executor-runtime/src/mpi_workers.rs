@@ -35,7 +35,12 @@ struct Worker {
     pid: u32,
     /// It runs on this host, so its pid can be watched.
     local: bool,
-    in_flight: VecDeque<(u64, JobRef, Arc<Block>)>,
+    /// Calls sent and not answered, oldest first: an initializer has no job.
+    in_flight: VecDeque<(u64, Option<JobRef>, Arc<Block>)>,
+    /// The blocks whose initializer this worker has been sent.
+    initialized: Vec<u64>,
+    /// Its initializer for the block it serves has not answered yet: nothing else is sent.
+    initializing: bool,
     /// The block whose calls it has in flight.
     serving: Option<u64>,
     window: usize,
@@ -125,6 +130,8 @@ impl Drive {
             pid: 0,
             local: false,
             in_flight: VecDeque::new(),
+            initialized: Vec::new(),
+            initializing: false,
             serving: None,
             window: 1,
             average_ns: 0.0,
@@ -257,6 +264,25 @@ impl Drive {
             _ => return Err(format!("an answer to call {id}, which was not sent")),
         }
         let (_, job, block) = worker.in_flight.pop_front().expect("checked above");
+        let Some(job) = job else {
+            // The block's initializer answered.
+            worker.initializing = false;
+            if worker.in_flight.is_empty() {
+                worker.serving = None;
+                block.in_use.fetch_sub(1, Ordering::SeqCst);
+            }
+            let message = String::from_utf8_lossy(fields.rest()).into_owned();
+            match status {
+                CallStatus::Returned => {}
+                CallStatus::Panicked => {
+                    block.break_with(format!("the pool's initializer panicked: {message}"))
+                }
+                CallStatus::Transport => {
+                    block.break_with(format!("the pool's initializer failed: {message}"))
+                }
+            }
+            return Ok(());
+        };
         worker.window = crate::process_link::next_window(&mut worker.average_ns, elapsed);
         if worker.in_flight.is_empty() {
             worker.serving = None;
@@ -304,7 +330,10 @@ impl Drive {
         let mut sent = false;
         for slot in 0..self.workers.len() {
             let worker = &self.workers[slot];
-            if worker.state != State::Ready || worker.in_flight.len() >= worker.window {
+            if worker.state != State::Ready
+                || worker.initializing
+                || worker.in_flight.len() >= worker.window
+            {
                 continue;
             }
             let block = match worker.serving {
@@ -330,8 +359,14 @@ impl Drive {
         sent
     }
 
-    /// Sends calls of `block` to worker `slot`, up to its window.
+    /// Sends calls of `block` to worker `slot`, up to its window; or first, alone, the block's
+    /// initializer, if the worker has not run it.
     pub(crate) fn send_calls(&mut self, slot: usize, block: &Arc<Block>) -> bool {
+        if let Some(initializer) = &block.initializer {
+            if !self.workers[slot].initialized.contains(&block.id) {
+                return self.send_initializer(slot, block, initializer);
+            }
+        }
         let room = self.workers[slot].window - self.workers[slot].in_flight.len();
         let mut message = Vec::new();
         let mut cancelled = 0;
@@ -350,7 +385,9 @@ impl Drive {
                 worker.serving = Some(block.id);
                 block.in_use.fetch_add(1, Ordering::SeqCst);
             }
-            worker.in_flight.push_back((id, job, Arc::clone(block)));
+            worker
+                .in_flight
+                .push_back((id, Some(job), Arc::clone(block)));
             let arguments = &request.arguments;
             let len = arguments.len();
             let fits = len <= wire::MAX_FRAME - CALL_FIELDS;
@@ -397,6 +434,38 @@ impl Drive {
         count > 0 || cancelled > 0
     }
 
+    /// Sends `block`'s initializer to worker `slot`; its calls follow once it has answered.
+    fn send_initializer(
+        &mut self,
+        slot: usize,
+        block: &Arc<Block>,
+        initializer: &crate::options::ProcessInitializer,
+    ) -> bool {
+        let Ok(arguments) = &initializer.arguments else {
+            return false; // the block is broken from the start (`MpiScope::new`)
+        };
+        let id = self.next_call_id;
+        self.next_call_id += 1;
+        let worker = &mut self.workers[slot];
+        worker.initialized.push(block.id);
+        worker.initializing = true;
+        if worker.in_flight.is_empty() && worker.serving.is_none() {
+            worker.serving = Some(block.id);
+            block.in_use.fetch_add(1, Ordering::SeqCst);
+        }
+        worker.in_flight.push_back((id, None, Arc::clone(block)));
+        let mut message = Vec::new();
+        let _ = wire::write_header(&mut message, Kind::Call, CALL_FIELDS + arguments.len());
+        message.extend_from_slice(&id.to_le_bytes());
+        message.extend_from_slice(&(initializer.trampoline as i64).to_le_bytes());
+        message.extend_from_slice(&(initializer.function as i64).to_le_bytes());
+        message.extend_from_slice(&0u64.to_le_bytes());
+        message.extend_from_slice(arguments);
+        let (comm, rank) = (worker.comm, worker.rank);
+        self.start_send(slot, comm, rank, Keep::Owned(message));
+        true
+    }
+
     pub(crate) fn start_send(&mut self, slot: usize, comm: Comm, rank: usize, bytes: Keep) {
         match PendingSend::start(comm, rank, bytes) {
             Ok(send) => self.sends.push(send),
@@ -431,7 +500,9 @@ impl Drive {
         }
         worker.state = State::Dead;
         let pid = worker.pid;
-        let mut in_flight: Vec<(u64, JobRef, Arc<Block>)> = worker.in_flight.drain(..).collect();
+        worker.initializing = false;
+        let mut in_flight: Vec<(u64, Option<JobRef>, Arc<Block>)> =
+            worker.in_flight.drain(..).collect();
         if let Some(id) = worker.serving.take() {
             if let Some((_, _, block)) = in_flight.first() {
                 debug_assert_eq!(block.id, id);
@@ -443,15 +514,21 @@ impl Drive {
             return;
         }
         let (_, running, block) = in_flight.remove(0);
-        let rest: Vec<JobRef> = in_flight.into_iter().map(|(_, job, _)| job).collect();
+        let rest: Vec<JobRef> = in_flight
+            .into_iter()
+            .filter_map(|(_, job, _)| job)
+            .collect();
         block.requeue(rest);
-        // SAFETY: dispatched to this worker and taken out of its list: resolved once, here.
-        unsafe {
-            block.resolve(
-                running,
-                Outcome::Failed(TaskError::WorkerDied { pid, death }),
-            )
-        };
+        // An initializer that was running has no future: its block's calls go to other workers.
+        if let Some(running) = running {
+            // SAFETY: dispatched to this worker and taken out of its list: resolved once, here.
+            unsafe {
+                block.resolve(
+                    running,
+                    Outcome::Failed(TaskError::WorkerDied { pid, death }),
+                )
+            };
+        }
     }
 
     /// Without a launcher, spawns workers when a block with queued calls has fewer live workers
@@ -567,6 +644,7 @@ impl Drive {
 /// Whether a block has calls queued and may use another worker.
 fn wants_a_worker(block: &Block) -> bool {
     block.queued.load(Ordering::SeqCst) > 0
+        && !block.broken.load(Ordering::SeqCst)
         && block
             .max_workers
             .is_none_or(|most| block.in_use.load(Ordering::SeqCst) < most)
