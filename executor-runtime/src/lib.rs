@@ -24,7 +24,8 @@
 //! - `wire`: the frames and value encoding between a pool and its workers;
 //! - `mpi_pool` (feature `mpi`): the Mpi backend's block: its queue, its join;
 //! - `mpi_driver` (feature `mpi`): the one thread per process that talks to the MPI workers;
-//! - `mpi_workers` (feature `mpi`): the driver's view of its workers: calls out, outcomes in, deaths;
+//! - `mpi_workers` (feature `mpi`): the driver's view of its workers: calls out, outcomes in; its
+//!   `lifecycle`: watching, losing, spawning and stopping them;
 //! - `mpi_worker` (feature `mpi`): an MPI rank becoming a worker before `main`, serving calls;
 //! - `mpi_transport` (feature `mpi`): the MPI calls themselves (through rsmpi's `ffi`).
 
