@@ -98,6 +98,32 @@
 //! assert_eq!(fine, Ok(8 << 20));
 //! ```
 
+//! # On MPI ranks (feature `mpi`)
+//!
+//! With the `mpi` feature (Open MPI and libclang installed), the same block runs each call on
+//! another MPI rank: launched by `mpirun -n 3 ./app` (rank 0 runs `main`, ranks 1 and 2 are the
+//! workers) or started alone (the block spawns its workers). See the README, "Running on a
+//! cluster".
+#![cfg_attr(
+    feature = "mpi",
+    doc = r#"
+```no_run
+use executor::{current_worker, pool};
+
+fn where_am_i(x: u64) -> (u64, Option<usize>, Option<String>) {
+    let me = current_worker().unwrap();
+    (x * x, me.rank(), me.host().map(str::to_string))
+}
+
+let answers = pool!(Mpi(max_workers = 2) => {
+    let work: Vec<_> = (0..4).map(|x| submit(where_am_i, x)).collect();
+    work.into_iter().map(|f| f.result().unwrap()).collect::<Vec<_>>()
+});
+assert_eq!(answers[3].0, 9);
+```
+"#
+)]
+
 // The macro expands to `::executor::...` paths; this makes them resolve inside this crate too.
 extern crate self as executor;
 

@@ -48,6 +48,8 @@ pub fn expand(input: PoolInput, backend: Backend, scope: Ident) -> TokenStream {
         },
         // Calls to worker processes borrow nothing once submitted: no invariant to uphold.
         Backend::Process => quote!(::executor::__private::ProcessScope::new(#options)),
+        // As for Process: calls are encoded at `submit` and borrow nothing.
+        Backend::Mpi => quote!(::executor::__private::MpiScope::new(#options)),
     };
     let body = &input.body;
 
@@ -107,7 +109,8 @@ fn initializer(input: &PoolInput, backend: Backend, options: &Ident) -> TokenStr
                 });
             }
         }
-        Backend::Process => {
+        // On Mpi the call goes to each worker before the block's first call there.
+        Backend::Process | Backend::Mpi => {
             let remote = format_ident!("remote{}", args.len(), span = span);
             let call = crate::rewrite::remote_call_value(&remote, func, &args, span);
             quote_spanned! {span=> #options.process_initializer(#call); }

@@ -43,7 +43,8 @@ fn expand_pool(input: proc_macro2::TokenStream) -> syn::Result<proc_macro2::Toke
     let scope = rewrite::scope_ident();
     let binder = match backend {
         valid::Backend::Thread => "bind",
-        valid::Backend::Process => "remote",
+        // Mpi workers run the same executable and take calls as Process workers do.
+        valid::Backend::Process | valid::Backend::Mpi => "remote",
     };
     let mut rewriter = rewrite::SubmitRewriter::new(scope.clone(), binder);
     rewriter.visit_block_mut(&mut input.body);

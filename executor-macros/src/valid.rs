@@ -11,19 +11,22 @@ use crate::ast::{PoolInput, PoolOption};
 pub enum Backend {
     Thread,
     Process,
+    /// Only with the `mpi` feature; without it, naming it is a compile error that names the feature.
+    Mpi,
 }
 
 /// Backend names that are planned but not built yet: a compile error that says so.
-const NOT_YET: &[(&str, &str)] = &[
-    (
-        "Auto",
-        "the `Auto` backend is not available yet: use `Thread` or `Process` for now",
-    ),
-    (
-        "Mpi",
-        "the `Mpi` backend is not available yet: use `Thread` or `Process` for now",
-    ),
-];
+const NOT_YET: &[(&str, &str)] = &[(
+    "Auto",
+    "the `Auto` backend is not available yet: use `Thread` or `Process` for now",
+)];
+
+/// Why `Mpi` is refused when the `mpi` feature is off: it builds on the system's MPI library,
+/// which a user must install and opt into.
+const MPI_NEEDS_FEATURE: &str =
+    "the `Mpi` backend needs the cargo feature `mpi` of the `executor` \
+     package: `executor = { ..., features = [\"mpi\"] }` (it builds on Open MPI and libclang: see \
+     the README, \"Running on a cluster\")";
 
 impl Backend {
     fn options(self) -> &'static [&'static str] {
@@ -44,6 +47,7 @@ impl Backend {
                 "initializer",
                 "initargs",
             ],
+            Backend::Mpi => &["max_workers", "cancel_futures", "initializer", "initargs"],
         }
     }
 
@@ -51,6 +55,7 @@ impl Backend {
         match self {
             Backend::Thread => "Thread",
             Backend::Process => "Process",
+            Backend::Mpi => "Mpi",
         }
     }
 }
@@ -77,6 +82,14 @@ pub fn validate(input: &PoolInput) -> Result<Backend, Error> {
                 option.name.span(),
                 "the Thread backend has no `memory_limit`: threads share one process's memory; \
                  use `Process`, which caps each worker process",
+            ));
+        } else if backend == Backend::Mpi && PROCESS_ONLY.contains(&name.as_str()) {
+            push(Error::new(
+                option.name.span(),
+                format!(
+                    "the Mpi backend has no `{name}` yet: its workers are MPI ranks, which the pool \
+                     neither starts nor stops per task; use `Process` for it"
+                ),
             ));
         } else if !backend.options().contains(&name.as_str()) {
             let allowed: Vec<String> = backend.options().iter().map(|o| format!("`{o}`")).collect();
@@ -112,11 +125,16 @@ pub fn validate(input: &PoolInput) -> Result<Backend, Error> {
     }
 }
 
+/// Options of Process that Mpi does not take.
+const PROCESS_ONLY: &[&str] = &["timeout", "max_tasks_per_child", "memory_limit"];
+
 fn backend(input: &PoolInput) -> Result<Backend, Error> {
     let name = input.backend.to_string();
     match name.as_str() {
         "Thread" => return Ok(Backend::Thread),
         "Process" => return Ok(Backend::Process),
+        "Mpi" if cfg!(feature = "mpi") => return Ok(Backend::Mpi),
+        "Mpi" => return Err(Error::new(input.backend.span(), MPI_NEEDS_FEATURE)),
         _ => {}
     }
     if let Some((_, message)) = NOT_YET.iter().find(|(planned, _)| *planned == name) {
@@ -222,5 +240,24 @@ mod tests {
             check(quote!(Process(memory_limit = 16777216) => {})),
             Ok(Backend::Process)
         );
+    }
+
+    #[test]
+    #[cfg(not(feature = "mpi"))]
+    fn mpi_without_the_feature_names_the_feature() {
+        let error = check(quote!(Mpi => {})).unwrap_err();
+        assert!(error.contains("cargo feature `mpi`"), "{error}");
+    }
+
+    #[test]
+    #[cfg(feature = "mpi")]
+    fn mpi_takes_max_workers_and_refuses_process_only_options() {
+        assert_eq!(
+            check(quote!(Mpi(max_workers = 2, cancel_futures = false) => {})),
+            Ok(Backend::Mpi)
+        );
+        assert!(check(quote!(Mpi(timeout = d) => {}))
+            .unwrap_err()
+            .starts_with("the Mpi backend has no `timeout`"));
     }
 }

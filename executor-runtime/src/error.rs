@@ -28,8 +28,9 @@ pub enum TaskError {
     Panicked(String),
     /// The task was cancelled before it started, so it never ran.
     Cancelled,
-    /// The worker process running the task died before answering (Process backend): it
-    /// crashed, aborted, was killed, or exited. The pool replaced it; other tasks are unaffected.
+    /// The worker process running the task died before answering (Process and Mpi backends): it
+    /// crashed, aborted, was killed, or exited. On Process the pool replaced it; other tasks are
+    /// unaffected.
     WorkerDied {
         /// The worker's process id.
         pid: u32,
@@ -70,6 +71,9 @@ pub enum WorkerDeath {
     Signaled(i32),
     /// It closed its channel or sent garbage, and the pool killed it.
     BrokeProtocol,
+    /// It is gone, and how it ended is not known here: an MPI worker rank is not a child of the
+    /// process that opened the block, so its exit status cannot be read (Mpi backend).
+    Vanished,
 }
 
 impl fmt::Display for WorkerDeath {
@@ -83,6 +87,7 @@ impl fmt::Display for WorkerDeath {
             WorkerDeath::BrokeProtocol => {
                 f.write_str("broke the protocol (closed or wrote to its channel) and was stopped")
             }
+            WorkerDeath::Vanished => f.write_str("ended (an MPI rank: how is not known)"),
         }
     }
 }

@@ -21,7 +21,13 @@
 //! - `memory_limit`: capping a worker's memory, and recognising a task that went over the cap;
 //! - `spawn`: starting a worker process (`posix_spawn`) and reaping it;
 //! - `remote`: turning `submit(f, args...)` into a call another process can make;
-//! - `wire`: the frames and value encoding between a pool and its workers.
+//! - `wire`: the frames and value encoding between a pool and its workers;
+//! - `mpi_pool` (feature `mpi`): the Mpi backend's block: its queue, its join;
+//! - `mpi_driver` (feature `mpi`): the one thread per process that talks to the MPI workers;
+//! - `mpi_workers` (feature `mpi`): the driver's view of its workers: calls out, outcomes in; its
+//!   `lifecycle`: watching, losing, spawning and stopping them;
+//! - `mpi_worker` (feature `mpi`): an MPI rank becoming a worker before `main`, serving calls;
+//! - `mpi_transport` (feature `mpi`): the MPI calls themselves (through rsmpi's `ffi`).
 
 //!
 //! # How the Process backend finds its workers and their functions
@@ -54,6 +60,16 @@ mod job_queue;
 mod join_guard;
 mod map;
 mod memory_limit;
+#[cfg(feature = "mpi")]
+mod mpi_driver;
+#[cfg(feature = "mpi")]
+mod mpi_pool;
+#[cfg(feature = "mpi")]
+mod mpi_transport;
+#[cfg(feature = "mpi")]
+mod mpi_worker;
+#[cfg(feature = "mpi")]
+mod mpi_workers;
 mod options;
 mod process_link;
 mod process_pool;
@@ -79,9 +95,14 @@ pub mod __private {
     pub use crate::call::*;
     pub use crate::fuzzing::{frames, parent_stream, values, worker_stream, Summary};
     pub use crate::join_guard::{JoinGuard, Pool};
-    pub use crate::map::{ProcessMap, ThreadMap};
+    pub use crate::map::{ProcessMap, RemotePool, ThreadMap};
+    #[cfg(feature = "mpi")]
+    pub use crate::mpi_pool::MpiScope;
     pub use crate::options::{PoolOptions, ThreadInitializer};
     pub use crate::process_pool::ProcessScope;
     pub use crate::remote::*;
     pub use crate::thread_pool::ThreadScope;
+    /// The rsmpi crate, for `benches/mpi.rs`'s floor (a ping-pong in a process with no pool).
+    #[cfg(feature = "mpi")]
+    pub use mpi;
 }

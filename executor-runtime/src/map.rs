@@ -12,8 +12,7 @@ use serde::Serialize;
 
 use crate::error::TaskError;
 use crate::future::Future;
-use crate::process_pool::ProcessScope;
-use crate::remote;
+use crate::remote::{self, RemoteCall};
 use crate::thread_pool::ThreadScope;
 
 /// How many tasks (Thread) or chunks (Process) a map keeps in flight per worker. Enough that the
@@ -80,9 +79,18 @@ where
 /// A chunk's results: one per item, a panic message for an item that panicked.
 type ChunkFuture<R> = Future<Vec<Result<R, String>>>;
 
-/// The results of `map(f, items, chunksize)` on the Process backend, in input order.
-pub struct ProcessMap<'p, I, T, R> {
-    scope: &'p ProcessScope,
+/// A pool whose calls run in other processes (Process, Mpi): what `map` needs from it.
+#[doc(hidden)]
+pub trait RemotePool {
+    /// Queues a call, as `submit` does.
+    fn submit_remote<R>(&self, call: RemoteCall<R>) -> Future<R>
+    where
+        R: DeserializeOwned + Send + 'static;
+}
+
+/// The results of `map(f, items, chunksize)` on the Process and Mpi backends, in input order.
+pub struct ProcessMap<'p, P, I, T, R> {
+    scope: &'p P,
     items: I,
     f: fn(T) -> R,
     chunksize: usize,
@@ -92,14 +100,15 @@ pub struct ProcessMap<'p, I, T, R> {
     ahead: usize,
 }
 
-impl<'p, I, T, R> ProcessMap<'p, I, T, R>
+impl<'p, P, I, T, R> ProcessMap<'p, P, I, T, R>
 where
+    P: RemotePool,
     I: Iterator<Item = T>,
     T: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
 {
     pub(crate) fn new(
-        scope: &'p ProcessScope,
+        scope: &'p P,
         items: I,
         f: fn(T) -> R,
         chunksize: usize,
@@ -127,13 +136,15 @@ where
             }
             let len = chunk.len();
             let call = remote::chunk_call(self.f, chunk);
-            self.in_flight.push_back((self.scope.submit(call), len));
+            self.in_flight
+                .push_back((self.scope.submit_remote(call), len));
         }
     }
 }
 
-impl<I, T, R> Iterator for ProcessMap<'_, I, T, R>
+impl<P, I, T, R> Iterator for ProcessMap<'_, P, I, T, R>
 where
+    P: RemotePool,
     I: Iterator<Item = T>,
     T: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,

@@ -465,14 +465,20 @@ fn receive_outcomes(
 /// Keeps about `WORK_IN_FLIGHT_NS` of work in flight: one call at a time when calls are long (so
 /// none waits behind another while a worker idles), up to `MAX_WINDOW` when they are tiny.
 fn adapt_window(link: &mut LinkState, elapsed_ns: u64) {
+    link.window = next_window(&mut link.average_ns, elapsed_ns);
+}
+
+/// Folds a call's run time into the moving `average_ns` of a worker's calls and gives the window
+/// that keeps about `WORK_IN_FLIGHT_NS` of work in flight (shared with the Mpi backend).
+pub(crate) fn next_window(average_ns: &mut f64, elapsed_ns: u64) -> usize {
     let elapsed = elapsed_ns as f64;
-    link.average_ns = if link.average_ns == 0.0 {
+    *average_ns = if *average_ns == 0.0 {
         elapsed
     } else {
-        0.8 * link.average_ns + 0.2 * elapsed
+        0.8 * *average_ns + 0.2 * elapsed
     };
-    let window = WORK_IN_FLIGHT_NS / link.average_ns.max(1_000.0);
-    link.window = (window as usize).clamp(1, MAX_WINDOW);
+    let window = WORK_IN_FLIGHT_NS / average_ns.max(1_000.0);
+    (window as usize).clamp(1, MAX_WINDOW)
 }
 
 /// Reaps the worker and settles its calls; starts a replacement if work is waiting.

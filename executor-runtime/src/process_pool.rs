@@ -161,6 +161,34 @@ impl<R: Send> Task<R> for ProcessTask<R> {
     }
 }
 
+/// A call as a job for a queue of calls to worker processes, and its future; the third value says
+/// why the call cannot be sent, if it cannot (its job must then be failed, not sent).
+pub(crate) fn new_job<R>(call: RemoteCall<R>) -> (JobRef, Future<R>, Option<String>)
+where
+    R: DeserializeOwned + Send + 'static,
+{
+    let (arguments, encode_error) = match call.arguments {
+        Ok(bytes) => (bytes, None),
+        Err(why) => (wire::Parts::default(), Some(why)),
+    };
+    let task = Box::new(ProcessTask::<R> {
+        completion: Completion::new(),
+        request: Arc::new(Request {
+            function: call.function,
+            trampoline: call.trampoline,
+            arguments,
+        }),
+    });
+    let task: *mut ProcessTask<R> = Box::into_raw(task);
+    let job: *mut dyn Job = task;
+    let handle: *mut dyn Task<R> = task;
+    let job = JobRef(NonNull::new(job).expect("Box::into_raw is never null"));
+    let handle = NonNull::new(handle).expect("Box::into_raw is never null");
+    // SAFETY: `handle` is a boxed call holding `FUTURE_REF`; it borrows nothing (`R: 'static`).
+    let future = unsafe { Future::from_raw(handle) };
+    (job, future, encode_error)
+}
+
 /// The queue's reference to a boxed call. Dropping it releases the reference.
 pub(crate) struct JobRef(NonNull<dyn Job>);
 
@@ -484,26 +512,7 @@ impl ProcessScope {
     where
         R: DeserializeOwned + Send + 'static,
     {
-        let (arguments, encode_error) = match call.arguments {
-            Ok(bytes) => (bytes, None),
-            Err(why) => (wire::Parts::default(), Some(why)),
-        };
-        let task = Box::new(ProcessTask::<R> {
-            completion: Completion::new(),
-            request: Arc::new(Request {
-                function: call.function,
-                trampoline: call.trampoline,
-                arguments,
-            }),
-        });
-        let task: *mut ProcessTask<R> = Box::into_raw(task);
-        let job: *mut dyn Job = task;
-        let handle: *mut dyn Task<R> = task;
-        let job = JobRef(NonNull::new(job).expect("Box::into_raw is never null"));
-        let handle = NonNull::new(handle).expect("Box::into_raw is never null");
-        // SAFETY: `handle` is a boxed call holding `FUTURE_REF`; it borrows nothing (`R: 'static`).
-        let future = unsafe { Future::from_raw(handle) };
-
+        let (job, future, encode_error) = new_job(call);
         let mut state = self.shared.lock();
         state.submitted += 1;
         // A call that cannot be sent fails at once, without a worker.
@@ -551,7 +560,7 @@ impl ProcessScope {
         f: fn(T) -> R,
         items: I,
         chunksize: usize,
-    ) -> crate::map::ProcessMap<'_, I::IntoIter, T, R>
+    ) -> crate::map::ProcessMap<'_, Self, I::IntoIter, T, R>
     where
         I: IntoIterator<Item = T>,
         T: serde::Serialize + DeserializeOwned + 'static,
@@ -559,6 +568,15 @@ impl ProcessScope {
     {
         let ahead = crate::map::AHEAD_PER_WORKER * self.shared.max_workers;
         crate::map::ProcessMap::new(self, items.into_iter(), f, chunksize, ahead)
+    }
+}
+
+impl crate::map::RemotePool for ProcessScope {
+    fn submit_remote<R>(&self, call: RemoteCall<R>) -> Future<R>
+    where
+        R: DeserializeOwned + Send + 'static,
+    {
+        self.submit(call)
     }
 }
 
@@ -622,7 +640,7 @@ impl Pool for ProcessScope {
 /// The path of the executable on disk. When the file was replaced after the program started, Linux
 /// names the running one `path (deleted)`; the workers start from `path`, the replacement, and the
 /// handshake then tells the two apart.
-fn on_disk(path: PathBuf) -> PathBuf {
+pub(crate) fn on_disk(path: PathBuf) -> PathBuf {
     match path.to_str().and_then(|p| p.strip_suffix(" (deleted)")) {
         Some(original) => PathBuf::from(original),
         None => path,

@@ -20,6 +20,10 @@ pub enum Backend {
     Thread,
     /// A worker process, started from the same executable as the process that opened the block.
     Process,
+    /// An MPI rank running the same executable (the `mpi` feature): launched by `mpirun`/`srun`,
+    /// or spawned by the first `pool!(Mpi)` block. [`WorkerInfo::rank`] and
+    /// [`WorkerInfo::host`] say which rank and where.
+    Mpi,
 }
 
 impl fmt::Display for Backend {
@@ -27,6 +31,7 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Backend::Thread => "Thread",
             Backend::Process => "Process",
+            Backend::Mpi => "Mpi",
         })
     }
 }
@@ -49,6 +54,8 @@ pub struct WorkerInfo {
     index: usize,
     pid: u32,
     thread_name: Option<String>,
+    /// Mpi only: the rank in `MPI_COMM_WORLD` of the worker's job, and the host it runs on.
+    mpi: Option<(usize, String)>,
 }
 
 impl WorkerInfo {
@@ -58,7 +65,44 @@ impl WorkerInfo {
             index,
             pid: std::process::id(),
             thread_name,
+            mpi: None,
         }
+    }
+
+    #[cfg(feature = "mpi")]
+    /// The identity of an Mpi worker: its index, its rank and its host's name.
+    pub(crate) fn mpi(index: usize, rank: usize, host: String) -> Self {
+        WorkerInfo {
+            mpi: Some((rank, host)),
+            ..WorkerInfo::new(Backend::Mpi, index, None)
+        }
+    }
+
+    /// The worker's rank in `MPI_COMM_WORLD` (Mpi backend; `None` on the others). Launched by
+    /// `mpirun -n N`, workers are ranks 1 to N - 1 (rank 0 runs `main`); spawned by a program
+    /// started without a launcher, they are ranks 0 to n - 1 of the spawned job.
+    ///
+    /// ```
+    /// use executor::{current_worker, pool};
+    ///
+    /// let info = pool!(Thread => { submit(current_worker).result().unwrap().unwrap() });
+    /// assert_eq!(info.rank(), None); // only Mpi workers have one
+    /// ```
+    pub fn rank(&self) -> Option<usize> {
+        self.mpi.as_ref().map(|(rank, _)| *rank)
+    }
+
+    /// The name of the host the worker runs on (Mpi backend, as `MPI_Get_processor_name` gives
+    /// it; `None` on the others).
+    ///
+    /// ```
+    /// use executor::{current_worker, pool};
+    ///
+    /// let info = pool!(Process => { submit(current_worker).result().unwrap().unwrap() });
+    /// assert_eq!(info.host(), None); // only Mpi workers report one
+    /// ```
+    pub fn host(&self) -> Option<&str> {
+        self.mpi.as_ref().map(|(_, host)| host.as_str())
     }
 
     /// The kind of pool this worker belongs to.
@@ -122,6 +166,9 @@ impl fmt::Display for WorkerInfo {
         )?;
         if let Some(name) = &self.thread_name {
             write!(f, ", thread {name}")?;
+        }
+        if let Some((rank, host)) = &self.mpi {
+            write!(f, ", rank {rank} on {host}")?;
         }
         f.write_str(")")
     }

@@ -54,6 +54,14 @@ static ENTER_WORKER_BEFORE_MAIN: extern "C" fn() = enter_worker_if_asked;
 
 /// Runs before `main` in every process; becomes a worker only when started as one.
 extern "C" fn enter_worker_if_asked() {
+    enter_process_worker_if_asked();
+    // Not a Process worker: perhaps an MPI rank that is to be a worker (see `mpi_worker`).
+    #[cfg(feature = "mpi")]
+    crate::mpi_worker::enter_if_asked();
+}
+
+/// Becomes a Process worker, and exits, if started as one.
+fn enter_process_worker_if_asked() {
     let Some(value) = std::env::var_os(WORKER_ENV) else {
         return;
     };
@@ -139,42 +147,20 @@ fn serve(fd: RawFd) -> i32 {
         if writer.flush().is_err() {
             return 0;
         }
-        output.clear();
-        let (trampoline, function) = (
-            address_at(trampoline as isize),
-            address_at(function as isize),
-        );
-        if !in_executable(trampoline) || !in_executable(function) {
+        let started = Instant::now();
+        // SAFETY: only the parent can write to this channel (it is an inherited socket pair, not
+        // a path or a port), and the handshake checked that it runs this executable.
+        let Some(status) =
+            (unsafe { run_call(trampoline, function, arguments, tail, &mut output) })
+        else {
             // Not a call the parent could have made: refuse to jump there.
             eprintln!("executor worker: a call named code outside the executable");
             return EXIT_PROTOCOL;
-        }
-        let started = Instant::now();
-        // SAFETY: the parent computed both offsets in the same executable (checked in the
-        // handshake) from a trampoline of type `ErasedTrampoline` and the function type that
-        // trampoline instance expects (`remote::remote<n>` pairs them), and sends only addresses
-        // inside the executable's code (checked there, and again above), where offsets mean the
-        // same in both processes. Only the parent can write to this channel (it is an inherited
-        // socket pair, not a path or a port).
-        let status = unsafe {
-            let trampoline = std::mem::transmute::<usize, ErasedTrampoline>(trampoline);
-            trampoline(function, arguments, tail, &mut output)
         };
         let elapsed = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
 
         frame.clear();
-        if wire::write_header(&mut frame, Kind::Outcome, 17 + output.len()).is_err() {
-            output.clear();
-            output.extend_from_slice(b"the result is larger than the 4 GiB message limit");
-            frame.clear();
-            let _ = wire::write_header(&mut frame, Kind::Outcome, 17 + output.len());
-            frame.extend_from_slice(&id.to_le_bytes());
-            frame.push(crate::remote::CallStatus::Transport as u8);
-        } else {
-            frame.extend_from_slice(&id.to_le_bytes());
-            frame.push(status as u8);
-        }
-        frame.extend_from_slice(&elapsed.to_le_bytes());
+        outcome_header(&mut frame, id, status, elapsed, &mut output);
         if writer.write_all(&frame).is_err() || writer.write_all(&output).is_err() {
             return 0;
         }
@@ -187,6 +173,64 @@ fn serve(fd: RawFd) -> i32 {
             payload = Vec::new();
         }
     }
+}
+
+/// Runs one call: the trampoline at offset `trampoline` with the function at offset `function`,
+/// the encoded `arguments` and the raw `tail`; the result or message goes to `output` (cleared
+/// first). `None`, without running anything, if either offset is outside the executable's code.
+///
+/// # Safety
+/// The offsets must come from `remote::remote<n>` (or `chunk_call`) in a process running this
+/// same executable: a trampoline of type `ErasedTrampoline` and the function type that trampoline
+/// instance expects. The caller vouches for where the message came from (only the pool that
+/// started this worker can send it) and that the executables match (the handshake).
+pub(crate) unsafe fn run_call(
+    trampoline: i64,
+    function: i64,
+    arguments: &[u8],
+    tail: Option<Vec<u8>>,
+    output: &mut Vec<u8>,
+) -> Option<crate::remote::CallStatus> {
+    output.clear();
+    let (trampoline, function) = (
+        address_at(trampoline as isize),
+        address_at(function as isize),
+    );
+    if !in_executable(trampoline) || !in_executable(function) {
+        return None;
+    }
+    // SAFETY: the caller guarantees the pairing and the executable; both addresses point into
+    // the executable's code (checked above), where offsets mean the same in both processes.
+    Some(unsafe {
+        let trampoline = std::mem::transmute::<usize, ErasedTrampoline>(trampoline);
+        trampoline(function, arguments, tail, output)
+    })
+}
+
+/// Bytes of an outcome message before the result: id, status, run time.
+pub(crate) const OUTCOME_FIELDS: usize = 17;
+
+/// Appends the header and fixed fields of an outcome frame to `frame`; `output` (the result or
+/// message) follows them. A result over the frame limit is replaced by a message saying so.
+pub(crate) fn outcome_header(
+    frame: &mut Vec<u8>,
+    id: u64,
+    status: crate::remote::CallStatus,
+    elapsed_ns: u64,
+    output: &mut Vec<u8>,
+) {
+    let start = frame.len();
+    let mut status = status;
+    if wire::write_header(frame, Kind::Outcome, OUTCOME_FIELDS + output.len()).is_err() {
+        output.clear();
+        output.extend_from_slice(b"the result is larger than the 4 GiB message limit");
+        frame.truncate(start);
+        let _ = wire::write_header(frame, Kind::Outcome, OUTCOME_FIELDS + output.len());
+        status = crate::remote::CallStatus::Transport;
+    }
+    frame.extend_from_slice(&id.to_le_bytes());
+    frame.push(status as u8);
+    frame.extend_from_slice(&elapsed_ns.to_le_bytes());
 }
 
 /// Bytes of a call message before its arguments: id, trampoline, function, raw tail length.
@@ -247,19 +291,12 @@ pub(crate) struct CallMessage {
 
 /// Runs the pool's initializer; gives the reason to refuse if it did not return.
 fn run_initializer(trampoline: i64, function: i64, arguments: &[u8]) -> Option<String> {
-    let (trampoline, function) = (
-        address_at(trampoline as isize),
-        address_at(function as isize),
-    );
-    if !in_executable(trampoline) || !in_executable(function) {
-        return Some("the initializer is not in the executable's code".to_string());
-    }
     let mut output = Vec::new();
     // SAFETY: as for a call (see `serve`): both offsets come from `remote<n>` in the parent, in
-    // the same executable (checked just before), and point into its code (checked above).
-    let status = unsafe {
-        let trampoline = std::mem::transmute::<usize, ErasedTrampoline>(trampoline);
-        trampoline(function, arguments, None, &mut output)
+    // the same executable (checked just before).
+    let Some(status) = (unsafe { run_call(trampoline, function, arguments, None, &mut output) })
+    else {
+        return Some("the initializer is not in the executable's code".to_string());
     };
     let message = String::from_utf8_lossy(&output);
     match status {

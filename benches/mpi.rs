@@ -1,0 +1,343 @@
+//! The Mpi backend against its peers and its floor, 2 workers, all in one run: 20,000 tiny tasks,
+//! 200 tasks with a 1 MiB argument, start-up, and `map` over 20,000 items (chunks of 100), through
+//! `pool!(Mpi)` launched (`mpirun -n 3`) and singleton (spawned workers), `pool!(Process)`, and
+//! `mpi4py.futures` (`benches/python/mpi_futures.py`, launched with `mpirun -n 3 python3 -m
+//! mpi4py.futures`, when mpi4py is installed); the floor is an rsmpi ping-pong between two
+//! processes, over shared memory and over TCP.
+//!
+//! Run: `cargo bench --features mpi --bench mpi` (Open MPI and, for the Python column,
+//! `pip install mpi4py`). As root, set `OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1`.
+//! `BENCHMARKS.md` records the figures.
+//!
+//! The binary plays several parts, picked by its first argument: with none it is the conductor,
+//! which runs the others and prints the table; `--measure NAME` measures `pool!(Mpi)` in this
+//! process (launched or alone), `--measure-process` the same through `pool!(Process)`;
+//! `--pingpong` and `--pingpong-child` are the floor.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Instant;
+
+use executor::__private::mpi;
+use executor::pool;
+use mpi::traits::*;
+
+const TASKS: usize = 20_000;
+const PAYLOADS: usize = 200;
+const MAP_ITEMS: u64 = 20_000;
+const CHUNK: usize = 100;
+const WORKERS: usize = 2;
+const RUNS: usize = 5;
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn add_one(a: u64) -> u64 {
+    a + 1
+}
+
+fn length(bytes: Vec<u8>) -> usize {
+    bytes.len()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--measure") => measure_mpi(),
+        Some("--measure-process") => measure_process(),
+        Some("--pingpong") => ping_pong(),
+        Some("--pingpong-child") => ping_pong_child(),
+        _ => conduct(),
+    }
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples[samples.len() / 2]
+}
+
+/// Prints one figure in the form the conductor collects.
+fn report(what: &str, value: f64) {
+    println!("RESULT {what} {value}");
+}
+
+macro_rules! measure_backend {
+    ($backend:ident) => {{
+        // Start-up: the first block of the process, one task.
+        let started = Instant::now();
+        let one = pool!($backend(max_workers = WORKERS) => { submit(add, 1, 1).result().unwrap() });
+        report("startup_ms", started.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(one, 2);
+
+        let tiny: Vec<f64> = (0..RUNS)
+            .map(|_| {
+                let started = Instant::now();
+                let out: Vec<u64> = pool!($backend(max_workers = WORKERS) => {
+                    let futures: Vec<_> = (0..TASKS as u64).map(|i| submit(add, i, 1)).collect();
+                    futures.into_iter().map(|f| f.result().unwrap()).collect()
+                });
+                assert_eq!(out.len(), TASKS);
+                started.elapsed().as_secs_f64() * 1e6 / TASKS as f64
+            })
+            .collect();
+        report("tiny_us_per_task", median(tiny));
+
+        let payload = vec![7u8; 1 << 20];
+        let bytes: Vec<f64> = (0..RUNS)
+            .map(|_| {
+                let payloads = vec![payload.clone(); PAYLOADS];
+                let started = Instant::now();
+                let total: usize = pool!($backend(max_workers = WORKERS) => {
+                    let futures: Vec<_> = payloads.into_iter().map(|p| submit(length, p)).collect();
+                    futures.into_iter().map(|f| f.result().unwrap()).sum()
+                });
+                assert_eq!(total, PAYLOADS << 20);
+                (PAYLOADS << 20) as f64 / started.elapsed().as_secs_f64() / 1e9
+            })
+            .collect();
+        report("mib_gb_per_s", median(bytes));
+
+        let mapped: Vec<f64> = (0..RUNS)
+            .map(|_| {
+                let started = Instant::now();
+                let sum: u64 = pool!($backend(max_workers = WORKERS) => {
+                    map(add_one, 0..MAP_ITEMS, CHUNK).map(Result::unwrap).sum()
+                });
+                assert_eq!(sum, MAP_ITEMS * (MAP_ITEMS + 1) / 2);
+                started.elapsed().as_secs_f64() * 1e6 / MAP_ITEMS as f64
+            })
+            .collect();
+        report("map_us_per_item", median(mapped));
+    }};
+}
+
+/// `pool!(Mpi)` in this process: under `mpirun -n 3`, or alone (the first block spawns).
+fn measure_mpi() {
+    measure_backend!(Mpi);
+}
+
+fn measure_process() {
+    measure_backend!(Process);
+}
+
+/// The floor: 1-byte round trips and 1 MiB transfers between two ranks of a launched job
+/// (`mpirun -n 2`, with `EXECUTOR_MPI_RANKS_RUN_MAIN` so that both run `main`), or between this
+/// process and one it spawns (the transport a singleton's pool has).
+fn ping_pong() {
+    let universe = mpi::initialize().expect("MPI starts");
+    let world = universe.world();
+    if world.size() == 2 {
+        let peer = world.process_at_rank(1 - world.rank());
+        if world.rank() == 0 {
+            ping(&peer);
+        } else {
+            pong(&peer);
+        }
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe);
+    child.arg("--pingpong-child");
+    let inter = world
+        .process_at_rank(0)
+        .spawn(&child, 1)
+        .expect("the child starts");
+    ping(&inter.process_at_rank(0));
+}
+
+fn ping_pong_child() {
+    let universe = mpi::initialize().expect("MPI starts");
+    let parent = universe.world().parent().expect("spawned by --pingpong");
+    pong(&parent.process_at_rank(0));
+}
+
+const ROUNDS: usize = 20_000;
+const WARM_UP: usize = 1_000;
+
+fn ping(peer: &(impl Destination + Source)) {
+    let mut byte = [0u8; 1];
+    for _ in 0..WARM_UP {
+        peer.send(&byte[..]);
+        peer.receive_into(&mut byte[..]);
+    }
+    let started = Instant::now();
+    for _ in 0..ROUNDS {
+        peer.send(&byte[..]);
+        peer.receive_into(&mut byte[..]);
+    }
+    report(
+        "pingpong_us",
+        started.elapsed().as_secs_f64() * 1e6 / ROUNDS as f64,
+    );
+    let big = vec![5u8; 1 << 20];
+    let mut ack = [0u8; 1];
+    let started = Instant::now();
+    for _ in 0..PAYLOADS {
+        peer.send(&big[..]);
+    }
+    peer.receive_into(&mut ack[..]);
+    report(
+        "pingpong_mib_gb_per_s",
+        (PAYLOADS << 20) as f64 / started.elapsed().as_secs_f64() / 1e9,
+    );
+}
+
+fn pong(peer: &(impl Destination + Source)) {
+    let mut byte = [0u8; 1];
+    for _ in 0..WARM_UP + ROUNDS {
+        peer.receive_into(&mut byte[..]);
+        peer.send(&byte[..]);
+    }
+    let mut big = vec![0u8; 1 << 20];
+    for _ in 0..PAYLOADS {
+        peer.receive_into(&mut big[..]);
+    }
+    peer.send(&[1u8][..]);
+}
+
+/// Runs a part of this benchmark (or the Python one) and collects its `RESULT` lines.
+fn collect(mut command: Command, what: &str) -> BTreeMap<String, f64> {
+    command
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    let started = Instant::now();
+    let output = match command.output() {
+        Ok(output) => output,
+        Err(error) => {
+            println!("{what}: could not run: {error}");
+            return BTreeMap::new();
+        }
+    };
+    let mut figures = BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let mut words = line.split_whitespace();
+        if let (Some("RESULT"), Some(name), Some(value)) =
+            (words.next(), words.next(), words.next())
+        {
+            if let Ok(value) = value.parse() {
+                figures.insert(name.to_string(), value);
+            }
+        }
+    }
+    figures.insert("wall_s".to_string(), started.elapsed().as_secs_f64());
+    if !output.status.success() {
+        println!(
+            "{what}: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    figures
+}
+
+fn conduct() {
+    let exe = std::env::current_exe().unwrap();
+    let mpirun = |args: &[&str]| {
+        let mut command = Command::new("mpirun");
+        command.args(["--oversubscribe"]).args(args);
+        command
+    };
+    let mut columns: Vec<(&str, BTreeMap<String, f64>)> = Vec::new();
+
+    let mut launched = mpirun(&["-n", "3"]);
+    launched.arg(&exe).arg("--measure");
+    columns.push(("pool!(Mpi) launched", collect(launched, "launched")));
+
+    let mut alone = Command::new(&exe);
+    alone.arg("--measure");
+    columns.push(("pool!(Mpi) singleton", collect(alone, "singleton")));
+
+    let mut tcp = mpirun(&["--mca", "btl", "tcp,self", "-n", "3"]);
+    tcp.arg(&exe).arg("--measure");
+    columns.push((
+        "pool!(Mpi) launched, TCP",
+        collect(tcp, "launched over TCP"),
+    ));
+
+    let mut process = Command::new(&exe);
+    process.arg("--measure-process");
+    columns.push(("pool!(Process)", collect(process, "process")));
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python/mpi_futures.py");
+    let has_mpi4py = Command::new("python3")
+        .args(["-c", "import mpi4py"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_mpi4py {
+        let mut python = mpirun(&["-n", "3"]);
+        python.args(["python3", "-m", "mpi4py.futures", script]);
+        columns.push((
+            "mpi4py.futures launched",
+            collect(python, "mpi4py launched"),
+        ));
+        let mut python = Command::new("python3");
+        // mpi4py does not ask for oversubscription when it spawns: the user must.
+        python
+            .args([script, "--startup-only"])
+            .env("OMPI_MCA_rmaps_base_oversubscribe", "1");
+        columns.push((
+            "mpi4py.futures singleton",
+            collect(python, "mpi4py singleton"),
+        ));
+    } else {
+        println!("mpi4py is not installed (pip install mpi4py): no Python column");
+    }
+
+    let mut floor = mpirun(&["-n", "2", "-x", "EXECUTOR_MPI_RANKS_RUN_MAIN=1"]);
+    floor.arg(&exe).arg("--pingpong");
+    columns.push((
+        "rsmpi ping-pong, shared memory",
+        collect(floor, "ping-pong"),
+    ));
+    let mut floor = mpirun(&[
+        "--mca",
+        "btl",
+        "tcp,self",
+        "-n",
+        "2",
+        "-x",
+        "EXECUTOR_MPI_RANKS_RUN_MAIN=1",
+    ]);
+    floor.arg(&exe).arg("--pingpong");
+    columns.push(("rsmpi ping-pong, TCP", collect(floor, "ping-pong over TCP")));
+    let mut floor = Command::new(&exe);
+    floor.arg("--pingpong");
+    columns.push((
+        "rsmpi ping-pong, spawned",
+        collect(floor, "ping-pong, spawned"),
+    ));
+
+    println!();
+    println!("| run | start-up (ms) | tiny task (µs) | 1 MiB arguments (GB/s) | map, chunks of 100 (µs/item) | ping-pong round trip (µs) | ping-pong 1 MiB (GB/s) |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, figures) in &columns {
+        let cell = |key: &str, digits: usize| {
+            figures
+                .get(key)
+                .map_or("–".to_string(), |v| format!("{v:.digits$}"))
+        };
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            cell("startup_ms", 0),
+            cell("tiny_us_per_task", 2),
+            cell("mib_gb_per_s", 2),
+            cell("map_us_per_item", 2),
+            cell("pingpong_us", 2),
+            cell("pingpong_mib_gb_per_s", 2),
+        );
+    }
+    let ratio = |a: &str, b: &str, key: &str| -> Option<f64> {
+        let get = |name: &str| columns.iter().find(|c| c.0 == name)?.1.get(key).copied();
+        Some(get(a)? / get(b)?)
+    };
+    if let Some(r) = ratio(
+        "mpi4py.futures launched",
+        "pool!(Mpi) launched",
+        "tiny_us_per_task",
+    ) {
+        println!(
+            "\ntiny tasks, mpi4py.futures / pool!(Mpi) launched: {r:.0}x (target: at least 20x)"
+        );
+    }
+}

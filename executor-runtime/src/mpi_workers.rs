@@ -1,0 +1,481 @@
+//! The driver's view of its MPI workers: greeting them, sending them calls, receiving outcomes,
+//! watching that they live, spawning them, and stopping them at exit. Everything here runs on the
+//! driver thread (`mpi_driver`), the process's one MPI thread.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::WorkerDeath;
+use crate::mpi_pool::Block;
+use crate::mpi_transport::{self as transport, Comm, Keep, PendingSend};
+use crate::mpi_worker::{split_frame, DETACH};
+use crate::process_pool::{JobRef, Outcome, Queued};
+use crate::remote::CallStatus;
+use crate::wire::{self, Fields, Kind};
+use crate::worker_process::CALL_FIELDS;
+
+mod lifecycle;
+
+/// A worker as the driver sees it.
+struct Worker {
+    comm: Comm,
+    /// Its rank in `comm`.
+    rank: usize,
+    /// Spawned: the spawn's intercommunicator is disconnected at exit.
+    spawned: bool,
+    state: State,
+    pid: u32,
+    /// It runs on this host, so its pid can be watched.
+    local: bool,
+    /// Calls sent and not answered, oldest first: an initializer has no job.
+    in_flight: VecDeque<(u64, Option<JobRef>, Arc<Block>)>,
+    /// The blocks whose initializer this worker has been sent.
+    initialized: Vec<u64>,
+    /// Its initializer for the block it serves has not answered yet: nothing else is sent.
+    initializing: bool,
+    /// The block whose calls it has in flight.
+    serving: Option<u64>,
+    window: usize,
+    average_ns: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Greeting,
+    Ready,
+    Refused,
+    Dead,
+}
+
+impl Worker {
+    fn live(&self) -> bool {
+        matches!(self.state, State::Greeting | State::Ready)
+    }
+}
+
+/// The driver thread's own state.
+pub(crate) struct Drive {
+    workers: Vec<Worker>,
+    pub(crate) blocks: Vec<Arc<Block>>,
+    pub(crate) generation: u64,
+    sends: Vec<PendingSend>,
+    next_call_id: u64,
+    next_index: usize,
+    /// Whether more workers may be spawned (not launched with several ranks).
+    may_spawn: bool,
+    spawn_failures: usize,
+    /// Why workers could not be had, for the calls that then fail.
+    failure: Option<String>,
+    host: String,
+    hello: Vec<u8>,
+    last_liveness: Instant,
+    buffer: Vec<u8>,
+    /// Calls resolved in this sweep, by block, and those of them that panicked.
+    finished: Vec<(Arc<Block>, usize, Vec<JobRef>)>,
+}
+
+impl Drive {
+    /// The driver's state before any worker: `hello` is what every hello carries after the
+    /// worker's index (the executable's digest).
+    pub(crate) fn new(may_spawn: bool, hello: Vec<u8>) -> Self {
+        Drive {
+            workers: Vec::new(),
+            blocks: Vec::new(),
+            generation: u64::MAX,
+            sends: Vec::new(),
+            next_call_id: 0,
+            next_index: 0,
+            may_spawn,
+            spawn_failures: 0,
+            failure: None,
+            host: transport::host_name(),
+            hello,
+            last_liveness: Instant::now(),
+            buffer: Vec::new(),
+            finished: Vec::new(),
+        }
+    }
+
+    /// Sends the hello to a new worker.
+    pub(crate) fn greet(&mut self, comm: Comm, rank: usize, spawned: bool) {
+        let mut payload = (self.next_index as u64).to_le_bytes().to_vec();
+        payload.extend_from_slice(&self.hello);
+        self.next_index += 1;
+        let mut frame = Vec::new();
+        let _ = wire::write_header(&mut frame, Kind::Hello, payload.len());
+        frame.extend_from_slice(&payload);
+        let state = match PendingSend::start(comm, rank, Keep::Owned(frame)) {
+            Ok(send) => {
+                self.sends.push(send);
+                State::Greeting
+            }
+            Err(why) => {
+                self.failure = Some(why);
+                State::Dead
+            }
+        };
+        self.workers.push(Worker {
+            comm,
+            rank,
+            spawned,
+            state,
+            pid: 0,
+            local: false,
+            in_flight: VecDeque::new(),
+            initialized: Vec::new(),
+            initializing: false,
+            serving: None,
+            window: 1,
+            average_ns: 0.0,
+        });
+    }
+
+    /// Whether something is on its way: an answer to a hello or a call, or a send in progress.
+    pub(crate) fn expecting(&self) -> bool {
+        !self.sends.is_empty()
+            || self
+                .workers
+                .iter()
+                .any(|w| !w.in_flight.is_empty() || w.state == State::Greeting)
+    }
+
+    /// Receives every message that has arrived; whether there was any.
+    pub(crate) fn receive(&mut self) -> bool {
+        let mut comms: Vec<Comm> = Vec::new();
+        for worker in self.workers.iter().filter(|w| w.live()) {
+            if !comms.contains(&worker.comm) {
+                comms.push(worker.comm);
+            }
+        }
+        let mut any = false;
+        for comm in comms {
+            while let Ok(Some(arrived)) = transport::poll(comm, None) {
+                any = true;
+                let Some(slot) = self
+                    .workers
+                    .iter()
+                    .position(|w| w.comm == comm && w.rank == arrived.source)
+                else {
+                    // Not one of ours (cannot happen): take it off the wire.
+                    let _ = transport::receive(comm, arrived, &mut Vec::new());
+                    continue;
+                };
+                let mut message = std::mem::take(&mut self.buffer);
+                message.clear();
+                let result = transport::receive(comm, arrived, &mut message)
+                    .and_then(|()| self.take_frames(slot, &message));
+                if let Err(why) = result {
+                    log::warn!("executor: MPI worker {slot} broke the protocol: {why}");
+                    self.lost(slot, WorkerDeath::BrokeProtocol);
+                }
+                if message.capacity() <= DETACH * 64 {
+                    self.buffer = message;
+                }
+            }
+        }
+        self.count_finished();
+        any
+    }
+
+    /// Tells the blocks how many of their calls the last sweep resolved.
+    pub(crate) fn count_finished(&mut self) {
+        for (block, count, panicked) in self.finished.drain(..) {
+            block.finished(count, panicked);
+        }
+    }
+
+    /// Handles the frames of one message from worker `slot`.
+    pub(crate) fn take_frames(&mut self, slot: usize, message: &[u8]) -> Result<(), String> {
+        let mut at = 0;
+        while at < message.len() {
+            let (comm, rank) = (self.workers[slot].comm, self.workers[slot].rank);
+            let (kind, present, detached) = split_frame(&message[at..], |len| {
+                let arrived = transport::wait_for(comm, rank)?;
+                if arrived.len != len {
+                    return Err(format!("a result's {len} bytes came as {}", arrived.len));
+                }
+                let mut rest = Vec::new();
+                transport::receive(comm, arrived, &mut rest)?;
+                Ok(rest)
+            })?;
+            let payload = &message[at + wire::HEADER_LEN..at + wire::HEADER_LEN + present];
+            at += wire::HEADER_LEN + present;
+            match kind {
+                Kind::Ready | Kind::Refused if self.workers[slot].state == State::Greeting => {
+                    self.answered(slot, kind, payload)
+                }
+                Kind::Outcome if self.workers[slot].state == State::Ready => {
+                    self.outcome(slot, payload, detached)?
+                }
+                other => return Err(format!("unexpected {other:?} message")),
+            }
+        }
+        Ok(())
+    }
+
+    /// A worker answered the hello.
+    pub(crate) fn answered(&mut self, slot: usize, kind: Kind, payload: &[u8]) {
+        let worker = &mut self.workers[slot];
+        if kind == Kind::Refused {
+            let why = String::from_utf8_lossy(payload).into_owned();
+            log::warn!("executor: MPI worker {slot} refused to serve: {why}");
+            worker.state = State::Refused;
+            self.failure = Some(why);
+            return;
+        }
+        let mut fields = Fields::new(payload);
+        let pid = fields.u64("pid").unwrap_or(0);
+        let _rank = fields.u64("rank").unwrap_or(0);
+        let host = String::from_utf8_lossy(fields.rest()).into_owned();
+        worker.pid = (pid & 0xffff_ffff) as u32;
+        worker.local = host == self.host;
+        worker.state = State::Ready;
+        self.spawn_failures = 0;
+        log::debug!(
+            "executor: MPI worker {slot} ready (pid {}, on {host})",
+            worker.pid
+        );
+    }
+
+    /// A call's outcome arrived.
+    pub(crate) fn outcome(
+        &mut self,
+        slot: usize,
+        payload: &[u8],
+        detached: Option<Vec<u8>>,
+    ) -> Result<(), String> {
+        let mut fields = Fields::new(payload);
+        let malformed = |e: wire::ReadError| e.to_string();
+        let id = fields.u64("call id").map_err(malformed)?;
+        let status = fields.u8("status").map_err(malformed)?;
+        let elapsed = fields.u64("run time").map_err(malformed)?;
+        let status = CallStatus::from_byte(status).ok_or("an unknown call status")?;
+        let worker = &mut self.workers[slot];
+        match worker.in_flight.front() {
+            Some((expected, _, _)) if *expected == id => {}
+            _ => return Err(format!("an answer to call {id}, which was not sent")),
+        }
+        let (_, job, block) = worker.in_flight.pop_front().expect("checked above");
+        let Some(job) = job else {
+            // The block's initializer answered.
+            worker.initializing = false;
+            if worker.in_flight.is_empty() {
+                worker.serving = None;
+                block.in_use.fetch_sub(1, Ordering::SeqCst);
+            }
+            let message = String::from_utf8_lossy(fields.rest()).into_owned();
+            match status {
+                CallStatus::Returned => {}
+                CallStatus::Panicked => {
+                    block.break_with(format!("the pool's initializer panicked: {message}"))
+                }
+                CallStatus::Transport => {
+                    block.break_with(format!("the pool's initializer failed: {message}"))
+                }
+            }
+            return Ok(());
+        };
+        worker.window = crate::process_link::next_window(&mut worker.average_ns, elapsed);
+        if worker.in_flight.is_empty() {
+            worker.serving = None;
+            block.in_use.fetch_sub(1, Ordering::SeqCst);
+        }
+        let inline = fields.rest();
+        let bytes = match &detached {
+            Some(rest) if inline.is_empty() => rest.as_slice(),
+            Some(_) => return Err("a detached result after inline bytes".to_string()),
+            None => inline,
+        };
+        // SAFETY: the call was claimed when it was sent, and is resolved once, here.
+        let panicked = unsafe { job.resolve(Outcome::Answered(status, bytes)) };
+        // Counted in the block once per sweep (`count_finished`): one lock and one wake-up for
+        // many tiny calls.
+        match self.finished.iter_mut().find(|(b, _, _)| b.id == block.id) {
+            Some((_, count, jobs)) => {
+                *count += 1;
+                jobs.extend(panicked);
+            }
+            None => self
+                .finished
+                .push((block, 1, panicked.into_iter().collect())),
+        }
+        Ok(())
+    }
+
+    /// Forgets sends that completed; whether any did.
+    pub(crate) fn test_sends(&mut self) -> bool {
+        let before = self.sends.len();
+        self.sends
+            .retain_mut(|send| !matches!(send.test(), Ok(true)));
+        self.sends.len() != before
+    }
+
+    /// Sends queued calls to workers with room; whether any were sent.
+    pub(crate) fn dispatch(&mut self) -> bool {
+        if !self
+            .blocks
+            .iter()
+            .any(|b| b.queued.load(Ordering::SeqCst) > 0)
+        {
+            return false;
+        }
+        let mut sent = false;
+        for slot in 0..self.workers.len() {
+            let worker = &self.workers[slot];
+            if worker.state != State::Ready
+                || worker.initializing
+                || worker.in_flight.len() >= worker.window
+            {
+                continue;
+            }
+            let block = match worker.serving {
+                Some(id) => self.blocks.iter().find(|b| b.id == id).cloned(),
+                None => self.blocks.iter().find(|b| wants_a_worker(b)).cloned(),
+            };
+            let Some(block) = block else {
+                continue;
+            };
+            if worker.serving.is_none() {
+                // Another block's calls may cost something else: measure afresh, one at a time.
+                let worker = &mut self.workers[slot];
+                worker.window = 1;
+                worker.average_ns = 0.0;
+            }
+            // Rotate, so that blocks take turns at free workers.
+            if let Some(at) = self.blocks.iter().position(|b| b.id == block.id) {
+                let taken = self.blocks.remove(at);
+                self.blocks.push(taken);
+            }
+            sent |= self.send_calls(slot, &block);
+        }
+        sent
+    }
+
+    /// Sends calls of `block` to worker `slot`, up to its window; or first, alone, the block's
+    /// initializer, if the worker has not run it.
+    pub(crate) fn send_calls(&mut self, slot: usize, block: &Arc<Block>) -> bool {
+        if let Some(initializer) = &block.initializer {
+            if !self.workers[slot].initialized.contains(&block.id) {
+                return self.send_initializer(slot, block, initializer);
+            }
+        }
+        let room = self.workers[slot].window - self.workers[slot].in_flight.len();
+        let mut message = Vec::new();
+        let mut cancelled = 0;
+        let mut count = 0;
+        for Queued { job, claimed } in block.pop(room) {
+            if !claimed && !job.job().try_dispatch() {
+                cancelled += 1;
+                continue;
+            }
+            count += 1;
+            let id = self.next_call_id;
+            self.next_call_id += 1;
+            let request = job.job().request();
+            let worker = &mut self.workers[slot];
+            if worker.in_flight.is_empty() && worker.serving.is_none() {
+                worker.serving = Some(block.id);
+                block.in_use.fetch_add(1, Ordering::SeqCst);
+            }
+            worker
+                .in_flight
+                .push_back((id, Some(job), Arc::clone(block)));
+            let arguments = &request.arguments;
+            let len = arguments.len();
+            let fits = len <= wire::MAX_FRAME - CALL_FIELDS;
+            // Over the frame limit, the call goes without arguments; the worker reports them missing.
+            let (len, tail) = if fits {
+                (len, arguments.raw_tail_len())
+            } else {
+                (0, 0)
+            };
+            let _ = wire::write_header(&mut message, Kind::Call, CALL_FIELDS + len);
+            message.extend_from_slice(&id.to_le_bytes());
+            message.extend_from_slice(&(request.trampoline as i64).to_le_bytes());
+            message.extend_from_slice(&(request.function as i64).to_le_bytes());
+            message.extend_from_slice(&(tail as u64).to_le_bytes());
+            if !fits {
+                continue;
+            }
+            let detach = tail >= DETACH;
+            let parts = arguments.parts();
+            let inline = if detach {
+                &parts[..parts.len() - 1]
+            } else {
+                parts
+            };
+            for part in inline {
+                message.extend_from_slice(part);
+            }
+            if detach {
+                // The frame runs past its message: its raw tail follows as a message of its own,
+                // sent from the call's own buffer.
+                let (comm, rank) = (self.workers[slot].comm, self.workers[slot].rank);
+                let head = std::mem::take(&mut message);
+                self.start_send(slot, comm, rank, Keep::Owned(head));
+                self.start_send(slot, comm, rank, Keep::Tail(Arc::clone(&request)));
+            }
+        }
+        if !message.is_empty() {
+            let (comm, rank) = (self.workers[slot].comm, self.workers[slot].rank);
+            self.start_send(slot, comm, rank, Keep::Owned(message));
+        }
+        if cancelled > 0 {
+            block.finished(cancelled, None);
+        }
+        count > 0 || cancelled > 0
+    }
+
+    /// Sends `block`'s initializer to worker `slot`; its calls follow once it has answered.
+    fn send_initializer(
+        &mut self,
+        slot: usize,
+        block: &Arc<Block>,
+        initializer: &crate::options::ProcessInitializer,
+    ) -> bool {
+        let Ok(arguments) = &initializer.arguments else {
+            return false; // the block is broken from the start (`MpiScope::new`)
+        };
+        let id = self.next_call_id;
+        self.next_call_id += 1;
+        let worker = &mut self.workers[slot];
+        worker.initialized.push(block.id);
+        worker.initializing = true;
+        if worker.in_flight.is_empty() && worker.serving.is_none() {
+            worker.serving = Some(block.id);
+            block.in_use.fetch_add(1, Ordering::SeqCst);
+        }
+        worker.in_flight.push_back((id, None, Arc::clone(block)));
+        let mut message = Vec::new();
+        let _ = wire::write_header(&mut message, Kind::Call, CALL_FIELDS + arguments.len());
+        message.extend_from_slice(&id.to_le_bytes());
+        message.extend_from_slice(&(initializer.trampoline as i64).to_le_bytes());
+        message.extend_from_slice(&(initializer.function as i64).to_le_bytes());
+        message.extend_from_slice(&0u64.to_le_bytes());
+        message.extend_from_slice(arguments);
+        let (comm, rank) = (worker.comm, worker.rank);
+        self.start_send(slot, comm, rank, Keep::Owned(message));
+        true
+    }
+
+    pub(crate) fn start_send(&mut self, slot: usize, comm: Comm, rank: usize, bytes: Keep) {
+        match PendingSend::start(comm, rank, bytes) {
+            Ok(send) => self.sends.push(send),
+            Err(why) => {
+                log::warn!("executor: sending to MPI worker {slot} failed: {why}");
+                self.lost(slot, WorkerDeath::BrokeProtocol);
+            }
+        }
+    }
+}
+
+/// Whether a block has calls queued and may use another worker.
+fn wants_a_worker(block: &Block) -> bool {
+    block.queued.load(Ordering::SeqCst) > 0
+        && !block.broken.load(Ordering::SeqCst)
+        && block
+            .max_workers
+            .is_none_or(|most| block.in_use.load(Ordering::SeqCst) < most)
+}

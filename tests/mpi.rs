@@ -1,0 +1,547 @@
+//! The Mpi backend, in both start modes: this test binary runs again as a helper, launched by
+//! `mpirun -n 3` (rank 0 runs the helper test, ranks 1 and 2 become workers before `main`) or
+//! alone (its first block spawns the workers), and the tests check what the helpers report.
+//!
+//! Needs Open MPI (`mpirun` on the `PATH`); run with `cargo test --features mpi --test mpi`.
+
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::helper_enabled;
+use executor::{current_worker, pool, Backend, TaskError, WorkerDeath};
+use serde::{Deserialize, Serialize};
+
+/// A generous bound for one helper run: a hang fails the test instead of the CI job.
+const NO_HANG: Duration = Duration::from_secs(120);
+
+/// `mpirun` with what a root CI machine with 2 cores needs.
+fn mpirun(extra: &[&str]) -> Command {
+    let mut command = Command::new("mpirun");
+    command.args(["--oversubscribe"]).args(extra);
+    allow_root(&mut command);
+    command
+}
+
+fn allow_root(command: &mut Command) {
+    command
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+}
+
+/// Appends the arguments that run the ignored test `name` of `binary` as a helper.
+fn helper_args(command: &mut Command, binary: &Path, name: &str) {
+    command
+        .arg(binary)
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("EXECUTOR_TEST_HELPER", "1");
+}
+
+/// Runs `command` to its end, or kills it after [`NO_HANG`] and fails.
+fn run_bounded(mut command: Command) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > NO_HANG {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "still running after {NO_HANG:?}: {}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The line of the helper's output that starts with `marker`, without it.
+fn reported(output: &Output, marker: &str) -> Option<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            line.find(marker)
+                .map(|at| line[at + marker.len()..].to_string())
+        })
+}
+
+fn this_binary() -> std::path::PathBuf {
+    std::env::current_exe().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the helpers run.
+
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn fails(message: String) -> u8 {
+    panic!("{message}")
+}
+
+fn where_am_i() -> (Option<usize>, String, u32) {
+    let worker = current_worker().expect("a call runs on a worker");
+    assert_eq!(worker.backend(), Backend::Mpi);
+    (
+        worker.rank(),
+        worker.host().expect("an Mpi worker has a host").to_string(),
+        worker.pid(),
+    )
+}
+
+/// As `where_am_i`, for long enough that calls spread over the workers.
+fn where_am_i_slowly() -> (Option<usize>, String, u32) {
+    std::thread::sleep(Duration::from_millis(50));
+    where_am_i()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Page {
+    url: String,
+    words: Vec<String>,
+}
+
+fn count_words(page: Page) -> (String, usize) {
+    (page.url, page.words.len())
+}
+
+fn describe(text: &str, bytes: &[u8]) -> String {
+    format!("{text}:{}", bytes.len())
+}
+
+fn checksum(bytes: Vec<u8>) -> (usize, u64) {
+    (bytes.len(), bytes.iter().map(|&b| b as u64).sum())
+}
+
+fn big_result(n: usize) -> Vec<u8> {
+    vec![3u8; n]
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+static REMEMBERED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn remember(value: u64) {
+    REMEMBERED.store(value, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn remembered() -> u64 {
+    std::thread::sleep(Duration::from_millis(20));
+    REMEMBERED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn refuse() {
+    panic!("no licence")
+}
+
+fn open_a_process_block_inside() -> Vec<u64> {
+    pool!(Process(max_workers = 2) => {
+        let futures: Vec<_> = (0..4).map(|i| submit(add, i, 10)).collect();
+        futures.into_iter().map(|f| f.result().unwrap()).collect()
+    })
+}
+
+fn open_a_block_inside() -> Result<u64, String> {
+    pool!(Mpi => { submit(add, 1, 1).result() }).map_err(|e| e.to_string())
+}
+
+/// Everything a block can do, on whichever workers this run has; prints the ranks and pids used.
+#[test]
+#[ignore = "a helper: run by the tests below, under mpirun or alone"]
+fn helper_every_feature_of_a_block() {
+    if !helper_enabled() {
+        return;
+    }
+    // Results, in order, through functions, closures, paths and user structs.
+    let page = Page {
+        url: "https://example.com".into(),
+        words: vec!["a".into(), "b".into()],
+    };
+    let (sums, counted, doubled, power) = pool!(Mpi => {
+        let futures: Vec<_> = (0..200).map(|i| submit(add, i, 1)).collect();
+        let counted = submit(count_words, page.clone());
+        let doubled = submit(|x: i64| x * 2, 21);
+        let power = submit(u64::pow, 2, 10);
+        let sums: Vec<u64> = futures.into_iter().map(|f| f.result().unwrap()).collect();
+        (sums, counted.result(), doubled.result(), power.result())
+    });
+    assert_eq!(sums, (1..=200).collect::<Vec<_>>());
+    assert_eq!(counted, Ok(("https://example.com".to_string(), 2)));
+    assert_eq!(doubled, Ok(42));
+    assert_eq!(power, Ok(1024));
+
+    // A panic comes back typed; the worker serves on.
+    let (failed, after) = pool!(Mpi => {
+        let failed = submit(fails, "bad input".to_string());
+        (failed.result(), submit(add, 2, 2).result())
+    });
+    assert_eq!(failed, Err(TaskError::Panicked("bad input".to_string())));
+    assert_eq!(after, Ok(4));
+
+    // Borrowed text and bytes, a 1 MiB argument and a 1 MiB result (their own messages).
+    let text = String::from("words");
+    let bytes = vec![1u8; 100_000];
+    let big = vec![2u8; 1 << 20];
+    let (described, summed, returned) = pool!(Mpi => {
+        let described = submit(describe, text.as_str(), bytes.as_slice());
+        let summed = submit(checksum, big.clone());
+        let returned = submit(big_result, 1 << 20);
+        (described.result(), summed.result(), returned.result())
+    });
+    assert_eq!(described, Ok("words:100000".to_string()));
+    assert_eq!(summed, Ok((1 << 20, 2 << 20)));
+    assert_eq!(returned, Ok(vec![3u8; 1 << 20]));
+
+    // map, in order, in chunks.
+    let squares: Vec<u64> = pool!(Mpi => {
+        map(square, 0..1000u64, 7).map(Result::unwrap).collect()
+    });
+    assert_eq!(squares, (0..1000u64).map(|x| x * x).collect::<Vec<_>>());
+
+    // Where calls run: other processes, Mpi workers with a rank and this host's name.
+    let places: Vec<(Option<usize>, String, u32)> = pool!(Mpi => {
+        let futures: Vec<_> = (0..8).map(|_| submit(where_am_i_slowly)).collect();
+        futures.into_iter().map(|f| f.result().unwrap()).collect()
+    });
+    let ranks: BTreeSet<usize> = places.iter().map(|p| p.0.expect("a rank")).collect();
+    let pids: BTreeSet<u32> = places.iter().map(|p| p.2).collect();
+    assert!(!pids.contains(&std::process::id()));
+    assert!(places.iter().all(|p| !p.1.is_empty()));
+
+    // max_workers caps how many workers a block uses.
+    let capped: BTreeSet<u32> = pool!(Mpi(max_workers = 1) => {
+        let futures: Vec<_> = (0..20).map(|_| submit(where_am_i)).collect();
+        futures.into_iter().map(|f| f.result().unwrap().2).collect()
+    });
+    assert_eq!(capped.len(), 1, "{capped:?}");
+
+    // A nested block shares the workers, which live for the whole process.
+    let (outer, inner) = pool!(Mpi => {
+        let outer = submit(where_am_i);
+        let inner: Vec<u32> = pool!(Mpi => {
+            let futures: Vec<_> = (0..10).map(|_| submit(where_am_i)).collect();
+            futures.into_iter().map(|f| f.result().unwrap().2).collect()
+        });
+        (outer.result().unwrap().2, inner)
+    });
+    let mut seen = pids.clone();
+    seen.extend(capped.iter().chain(&inner).chain([&outer]));
+    assert_eq!(
+        seen.len(),
+        2,
+        "the workers are kept between blocks: {seen:?}"
+    );
+
+    // A task cannot open an Mpi block of its own: a typed error, not a hang.
+    let nested = pool!(Mpi => { submit(open_a_block_inside).result() }).unwrap();
+    assert!(
+        matches!(&nested, Err(why) if why.contains("inside a task of an Mpi worker")),
+        "{nested:?}"
+    );
+
+    // An initializer runs on each worker before the block's first call there; a failed one breaks
+    // the block (its calls fail with why), not the workers.
+    let seen: BTreeSet<u64> = pool!(Mpi(initializer = remember, initargs = 7) => {
+        let futures: Vec<_> = (0..8).map(|_| submit(remembered)).collect();
+        futures.into_iter().map(|f| f.result().unwrap()).collect()
+    });
+    assert_eq!(seen, BTreeSet::from([7]));
+    let again =
+        pool!(Mpi(initializer = remember, initargs = (9,)) => { submit(remembered).result() });
+    assert_eq!(again, Ok(9));
+    let broken = pool!(Mpi(initializer = refuse) => {
+        let first = submit(add, 1, 1);
+        (first.result(), submit(add, 2, 2).result())
+    });
+    for result in [broken.0, broken.1] {
+        assert!(
+            matches!(&result, Err(TaskError::WorkerStart(why)) if why.contains("initializer panicked: no licence")),
+            "{result:?}"
+        );
+    }
+    assert_eq!(pool!(Mpi => { submit(add, 3, 3).result() }), Ok(6));
+
+    // A task may open a Process block: its worker processes start from the MPI worker.
+    let inside = pool!(Mpi => { submit(open_a_process_block_inside).result() });
+    assert_eq!(inside, Ok(vec![10, 11, 12, 13]));
+
+    // Blocks opened by several threads at once share the workers.
+    let sums: Vec<u64> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..3u64)
+            .map(|t| {
+                s.spawn(move || {
+                    pool!(Mpi => {
+                        let futures: Vec<_> = (0..300).map(|i| submit(add, i, t)).collect();
+                        futures.into_iter().map(|f| f.result().unwrap()).sum::<u64>()
+                    })
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(sums, [44850, 45150, 45450]);
+
+    // Leaving early cancels what has not started, and still joins.
+    let cancelled = (|| {
+        pool!(Mpi(max_workers = 1) => {
+            let futures: Vec<_> = (0..2000).map(|i| submit(add, i, 0)).collect();
+            if futures.len() == 2000 {
+                return futures.len();
+            }
+            0
+        })
+    })();
+    assert_eq!(cancelled, 2000);
+
+    println!("MPI ranks {ranks:?}");
+    println!("MPI workers {}", pids.len());
+}
+
+/// Submits a call to a worker that runs another executable: the call fails with why.
+#[test]
+#[ignore = "a helper: run by the tests below, under mpirun"]
+fn helper_another_binary_is_refused() {
+    if !helper_enabled() {
+        return;
+    }
+    let result = pool!(Mpi => { submit(add, 1, 2).result() });
+    match result {
+        Err(TaskError::WorkerStart(why)) => println!("MPI refused: {why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn abort_the_worker() -> u8 {
+    std::process::abort()
+}
+
+fn slow_add(a: u64, b: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(5));
+    a + b
+}
+
+/// Kills a worker with a call; prints what the other calls and the killed one gave.
+#[test]
+#[ignore = "a helper: run by the tests below"]
+fn helper_a_worker_dies() {
+    if !helper_enabled() {
+        return;
+    }
+    let (died, rest) = pool!(Mpi => {
+        let died = submit(abort_the_worker);
+        let rest: Vec<_> = (0..20).map(|i| submit(slow_add, i, 1)).collect();
+        (died.result(), rest.into_iter().map(|f| f.result()).collect::<Vec<_>>())
+    });
+    match died {
+        Err(TaskError::WorkerDied {
+            death: WorkerDeath::Vanished,
+            ..
+        }) => println!("MPI died: WorkerDied"),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    let completed = rest.iter().filter(|r| r.is_ok()).count();
+    let failed = rest
+        .iter()
+        .filter(|r| matches!(r, Err(TaskError::WorkerDied { .. })))
+        .count();
+    assert_eq!(completed + failed, rest.len(), "{rest:?}");
+    let after = pool!(Mpi => { submit(add, 40, 2).result() });
+    println!("MPI after: completed {completed} failed {failed} then {after:?}");
+}
+
+/// Opens no block at all: rank 0 still stops its workers at exit.
+#[test]
+#[ignore = "a helper: run by the tests below, under mpirun"]
+fn helper_no_block() {
+    if helper_enabled() {
+        println!("MPI no block");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests.
+
+#[test]
+fn launched_ranks_one_and_two_serve_every_kind_of_call() {
+    let mut command = mpirun(&["-n", "3"]);
+    helper_args(
+        &mut command,
+        &this_binary(),
+        "helper_every_feature_of_a_block",
+    );
+    let output = run_bounded(command);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        reported(&output, "MPI ranks ").as_deref(),
+        Some("{1, 2}"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn a_program_started_without_a_launcher_spawns_its_workers() {
+    let mut command = Command::new(this_binary());
+    command.args([
+        "--exact",
+        "helper_every_feature_of_a_block",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    command.env("EXECUTOR_TEST_HELPER", "1");
+    allow_root(&mut command);
+    let output = run_bounded(command);
+    assert!(output.status.success(), "{}", text(&output));
+    // Spawned workers are ranks 0 and 1 of their own job (one per CPU on this machine).
+    let ranks = reported(&output, "MPI ranks ").unwrap_or_default();
+    assert!(ranks.starts_with("{0"), "{}", text(&output));
+}
+
+#[test]
+fn calls_cross_over_tcp_as_between_hosts() {
+    let mut command = mpirun(&["--mca", "btl", "tcp,self", "-n", "3"]);
+    helper_args(
+        &mut command,
+        &this_binary(),
+        "helper_every_feature_of_a_block",
+    );
+    let output = run_bounded(command);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        reported(&output, "MPI ranks ").as_deref(),
+        Some("{1, 2}"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn a_launched_program_that_opens_no_block_ends_cleanly() {
+    let mut command = mpirun(&["-n", "3"]);
+    helper_args(&mut command, &this_binary(), "helper_no_block");
+    let output = run_bounded(command);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        reported(&output, "MPI no block").is_some(),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn ranks_running_another_binary_refuse_and_the_calls_say_why() {
+    let dir = std::env::temp_dir().join(format!("executor-mpi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other = dir.join("other-build");
+    std::fs::copy(this_binary(), &other).unwrap();
+    // Another build: the same program with one more byte at the end.
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&other)
+        .unwrap()
+        .write_all(b"\0")
+        .unwrap();
+    let mut command = mpirun(&["-n", "1"]);
+    helper_args(
+        &mut command,
+        &this_binary(),
+        "helper_another_binary_is_refused",
+    );
+    command.args([":", "-n", "2"]).arg(&other);
+    let output = run_bounded(command);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(output.status.success(), "{}", text(&output));
+    let why = reported(&output, "MPI refused: ").unwrap_or_default();
+    assert!(
+        why.contains("runs another executable than the pool's"),
+        "{}",
+        text(&output)
+    );
+}
+
+/// Launched by `mpirun` (Open MPI 4.1), a worker rank that dies takes the whole job down: mpirun
+/// aborts every rank, rank 0 included, and exits non-zero. No hang, and it says which rank died.
+#[test]
+fn under_mpirun_a_dying_worker_ends_the_job_with_an_error() {
+    let mut command = mpirun(&["-n", "3"]);
+    helper_args(&mut command, &this_binary(), "helper_a_worker_dies");
+    let output = run_bounded(command);
+    assert!(!output.status.success(), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("exited on signal 6"), "{}", text(&output));
+}
+
+/// Without a launcher, the spawned workers are a job of their own: when one dies, Open MPI aborts
+/// that job (both workers), but this process lives on. Its calls in flight fail with
+/// `WorkerDied`, and the next calls run on freshly spawned workers.
+#[test]
+fn without_a_launcher_a_dead_worker_fails_its_call_and_new_workers_take_over() {
+    let mut command = Command::new(this_binary());
+    command.args([
+        "--exact",
+        "helper_a_worker_dies",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    command.env("EXECUTOR_TEST_HELPER", "1");
+    allow_root(&mut command);
+    let output = run_bounded(command);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        reported(&output, "MPI died: WorkerDied").is_some(),
+        "{}",
+        text(&output)
+    );
+    let after = reported(&output, "MPI after: ").unwrap_or_default();
+    assert!(after.ends_with("then Ok(42)"), "{}", text(&output));
+}
+
+/// `mpirun --enable-recovery` keeps the job alive when a rank dies: its call fails with
+/// `WorkerDied`, the other worker serves the rest and later blocks, and the program ends cleanly
+/// (without `MPI_Finalize`, which would wait for the dead rank).
+#[test]
+fn under_mpirun_with_recovery_a_dead_worker_fails_its_call_and_the_others_serve_on() {
+    let mut command = mpirun(&["--enable-recovery", "-n", "3"]);
+    helper_args(&mut command, &this_binary(), "helper_a_worker_dies");
+    let output = run_bounded(command);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        reported(&output, "MPI died: WorkerDied").is_some(),
+        "{}",
+        text(&output)
+    );
+    let after = reported(&output, "MPI after: ").unwrap_or_default();
+    assert!(after.ends_with("then Ok(42)"), "{}", text(&output));
+}

@@ -1,0 +1,6 @@
+use executor::pool;
+
+fn main() {
+    let timeout = std::time::Duration::from_secs(1);
+    pool!(Mpi(timeout = timeout) => {});
+}
