@@ -235,7 +235,13 @@ impl MpiScope {
                 .as_ref()
                 .map_or(1, |driver| driver.default_workers())
         });
-        crate::map::ProcessMap::new(self, items.into_iter(), f, chunksize, 2 * workers)
+        crate::map::ProcessMap::new(
+            self,
+            items.into_iter(),
+            f,
+            chunksize,
+            crate::map::AHEAD_PER_WORKER * workers,
+        )
     }
 }
 
