@@ -382,25 +382,11 @@ impl Drive {
             worker
                 .in_flight
                 .push_back((id, Some(job), Arc::clone(block)));
-            let arguments = &request.arguments;
-            let len = arguments.len();
-            let fits = len <= wire::MAX_FRAME - CALL_FIELDS;
-            // Over the frame limit, the call goes without arguments; the worker reports them missing.
-            let (len, tail) = if fits {
-                (len, arguments.raw_tail_len())
-            } else {
-                (0, 0)
-            };
-            let _ = wire::write_header(&mut message, Kind::Call, CALL_FIELDS + len);
-            message.extend_from_slice(&id.to_le_bytes());
-            message.extend_from_slice(&(request.trampoline as i64).to_le_bytes());
-            message.extend_from_slice(&(request.function as i64).to_le_bytes());
-            message.extend_from_slice(&(tail as u64).to_le_bytes());
-            if !fits {
+            if !request.write_call_head(id, &mut message) {
                 continue;
             }
-            let detach = tail >= DETACH;
-            let parts = arguments.parts();
+            let detach = request.arguments.raw_tail_len() >= DETACH;
+            let parts = request.arguments.parts();
             let inline = if detach {
                 &parts[..parts.len() - 1]
             } else {

@@ -21,7 +21,6 @@ use crate::process_pool::{worker_env, JobRef, LinkState, Outcome, Queued, Shared
 use crate::remote::CallStatus;
 use crate::spawn::{self, WorkerProcess, WORKER_FD};
 use crate::wire::{self, Fields, Kind, ReadError};
-use crate::worker_process::CALL_FIELDS;
 
 /// How much work, in run time, a link tries to keep in flight to its worker.
 const WORK_IN_FLIGHT_NS: f64 = 1_000_000.0;
@@ -311,24 +310,10 @@ fn writer_loop(shared: &Shared, slot: usize, generation: u64, mut out: SocketWri
 
         frame.clear();
         for (id, request) in batch.drain(..) {
-            let arguments = &request.arguments;
-            let len = arguments.len();
-            let fits = len <= wire::MAX_FRAME - CALL_FIELDS;
-            // Over the frame limit, the call goes without arguments; the worker reports them missing.
-            let (len, tail) = if fits {
-                (len, arguments.raw_tail_len())
-            } else {
-                (0, 0)
-            };
-            let _ = wire::write_header(&mut frame, Kind::Call, CALL_FIELDS + len);
-            frame.extend_from_slice(&id.to_le_bytes());
-            frame.extend_from_slice(&(request.trampoline as i64).to_le_bytes());
-            frame.extend_from_slice(&(request.function as i64).to_le_bytes());
-            frame.extend_from_slice(&(tail as u64).to_le_bytes());
-            if !fits {
+            if !request.write_call_head(id, &mut frame) {
                 continue;
             }
-            for part in arguments.parts() {
+            for part in request.arguments.parts() {
                 if part.len() <= COPY_LIMIT {
                     frame.extend_from_slice(part);
                 } else {

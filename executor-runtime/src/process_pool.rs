@@ -52,6 +52,31 @@ pub(crate) struct Request {
     pub(crate) arguments: wire::Parts,
 }
 
+impl Request {
+    /// Appends the frame header and fixed fields of this call's message, numbered `id`; returns
+    /// whether its arguments follow. Arguments over the frame limit are left out: the worker then
+    /// reports them missing, which fails this call alone.
+    pub(crate) fn write_call_head(&self, id: u64, out: &mut Vec<u8>) -> bool {
+        let len = self.arguments.len();
+        let fits = len <= wire::MAX_FRAME - crate::worker_process::CALL_FIELDS;
+        let (len, tail) = if fits {
+            (len, self.arguments.raw_tail_len())
+        } else {
+            (0, 0)
+        };
+        let _ = wire::write_header(
+            out,
+            wire::Kind::Call,
+            crate::worker_process::CALL_FIELDS + len,
+        );
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&(self.trampoline as i64).to_le_bytes());
+        out.extend_from_slice(&(self.function as i64).to_le_bytes());
+        out.extend_from_slice(&(tail as u64).to_le_bytes());
+        fits
+    }
+}
+
 /// A call as the pool sees it, with its result type erased.
 pub(crate) trait Job: Send + Sync {
     /// Claims a pending call for sending (it becomes "running"); `false` if it was cancelled.
