@@ -23,13 +23,13 @@ use std::time::Instant;
 
 use executor::{current_worker, pool};
 
-const LIMIT: u64 = 4_000_000;
-const CHUNKS: u64 = 32;
+#[path = "shared/primes.rs"]
+mod primes;
 
-/// How many primes lie in `start..end`, by trial division (deliberately CPU-bound), and where
-/// the count ran.
+use primes::{primes_in, ranges, CHUNKS, LIMIT};
+
+/// How many primes lie in `start..end`, and where the count ran.
 fn count_primes(start: u64, end: u64) -> (u64, String) {
-    let count = (start..end).filter(|&n| is_prime(n)).count() as u64;
     let place = match current_worker() {
         Some(worker) => format!(
             "rank {} on {}",
@@ -38,26 +38,7 @@ fn count_primes(start: u64, end: u64) -> (u64, String) {
         ),
         None => "here".to_string(),
     };
-    (count, place)
-}
-
-fn is_prime(n: u64) -> bool {
-    if n < 2 {
-        return false;
-    }
-    let mut divisor = 2;
-    while divisor * divisor <= n {
-        if n % divisor == 0 {
-            return false;
-        }
-        divisor += 1;
-    }
-    true
-}
-
-fn ranges() -> Vec<(u64, u64)> {
-    let step = LIMIT / CHUNKS;
-    (0..CHUNKS).map(|i| (i * step, (i + 1) * step)).collect()
+    (primes_in(start, end), place)
 }
 
 fn main() {

@@ -14,32 +14,10 @@ use std::time::Instant;
 
 use executor::pool;
 
-const LIMIT: u64 = 4_000_000;
-const CHUNKS: u64 = 32;
+#[path = "shared/primes.rs"]
+mod primes;
 
-/// How many primes lie in `start..end`, by trial division (deliberately CPU-bound).
-fn count_primes(start: u64, end: u64) -> u64 {
-    (start..end).filter(|&n| is_prime(n)).count() as u64
-}
-
-fn is_prime(n: u64) -> bool {
-    if n < 2 {
-        return false;
-    }
-    let mut divisor = 2;
-    while divisor * divisor <= n {
-        if n % divisor == 0 {
-            return false;
-        }
-        divisor += 1;
-    }
-    true
-}
-
-fn ranges() -> Vec<(u64, u64)> {
-    let step = LIMIT / CHUNKS;
-    (0..CHUNKS).map(|i| (i * step, (i + 1) * step)).collect()
-}
+use primes::{primes_in as count_primes, ranges, CHUNKS, LIMIT};
 
 fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
