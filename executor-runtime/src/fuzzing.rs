@@ -55,6 +55,23 @@ impl Summary {
         }
     }
 
+    /// Reads the next frame into `payload` and counts it; `None`, with the reason kept, when no
+    /// whole frame could be read.
+    fn next_frame(&mut self, input: &mut &[u8], payload: &mut Vec<u8>) -> Option<Kind> {
+        let read = wire::read_frame(input, payload);
+        self.saw(payload);
+        match read {
+            Ok(kind) => {
+                self.frames += 1;
+                Some(kind)
+            }
+            Err(error) => {
+                self.stop(error);
+                None
+            }
+        }
+    }
+
     fn stop(&mut self, error: ReadError) {
         if !matches!(error, ReadError::Closed) {
             self.end = Some(error.to_string());
@@ -69,17 +86,7 @@ pub fn frames(data: &[u8]) -> Summary {
     let mut input = data;
     let mut summary = Summary::default();
     let mut payload = Vec::new();
-    loop {
-        let read = wire::read_frame(&mut input, &mut payload);
-        summary.saw(&payload);
-        let kind = match read {
-            Ok(kind) => kind,
-            Err(error) => {
-                summary.stop(error);
-                return summary;
-            }
-        };
-        summary.frames += 1;
+    while let Some(kind) = summary.next_frame(&mut input, &mut payload) {
         let parsed = match kind {
             Kind::Hello => hello(&payload),
             Kind::Ready => Ok(usize::from(black_box(payload.len()) == 4)),
@@ -91,6 +98,7 @@ pub fn frames(data: &[u8]) -> Summary {
         };
         summary.count(parsed);
     }
+    summary
 }
 
 /// Reads `data` as a worker reads its channel: a hello (parsed, and its initializer's arguments
@@ -100,19 +108,13 @@ pub fn worker_stream(data: &[u8]) -> Summary {
     let mut input = data;
     let mut summary = Summary::default();
     let mut payload = Vec::new();
-    let read = wire::read_frame(&mut input, &mut payload);
-    summary.saw(&payload);
-    match read {
-        Ok(Kind::Hello) => summary.frames += 1,
-        Ok(other) => {
-            summary.frames += 1;
+    match summary.next_frame(&mut input, &mut payload) {
+        Some(Kind::Hello) => {}
+        Some(other) => {
             summary.end = Some(format!("expected a hello, got a {other:?} message"));
             return summary;
         }
-        Err(error) => {
-            summary.stop(error);
-            return summary;
-        }
+        None => return summary,
     }
     if let Err(error) = hello(&payload).map(|values| summary.decoded += values) {
         // A worker that cannot read its hello exits.
@@ -147,39 +149,26 @@ pub fn parent_stream(data: &[u8]) -> Summary {
     let mut input = data;
     let mut summary = Summary::default();
     let mut payload = Vec::new();
-    let read = wire::read_frame(&mut input, &mut payload);
-    summary.saw(&payload);
-    match read {
-        Ok(Kind::Ready) => summary.frames += 1,
-        Ok(Kind::Refused) => {
-            summary.frames += 1;
+    match summary.next_frame(&mut input, &mut payload) {
+        Some(Kind::Ready) => {}
+        Some(Kind::Refused) => {
             summary.end = Some(format!("refused: {}", String::from_utf8_lossy(&payload)));
             return summary;
         }
-        Ok(other) => {
-            summary.frames += 1;
+        Some(other) => {
             summary.end = Some(format!("unexpected {other:?} message"));
             return summary;
         }
-        Err(error) => {
-            summary.stop(error);
-            return summary;
-        }
+        None => return summary,
     }
     loop {
-        let read = wire::read_frame(&mut input, &mut payload);
-        summary.saw(&payload);
-        match read {
-            Ok(Kind::Outcome) => summary.frames += 1,
-            Ok(other) => {
-                summary.frames += 1;
+        match summary.next_frame(&mut input, &mut payload) {
+            Some(Kind::Outcome) => {}
+            Some(other) => {
                 summary.end = Some(format!("unexpected {other:?} message"));
                 return summary;
             }
-            Err(error) => {
-                summary.stop(error);
-                return summary;
-            }
+            None => return summary,
         }
         match outcome(&payload) {
             Ok(values) => summary.decoded += values,
