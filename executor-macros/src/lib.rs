@@ -6,11 +6,11 @@
 
 mod ast;
 mod expand;
+mod pipeline;
 mod rewrite;
 mod valid;
 
 use proc_macro::TokenStream;
-use syn::visit_mut::VisitMut;
 
 /// Runs the `submit(f, args...)` calls in a block concurrently and waits for all of them when the
 /// block is left.
@@ -32,22 +32,7 @@ use syn::visit_mut::VisitMut;
 /// See the crate documentation of `executor` for the full contract.
 #[proc_macro]
 pub fn pool(input: TokenStream) -> TokenStream {
-    expand_pool(input.into())
+    pipeline::expand_pool(input.into())
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
-}
-
-fn expand_pool(input: proc_macro2::TokenStream) -> syn::Result<proc_macro2::TokenStream> {
-    let mut input: ast::PoolInput = syn::parse2(input)?;
-    let backend = valid::validate(&input)?;
-    let scope = rewrite::scope_ident();
-    let binder = match backend {
-        valid::Backend::Thread => "bind",
-        // Mpi workers run the same executable and take calls as Process workers do.
-        valid::Backend::Process | valid::Backend::Mpi => "remote",
-    };
-    let mut rewriter = rewrite::SubmitRewriter::new(scope.clone(), binder);
-    rewriter.visit_block_mut(&mut input.body);
-    rewriter.into_result()?;
-    Ok(expand::expand(input, backend, scope))
 }

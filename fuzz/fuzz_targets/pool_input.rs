@@ -9,36 +9,23 @@
 
 use libfuzzer_sys::fuzz_target;
 use proc_macro2::TokenStream;
-use syn::visit_mut::VisitMut;
 
-// The macro crate's modules, as they are: its `lib.rs` is the only part that needs `proc_macro`.
+// The macro crate's modules, as they are: its `lib.rs` is the only part that needs `proc_macro`;
+// `pipeline::expand_pool` is what `pool!` runs.
 #[allow(dead_code)]
 #[path = "../../executor-macros/src/ast.rs"]
 mod ast;
 #[allow(dead_code)]
 #[path = "../../executor-macros/src/expand.rs"]
 mod expand;
+#[path = "../../executor-macros/src/pipeline.rs"]
+mod pipeline;
 #[allow(dead_code)]
 #[path = "../../executor-macros/src/rewrite.rs"]
 mod rewrite;
 #[allow(dead_code)]
 #[path = "../../executor-macros/src/valid.rs"]
 mod valid;
-
-/// `executor_macros::expand_pool`, which is private to the proc-macro crate: keep in step.
-fn expand_pool(input: TokenStream) -> syn::Result<TokenStream> {
-    let mut input: ast::PoolInput = syn::parse2(input)?;
-    let backend = valid::validate(&input)?;
-    let scope = rewrite::scope_ident();
-    let binder = match backend {
-        valid::Backend::Thread => "bind",
-        valid::Backend::Process => "remote",
-    };
-    let mut rewriter = rewrite::SubmitRewriter::new(scope.clone(), binder);
-    rewriter.visit_block_mut(&mut input.body);
-    rewriter.into_result()?;
-    Ok(expand::expand(input, backend, scope))
-}
 
 /// The stack each input is checked on. Deep nesting exhausts any fixed stack: syn's parser and
 /// visitors recurse once per level, and so does rustc, which overflows its own 8 MiB stack at
@@ -73,7 +60,7 @@ fn check(text: &str) {
     let Ok(tokens) = text.parse::<TokenStream>() else {
         return;
     };
-    match expand_pool(tokens) {
+    match pipeline::expand_pool(tokens) {
         Ok(expansion) => {
             if let Err(error) = syn::parse2::<syn::Expr>(expansion.clone()) {
                 panic!("the expansion does not parse: {error}\n{expansion}");
