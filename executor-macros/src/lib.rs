@@ -2,7 +2,8 @@
 //!
 //! The macro is a pipeline of plain functions over a typed model, one stage per module:
 //! `ast` parses the input, `valid` checks it, `rewrite` turns each `submit(...)` call in the body
-//! into a call on the pool, and `expand` generates the block that opens, uses and joins the pool.
+//! into a call on the pool, and `expand` generates the block that opens, uses and joins the pool;
+//! `pipeline` runs them in that order.
 
 mod ast;
 mod expand;
