@@ -46,6 +46,10 @@ pub fn expand(input: PoolInput, backend: Backend, scope: Ident) -> TokenStream {
             // task, before anything the tasks borrow goes out of scope.
             unsafe { ::executor::__private::ThreadScope::new(#options) }
         },
+        Backend::Auto => quote! {
+            // SAFETY: as for Thread: the guard lives in a local that user code cannot name.
+            unsafe { ::executor::__private::ThreadScope::new_auto(#options) }
+        },
         // Calls to worker processes borrow nothing once submitted: no invariant to uphold.
         Backend::Process => quote!(::executor::__private::ProcessScope::new(#options)),
         // As for Process: calls are encoded at `submit` and borrow nothing.
@@ -94,7 +98,7 @@ fn initializer(input: &PoolInput, backend: Backend, options: &Ident) -> TokenStr
     };
     let span = init.name.span();
     match backend {
-        Backend::Thread => {
+        Backend::Thread | Backend::Auto => {
             let values: Vec<Ident> = (0..args.len())
                 .map(|i| Ident::new(&format!("__executor_initarg{i}"), Span::mixed_site()))
                 .collect();

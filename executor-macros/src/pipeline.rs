@@ -14,7 +14,7 @@ pub fn expand_pool(input: TokenStream) -> syn::Result<TokenStream> {
     let backend = valid::validate(&input)?;
     let scope = rewrite::scope_ident();
     let binder = match backend {
-        valid::Backend::Thread => "bind",
+        valid::Backend::Thread | valid::Backend::Auto => "bind",
         // Mpi workers run the same executable and take calls as Process workers do.
         valid::Backend::Process | valid::Backend::Mpi => "remote",
     };

@@ -10,16 +10,12 @@ use crate::ast::{PoolInput, PoolOption};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Thread,
+    /// Threads, sized by measurement.
+    Auto,
     Process,
     /// Only with the `mpi` feature; without it, naming it is a compile error that names the feature.
     Mpi,
 }
-
-/// Backend names that are planned but not built yet: a compile error that says so.
-const NOT_YET: &[(&str, &str)] = &[(
-    "Auto",
-    "the `Auto` backend is not available yet: use `Thread` or `Process` for now",
-)];
 
 /// Why `Mpi` is refused when the `mpi` feature is off: it builds on the system's MPI library,
 /// which a user must install and opt into.
@@ -33,6 +29,14 @@ impl Backend {
         match self {
             Backend::Thread => &[
                 "max_workers",
+                "thread_name_prefix",
+                "cancel_futures",
+                "initializer",
+                "initargs",
+            ],
+            Backend::Auto => &[
+                "max_workers",
+                "min_workers",
                 "thread_name_prefix",
                 "cancel_futures",
                 "initializer",
@@ -54,6 +58,7 @@ impl Backend {
     fn name(self) -> &'static str {
         match self {
             Backend::Thread => "Thread",
+            Backend::Auto => "Auto",
             Backend::Process => "Process",
             Backend::Mpi => "Mpi",
         }
@@ -71,17 +76,33 @@ pub fn validate(input: &PoolInput) -> Result<Backend, Error> {
     let mut seen = HashSet::new();
     for option in &input.options {
         let name = option.name.to_string();
-        if backend == Backend::Thread && name == "timeout" {
+        let on_threads = matches!(backend, Backend::Thread | Backend::Auto);
+        if on_threads && name == "timeout" {
             push(Error::new(
                 option.name.span(),
-                "the Thread backend has no `timeout`: a running thread cannot be stopped; \
-                 use `Process`, whose timed-out tasks are killed with their worker",
+                format!(
+                    "the {} backend has no `timeout`: a running thread cannot be stopped; \
+                     use `Process`, whose timed-out tasks are killed with their worker",
+                    backend.name()
+                ),
             ));
-        } else if backend == Backend::Thread && name == "memory_limit" {
+        } else if on_threads && name == "memory_limit" {
             push(Error::new(
                 option.name.span(),
-                "the Thread backend has no `memory_limit`: threads share one process's memory; \
-                 use `Process`, which caps each worker process",
+                format!(
+                    "the {} backend has no `memory_limit`: threads share one process's memory; \
+                     use `Process`, which caps each worker process",
+                    backend.name()
+                ),
+            ));
+        } else if backend != Backend::Auto && name == "min_workers" {
+            push(Error::new(
+                option.name.span(),
+                format!(
+                    "the {} backend has no `min_workers`: its pool has a fixed size, \
+                     `max_workers`; `Auto` is the backend that sizes its pool between the two",
+                    backend.name()
+                ),
             ));
         } else if backend == Backend::Mpi && PROCESS_ONLY.contains(&name.as_str()) {
             push(Error::new(
@@ -110,6 +131,18 @@ pub fn validate(input: &PoolInput) -> Result<Backend, Error> {
             push(error);
         }
     }
+    let literal = |name: &str| {
+        let option = input.options.iter().find(|o| o.name == name)?;
+        Some((option, integer_literal(&option.value)?))
+    };
+    if let (Some((min, low)), Some((_, high))) = (literal("min_workers"), literal("max_workers")) {
+        if low > high && high >= 1 {
+            push(Error::new_spanned(
+                &min.value,
+                format!("`min_workers` ({low}) must not be above `max_workers` ({high})"),
+            ));
+        }
+    }
     let has = |name: &str| input.options.iter().any(|o| o.name == name);
     if let Some(initargs) = input.options.iter().find(|o| o.name == "initargs") {
         if !has("initializer") {
@@ -132,23 +165,24 @@ fn backend(input: &PoolInput) -> Result<Backend, Error> {
     let name = input.backend.to_string();
     match name.as_str() {
         "Thread" => return Ok(Backend::Thread),
+        "Auto" => return Ok(Backend::Auto),
         "Process" => return Ok(Backend::Process),
         "Mpi" if cfg!(feature = "mpi") => return Ok(Backend::Mpi),
         "Mpi" => return Err(Error::new(input.backend.span(), MPI_NEEDS_FEATURE)),
         _ => {}
     }
-    if let Some((_, message)) = NOT_YET.iter().find(|(planned, _)| *planned == name) {
-        return Err(Error::new(input.backend.span(), message));
-    }
+    let mpi = if cfg!(feature = "mpi") { ", `Mpi`" } else { "" };
     Err(Error::new(
         input.backend.span(),
-        format!("unknown backend `{name}`; expected `Thread` or `Process`"),
+        format!("unknown backend `{name}`; expected `Thread`, `Auto`, `Process`{mpi}"),
     ))
 }
 
 /// Literal values that can never be right are refused here; other values are checked at block entry.
 fn check_value(option: &PoolOption) -> Result<(), Error> {
-    if option.name == "max_workers" || option.name == "max_tasks_per_child" {
+    if ["max_workers", "min_workers", "max_tasks_per_child"]
+        .contains(&option.name.to_string().as_str())
+    {
         match integer_literal(&option.value) {
             Some(n) if n < 1 => Err(Error::new_spanned(
                 &option.value,
@@ -210,9 +244,22 @@ mod tests {
         assert!(check(quote!(Fibers => {}))
             .unwrap_err()
             .starts_with("unknown backend `Fibers`"));
-        assert!(check(quote!(Auto => {}))
+        assert_eq!(
+            check(quote!(Auto(max_workers = 64, min_workers = 4) => {})),
+            Ok(Backend::Auto)
+        );
+        assert!(check(quote!(Thread(min_workers = 2) => {}))
             .unwrap_err()
-            .contains("not available yet"));
+            .starts_with("the Thread backend has no `min_workers`"));
+        assert!(check(quote!(Auto(timeout = d) => {}))
+            .unwrap_err()
+            .starts_with("the Auto backend has no `timeout`"));
+        assert!(check(quote!(Auto(min_workers = 8, max_workers = 4) => {}))
+            .unwrap_err()
+            .contains("`min_workers` (8) must not be above `max_workers` (4)"));
+        assert!(check(quote!(Auto(min_workers = 0) => {}))
+            .unwrap_err()
+            .contains("`min_workers` must be at least 1, got 0"));
         assert!(check(quote!(Process(thread_name_prefix = "w") => {}))
             .unwrap_err()
             .starts_with("unknown option `thread_name_prefix` for the Process backend"));

@@ -58,6 +58,11 @@ impl<T> JobQueue<T> {
         }
     }
 
+    /// How many jobs are queued (a snapshot).
+    pub(crate) fn len(&self) -> usize {
+        self.from_owner.len() + self.from_others.len()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.from_owner.is_empty() && self.from_others.is_empty()
     }

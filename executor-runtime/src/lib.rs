@@ -11,7 +11,10 @@
 //! - `map`: `map(f, items)` inside a block, in order, with bounded work in flight;
 //! - `join_guard`: the guard that joins a pool however its block is left;
 //! - `job_queue`: the lock-free queue between submitters and workers;
-//! - `thread_pool`: the Thread backend, the guard of a `pool!(Thread => ...)` block and its workers;
+//! - `thread_pool`: the Thread backend, the guard of a `pool!(Thread => ...)` block and its workers
+//!   (also the Auto backend's, sized by the `governor`);
+//! - `governor`: the Auto backend's one thread per process that measures its pools' workers and
+//!   sets how many each runs;
 //! - `worker`: [`current_worker`], where a task runs;
 //! - `options`: the `name = value` options of a block;
 //! - `call`: turning `submit(f, args...)` into a closure with no arguments;
@@ -56,6 +59,7 @@ mod completion;
 mod error;
 mod future;
 mod fuzzing;
+mod governor;
 mod job_queue;
 mod join_guard;
 mod map;

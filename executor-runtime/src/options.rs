@@ -5,6 +5,7 @@
 #[derive(Debug, Clone, Default)]
 pub struct PoolOptions {
     pub(crate) max_workers: Option<usize>,
+    pub(crate) min_workers: Option<usize>,
     pub(crate) thread_name_prefix: Option<String>,
     pub(crate) cancel_futures: Option<bool>,
     pub(crate) timeout: Option<std::time::Duration>,
@@ -58,6 +59,21 @@ impl PoolOptions {
             "pool! option `max_workers` must be at least 1, got 0"
         );
         self.max_workers = Some(n);
+        self
+    }
+
+    /// `min_workers = n` (Auto only): the fewest workers the governor sizes the pool to; the pool
+    /// starts with `max(min_workers, cores)` of them (within `max_workers`).
+    ///
+    /// # Panics
+    /// If `n` is 0.
+    #[track_caller]
+    pub fn min_workers(&mut self, n: usize) -> &mut Self {
+        assert!(
+            n > 0,
+            "pool! option `min_workers` must be at least 1, got 0"
+        );
+        self.min_workers = Some(n);
         self
     }
 

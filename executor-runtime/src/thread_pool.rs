@@ -31,10 +31,14 @@ use crossbeam_utils::CachePadded;
 use crate::completion::{Completion, CANCELLED, QUEUE_REF};
 use crate::error::{drop_payload, panic_message, TaskError};
 use crate::future::{Future, Task};
+use crate::governor::{self, Governed, Policy, WorkerGauge};
 use crate::job_queue::JobQueue;
 use crate::join_guard::{JoinGuard, Pool};
 use crate::options::{default_thread_workers, PoolOptions};
 use crate::worker::{self, Backend, WorkerInfo};
+
+/// The default cap of an `Auto` pool: generous, because the governor, not the cap, sizes it.
+const DEFAULT_AUTO_MAX_WORKERS: usize = 256;
 
 /// Pool ids start at 1; 0 means "not a worker".
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
@@ -251,6 +255,16 @@ struct Shared {
     name_prefix: String,
     /// Workers started so far.
     spawned: AtomicUsize,
+    /// How many workers may take tasks: `max_workers` on Thread; on Auto, the governor's target.
+    limit: AtomicUsize,
+    /// Auto only: workers parked because the pool had more than `limit`, waiting on `unpark`.
+    parked: AtomicUsize,
+    unpark: Condvar,
+    /// The worker threads, joined by `ThreadScope::join`; `None` once joined, so that nothing
+    /// starts a worker after the join (the governor could otherwise).
+    threads: Mutex<Option<Vec<JoinHandle<()>>>>,
+    /// `Some` on the Auto backend: its bounds and its workers' gauges, read by the governor.
+    auto: Option<AutoSizing>,
     /// Workers not running a task (spinning or asleep).
     idle: AtomicUsize,
     /// Workers asleep on `wake`, or about to be.
@@ -330,7 +344,14 @@ impl Shared {
     }
 }
 
-/// The pool of one `pool!(Thread => { ... })` block.
+/// What an `Auto` pool keeps for the governor.
+struct AutoSizing {
+    policy: Policy,
+    /// By worker index.
+    gauges: Mutex<Vec<Arc<WorkerGauge>>>,
+}
+
+/// The pool of one `pool!(Thread => { ... })` or `pool!(Auto => { ... })` block.
 ///
 /// `'scope` is the lifetime of the block's borrow of the pool, and every task must live that long
 /// (as with `std::thread::Scope`). It is invariant.
@@ -338,7 +359,6 @@ impl Shared {
 pub struct ThreadScope<'scope> {
     shared: Arc<Shared>,
     cancel_on_early_exit: bool,
-    threads: Mutex<Vec<JoinHandle<()>>>,
     joined: AtomicBool,
     _invariant: PhantomData<&'scope mut &'scope ()>,
 }
@@ -353,19 +373,69 @@ impl<'scope> ThreadScope<'scope> {
     /// guard joins them. The `pool!` macro upholds this by keeping the pool and its guard in locals
     /// that user code cannot name.
     pub unsafe fn new(options: PoolOptions) -> Self {
+        // SAFETY: forwarded: the caller upholds `new`'s contract, which is `open`'s.
+        unsafe { Self::open(options, false) }
+    }
+
+    /// Opens an `Auto` pool: on threads, as [`ThreadScope::new`], with as many workers as the
+    /// governor finds the work wants, between `min_workers` (default 1) and `max_workers` (default
+    /// 256). It starts with one worker per core.
+    ///
+    /// # Safety
+    /// As for [`ThreadScope::new`].
+    ///
+    /// # Panics
+    /// If `min_workers` is above `max_workers`.
+    #[track_caller]
+    pub unsafe fn new_auto(options: PoolOptions) -> Self {
+        // SAFETY: forwarded, as in `new`.
+        unsafe { Self::open(options, true) }
+    }
+
+    /// # Safety
+    /// As for [`ThreadScope::new`].
+    #[track_caller]
+    unsafe fn open(options: PoolOptions, auto: bool) -> Self {
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
-        let max_workers = options.max_workers.unwrap_or_else(default_thread_workers);
+        let max_workers = match (auto, options.max_workers) {
+            (_, Some(n)) => n,
+            (false, None) => default_thread_workers(),
+            (true, None) => DEFAULT_AUTO_MAX_WORKERS,
+        };
+        let auto = auto.then(|| {
+            let min = options.min_workers.unwrap_or(1);
+            assert!(
+                min <= max_workers,
+                "pool! option `min_workers` ({min}) must not be above `max_workers` ({max_workers})"
+            );
+            AutoSizing {
+                policy: Policy {
+                    cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    min,
+                    max: max_workers,
+                },
+                gauges: Mutex::new(Vec::new()),
+            }
+        });
+        let limit = auto
+            .as_ref()
+            .map_or(max_workers, |auto| auto.policy.initial_target());
         let cancel_on_early_exit = options.cancels_on_early_exit();
         let name_prefix = options
             .thread_name_prefix
             .unwrap_or_else(|| format!("executor-{id}"));
-        ThreadScope {
+        let scope = ThreadScope {
             shared: Arc::new(Shared {
                 id,
                 queue: JobQueue::new(),
                 max_workers,
                 name_prefix,
                 spawned: AtomicUsize::new(0),
+                limit: AtomicUsize::new(limit),
+                parked: AtomicUsize::new(0),
+                unpark: Condvar::new(),
+                threads: Mutex::new(Some(Vec::new())),
+                auto,
                 idle: AtomicUsize::new(0),
                 sleepers: AtomicUsize::new(0),
                 sleep_lock: Mutex::new(()),
@@ -380,10 +450,14 @@ impl<'scope> ThreadScope<'scope> {
                 panicked: Mutex::new(Vec::new()),
             }),
             cancel_on_early_exit,
-            threads: Mutex::new(Vec::new()),
             joined: AtomicBool::new(false),
             _invariant: PhantomData,
+        };
+        if scope.shared.auto.is_some() {
+            let shared: Arc<dyn Governed> = scope.shared.clone();
+            governor::govern(Arc::downgrade(&shared));
         }
+        scope
     }
 
     /// The guard that joins this pool when the block ends.
@@ -427,7 +501,7 @@ impl<'scope> ThreadScope<'scope> {
         self.shared.submitted.fetch_add(1, Ordering::SeqCst);
         self.shared.queue.push(job);
         if self.shared.idle.load(Ordering::SeqCst) == 0 {
-            self.spawn_worker_if_below_max();
+            Shared::spawn_worker(&self.shared);
         }
         self.shared.wake_one_sleeper();
         // SAFETY: `handle` is a boxed task holding `FUTURE_REF`; the join keeps the borrowed data
@@ -451,15 +525,20 @@ impl<'scope> ThreadScope<'scope> {
         let ahead = crate::map::AHEAD_PER_WORKER * self.shared.max_workers;
         crate::map::ThreadMap::new(self, items.into_iter(), f, ahead)
     }
+}
 
-    fn spawn_worker_if_below_max(&self) {
-        let shared = &self.shared;
+impl Shared {
+    /// Starts a worker if the pool has fewer than `limit` taking tasks and fewer than
+    /// `max_workers` started; returns whether it did.
+    fn spawn_worker(shared: &Arc<Shared>) -> bool {
         let claimed = shared
             .spawned
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < shared.max_workers).then_some(n + 1)
+                let taking = n - shared.parked.load(Ordering::SeqCst);
+                (n < shared.max_workers && taking < shared.limit.load(Ordering::SeqCst))
+                    .then_some(n + 1)
             });
-        let Ok(index) = claimed else { return };
+        let Ok(index) = claimed else { return false };
 
         let counter = Arc::new(CachePadded::new(AtomicUsize::new(0)));
         shared
@@ -467,21 +546,31 @@ impl<'scope> ThreadScope<'scope> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(counter.clone());
+        let gauge = shared.auto.as_ref().map(|auto| {
+            let gauge = Arc::new(WorkerGauge::default());
+            let mut gauges = auto.gauges.lock().unwrap_or_else(|e| e.into_inner());
+            // Indices are claimed in order but pushed in any order: place each at its index.
+            if gauges.len() <= index {
+                gauges.resize_with(index + 1, Default::default);
+            }
+            gauges[index] = Arc::clone(&gauge);
+            gauge
+        });
         let name = format!("{}-{index}", shared.name_prefix);
         let worker_shared = Arc::clone(shared);
         let builder = thread::Builder::new().name(name.clone());
-        // SAFETY: the thread runs closures that borrow `'scope` data. It is joined by
-        // `ThreadScope::join`, which the `JoinGuard` runs before `'scope` ends (the guard cannot be
-        // leaked, per `ThreadScope::new`'s contract).
-        let spawned = unsafe {
-            builder.spawn_unchecked(move || worker_loop(&worker_shared, index, name, &counter))
+        // The join takes the handles (leaving `None`) under this lock, so a worker is either
+        // started here and joined there, or not started at all.
+        let mut threads = shared.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let spawned = match threads.as_mut() {
+            Some(threads) => builder
+                .spawn(move || worker_loop(&worker_shared, index, name, &counter, gauge))
+                .map(|handle| threads.push(handle)),
+            None => Err(std::io::Error::other("the pool has been joined")),
         };
+        drop(threads);
         match spawned {
-            Ok(handle) => self
-                .threads
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(handle),
+            Ok(()) => true,
             Err(error) => {
                 shared.spawned.fetch_sub(1, Ordering::SeqCst);
                 let mut counters = shared.finished.lock().unwrap_or_else(|e| e.into_inner());
@@ -493,8 +582,94 @@ impl<'scope> ThreadScope<'scope> {
                     shared.spawned.load(Ordering::SeqCst) > 0,
                     "pool!: could not start a worker thread: {error}"
                 );
+                false
             }
         }
+    }
+
+    /// Workers taking tasks: started and not parked.
+    fn taking(&self) -> usize {
+        self.spawned.load(Ordering::SeqCst) - self.parked.load(Ordering::SeqCst)
+    }
+
+    /// Auto: parks the calling worker while the pool has more workers taking tasks than its
+    /// target. Returns `true` if the pool shut down meanwhile.
+    fn park_while_over_limit(&self, gauge: &WorkerGauge) -> bool {
+        let mut lock = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.taking() <= self.limit.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.parked.fetch_add(1, Ordering::SeqCst);
+        gauge.start_idle();
+        // Unpark when there is room for one more worker taking tasks.
+        while !self.shutdown.load(Ordering::SeqCst)
+            && self.taking() >= self.limit.load(Ordering::SeqCst)
+        {
+            lock = self.unpark.wait(lock).unwrap_or_else(|e| e.into_inner());
+        }
+        self.parked.fetch_sub(1, Ordering::SeqCst);
+        gauge.end_idle();
+        self.shutdown.load(Ordering::SeqCst) && self.queue.is_empty()
+    }
+}
+
+impl Governed for Shared {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn is_closed(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    fn backlog(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn workers(&self) -> (usize, usize) {
+        (self.spawned.load(Ordering::SeqCst), self.taking())
+    }
+
+    fn gauges(&self) -> Vec<Arc<WorkerGauge>> {
+        self.auto.as_ref().map_or_else(Vec::new, |auto| {
+            auto.gauges
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
+    }
+
+    fn target(&self) -> usize {
+        self.limit.load(Ordering::SeqCst)
+    }
+
+    fn set_target(self: Arc<Self>, target: usize) {
+        let old = self.limit.swap(target, Ordering::SeqCst);
+        if target <= old {
+            return; // the surplus parks itself after its current task
+        }
+        {
+            let _lock = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.unpark.notify_all();
+        }
+        // Parked workers fill the room first; start threads only for what they cannot.
+        let started = self.spawned.load(Ordering::SeqCst);
+        for _ in started..target {
+            if !Shared::spawn_worker(&self) {
+                break;
+            }
+        }
+    }
+
+    fn policy(&self) -> Policy {
+        self.auto.as_ref().map_or(
+            Policy {
+                cores: 1,
+                min: self.max_workers,
+                max: self.max_workers,
+            },
+            |auto| auto.policy,
+        )
     }
 }
 
@@ -531,8 +706,14 @@ impl Pool for ThreadScope<'_> {
         {
             let _lock = shared.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
             shared.wake.notify_all();
+            shared.unpark.notify_all();
         }
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let threads = shared
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default();
         for handle in threads {
             // The worker loop catches every task panic, so a worker only fails on a bug here.
             if let Err(payload) = handle.join() {
@@ -549,8 +730,18 @@ impl Pool for ThreadScope<'_> {
     }
 }
 
-/// The life of one worker thread: take a task, run it, repeat; sleep when there is none.
-fn worker_loop(shared: &Shared, index: usize, name: String, finished: &AtomicUsize) {
+/// The life of one worker thread: take a task, run it, repeat; sleep when there is none. On Auto,
+/// it keeps its gauge, and parks while the pool has more workers than its target.
+fn worker_loop(
+    shared: &Shared,
+    index: usize,
+    name: String,
+    finished: &AtomicUsize,
+    gauge: Option<Arc<WorkerGauge>>,
+) {
+    if let Some(gauge) = &gauge {
+        gauge.attach_current_thread();
+    }
     worker::become_worker(
         shared.id,
         WorkerInfo::new(Backend::Thread, index, Some(name)),
@@ -565,10 +756,26 @@ fn worker_loop(shared: &Shared, index: usize, name: String, finished: &AtomicUsi
     }
     let mut idle = false;
     loop {
+        if let Some(gauge) = &gauge {
+            if shared.taking() > shared.limit.load(Ordering::SeqCst) {
+                if idle {
+                    shared.idle.fetch_sub(1, Ordering::SeqCst);
+                    idle = false;
+                    gauge.end_idle();
+                }
+                if shared.park_while_over_limit(gauge) {
+                    return;
+                }
+                continue;
+            }
+        }
         if let Some(job) = shared.pop() {
             if idle {
                 shared.idle.fetch_sub(1, Ordering::SeqCst);
                 idle = false;
+                if let Some(gauge) = &gauge {
+                    gauge.end_idle();
+                }
             }
             shared.run(job);
             finished.fetch_add(1, Ordering::SeqCst);
@@ -577,6 +784,9 @@ fn worker_loop(shared: &Shared, index: usize, name: String, finished: &AtomicUsi
         if !idle {
             shared.idle.fetch_add(1, Ordering::SeqCst);
             idle = true;
+            if let Some(gauge) = &gauge {
+                gauge.start_idle();
+            }
         }
         shared.wake_joiner();
         if wait_for_work(shared) {

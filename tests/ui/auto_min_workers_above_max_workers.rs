@@ -1,0 +1,5 @@
+use executor::pool;
+
+fn main() {
+    pool!(Auto(min_workers = 8, max_workers = 4) => {});
+}

@@ -1,5 +1,0 @@
-use executor::pool;
-
-fn main() {
-    pool!(Auto => {});
-}
