@@ -24,13 +24,15 @@
 //!   and prints a warning when it is left early by `?`, `return`, `break` or a panic.
 //! - Blocks nest, and a task may open a `pool!` block of its own: each block has its own workers.
 //!
-//! Backends: `Thread` (threads of this process) and `Process` (worker processes started from this
-//! program's executable, for isolation: a task that crashes takes down only its worker, and its
-//! future says how the worker died). Options of both: `max_workers` (default `min(32, cpus + 4)`
-//! threads, as Python's `ThreadPoolExecutor`, or one process per CPU), `cancel_futures` and
-//! `initializer`/`initargs`; of `Thread`: `thread_name_prefix`; of `Process`: `timeout`,
-//! `max_tasks_per_child` and `memory_limit`. On `Process`, arguments and results must be
-//! `Serialize + Deserialize` (serde) or borrowed `&str`/`&[u8]`, and `f` must capture nothing.
+//! Backends: `Thread` (threads of this process), `Auto` (threads, as many as the work turns out
+//! to want) and `Process` (worker processes started from this program's executable, for
+//! isolation: a task that crashes takes down only its worker, and its future says how the worker
+//! died). Options of all: `max_workers` (default `min(32, cpus + 4)` threads, as Python's
+//! `ThreadPoolExecutor`; on `Auto` a cap, default 256; one process per CPU), `cancel_futures` and
+//! `initializer`/`initargs`; of `Thread` and `Auto`: `thread_name_prefix`; of `Auto`:
+//! `min_workers`; of `Process`: `timeout`, `max_tasks_per_child` and `memory_limit`. On `Process`,
+//! arguments and results must be `Serialize + Deserialize` (serde) or borrowed `&str`/`&[u8]`, and
+//! `f` must capture nothing.
 //!
 //! # Example
 //!
@@ -71,6 +73,33 @@
 //! });
 //! assert_eq!(counts, [3, 2, 1]);
 //! assert!(matches!(crashed, Err(TaskError::WorkerDied { .. })));
+//! ```
+//!
+//! `Auto` is `Thread` without the worker count: it starts with one worker per core and, while
+//! tasks are queued, adds workers when the busy ones spend their time waiting (on I/O, a lock, a
+//! sleep) rather than computing; with computing tasks it stays at one worker per core. A task that
+//! waits for a task queued behind it gets that task a worker (up to `max_workers`).
+//!
+//! ```
+//! use std::sync::mpsc;
+//! use std::time::Duration;
+//! use executor::pool;
+//!
+//! fn fetch(i: u32) -> u32 {
+//!     std::thread::sleep(Duration::from_millis(50)); // stands for a slow server
+//!     i
+//! }
+//!
+//! let (sent, received) = mpsc::channel();
+//! let (pages, message) = pool!(Auto(max_workers = 64) => {
+//!     let pages: Vec<_> = (0..64).map(|i| submit(fetch, i)).collect();
+//!     // Waits for a task submitted after it: Auto gives that task a worker.
+//!     let waiter = submit(move || received.recv_timeout(Duration::from_secs(60)).unwrap());
+//!     submit(move || sent.send("hello").unwrap());
+//!     let pages: u32 = pages.into_iter().map(|f| f.result().unwrap()).sum();
+//!     (pages, waiter.result().unwrap())
+//! });
+//! assert_eq!((pages, message), ((0..64).sum(), "hello"));
 //! ```
 //!
 //! What only processes allow: a task that overruns is killed, and one that allocates too much

@@ -274,3 +274,21 @@ fn a_pool_that_grew_for_waiting_work_shrinks_back_for_computing_work() {
         cores()
     );
 }
+
+#[test]
+fn map_keeps_a_window_sized_by_the_current_target_not_the_cap() {
+    let produced = AtomicUsize::new(0);
+    let first: Vec<u64> = pool!(Auto => {
+        let items = (0u64..).inspect(|_| {
+            produced.fetch_add(1, Ordering::SeqCst);
+        });
+        map(|x: u64| x * 2, items).take(10).map(Result::unwrap).collect()
+    });
+    assert_eq!(first, (0..10).map(|x| x * 2).collect::<Vec<_>>());
+    // 32 tasks per worker of a target of at most two per core, not 32 × 256 = 8192.
+    let produced = produced.load(Ordering::SeqCst);
+    assert!(
+        produced <= 32 * 2 * cores() + 10,
+        "{produced} items taken ahead"
+    );
+}

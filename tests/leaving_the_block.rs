@@ -20,110 +20,6 @@ fn slow_increment(counter: &AtomicUsize) {
     counter.fetch_add(1, Ordering::SeqCst);
 }
 
-#[test]
-fn falling_off_the_end_waits_for_every_task() {
-    let done = AtomicUsize::new(0);
-    pool!(Thread(max_workers = 2) => {
-        for _ in 0..TASKS {
-            let _ = submit(slow_increment, &done);
-        }
-    });
-    assert_eq!(done.load(Ordering::SeqCst), TASKS);
-}
-
-#[test]
-fn question_mark_returns_from_the_function_after_waiting() {
-    fn parse_all(done: &AtomicUsize) -> Result<u32, std::num::ParseIntError> {
-        pool!(Thread(max_workers = 2, cancel_futures = false) => {
-            for _ in 0..TASKS {
-                let _ = submit(slow_increment, done);
-            }
-            let n: u32 = "not a number".parse()?;
-            Ok(n)
-        })
-    }
-    let done = AtomicUsize::new(0);
-    assert!(parse_all(&done).is_err());
-    assert_eq!(done.load(Ordering::SeqCst), TASKS);
-}
-
-#[test]
-fn return_leaves_the_function_after_waiting() {
-    fn early(done: &AtomicUsize) -> &'static str {
-        pool!(Thread(max_workers = 2, cancel_futures = false) => {
-            for _ in 0..TASKS {
-                let _ = submit(slow_increment, done);
-            }
-            return "returned";
-        })
-    }
-    let done = AtomicUsize::new(0);
-    assert_eq!(early(&done), "returned");
-    assert_eq!(done.load(Ordering::SeqCst), TASKS);
-}
-
-#[test]
-fn break_and_continue_act_on_the_enclosing_loop_after_waiting() {
-    let done = AtomicUsize::new(0);
-    let mut rounds = 0;
-    let mut seen_after_each_exit = Vec::new();
-    for round in 0..4 {
-        rounds += 1;
-        pool!(Thread(max_workers = 2, cancel_futures = false) => {
-            let _ = submit(slow_increment, &done);
-            if round == 0 {
-                continue;
-            }
-            if round == 2 {
-                break;
-            }
-        });
-        seen_after_each_exit.push(done.load(Ordering::SeqCst));
-    }
-    // Round 0 continued, round 1 fell through, round 2 broke out: round 3 never ran.
-    assert_eq!(rounds, 3);
-    assert_eq!(seen_after_each_exit, [2]);
-    assert_eq!(done.load(Ordering::SeqCst), 3);
-}
-
-#[test]
-fn labelled_break_reaches_an_outer_loop() {
-    let done = AtomicUsize::new(0);
-    let mut last = 0;
-    'outer: for i in 0..10 {
-        for _ in 0..10 {
-            pool!(Thread(cancel_futures = false) => {
-                let _ = submit(slow_increment, &done);
-                if i == 1 {
-                    break 'outer;
-                }
-            });
-        }
-        last = i;
-    }
-    assert_eq!(last, 0);
-    assert_eq!(done.load(Ordering::SeqCst), 11);
-}
-
-#[test]
-fn a_panic_in_the_block_unwinds_after_waiting() {
-    let done = AtomicUsize::new(0);
-    let outcome = panic::catch_unwind(|| {
-        pool!(Thread(max_workers = 2, cancel_futures = false) => {
-            for _ in 0..TASKS {
-                let _ = submit(slow_increment, &done);
-            }
-            panic!("the block itself panics");
-        })
-    });
-    let payload = outcome.unwrap_err();
-    assert_eq!(
-        payload.downcast_ref::<&str>(),
-        Some(&"the block itself panics")
-    );
-    assert_eq!(done.load(Ordering::SeqCst), TASKS);
-}
-
 /// Waits until the first task has started, then counts the futures that end cancelled.
 fn count_cancellations<R>(futures: &[executor::Future<R>], cancelled: &Arc<AtomicUsize>) {
     while !futures[0].running() && !futures[0].done() {
@@ -139,36 +35,157 @@ fn count_cancellations<R>(futures: &[executor::Future<R>], cancelled: &Arc<Atomi
     }
 }
 
-/// The default: `?` (or any early exit) cancels the tasks that had not started; the running one
-/// finishes, and nothing runs after the block.
-#[test]
-fn an_early_exit_cancels_the_tasks_not_started() {
-    let ran = Arc::new(AtomicUsize::new(0));
-    let cancelled = Arc::new(AtomicUsize::new(0));
-    let result: Result<u32, std::num::ParseIntError> = (|| {
-        pool!(Thread(max_workers = 1) => {
-            let futures: Vec<_> = (0..TASKS)
-                .map(|_| {
-                    let ran = Arc::clone(&ran);
-                    submit(move || slow_increment(&ran))
+/// The Thread contract: every test in it runs once on `Thread` (module `thread`) and once on
+/// `Auto` (module `auto`), which must behave the same. A test that depends on the pool's size
+/// names `max_workers`, the cap on both (their defaults differ).
+macro_rules! thread_contract {
+    ($backend:ident) => {
+        #[test]
+        fn falling_off_the_end_waits_for_every_task() {
+            let done = AtomicUsize::new(0);
+            pool!($backend(max_workers = 2) => {
+                for _ in 0..TASKS {
+                    let _ = submit(slow_increment, &done);
+                }
+            });
+            assert_eq!(done.load(Ordering::SeqCst), TASKS);
+        }
+
+        #[test]
+        fn question_mark_returns_from_the_function_after_waiting() {
+            fn parse_all(done: &AtomicUsize) -> Result<u32, std::num::ParseIntError> {
+                pool!($backend(max_workers = 2, cancel_futures = false) => {
+                    for _ in 0..TASKS {
+                        let _ = submit(slow_increment, done);
+                    }
+                    let n: u32 = "not a number".parse()?;
+                    Ok(n)
                 })
-                .collect();
-            count_cancellations(&futures, &cancelled);
-            let n: u32 = "not a number".parse()?;
-            Ok(n)
-        })
-    })();
-    assert!(result.is_err());
-    let ran_in_block = ran.load(Ordering::SeqCst);
-    assert!(ran_in_block >= 1, "the running task finishes");
-    assert!(ran_in_block < TASKS, "the queued ones did not run");
-    assert_eq!(ran_in_block + cancelled.load(Ordering::SeqCst), TASKS);
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(
-        ran.load(Ordering::SeqCst),
-        ran_in_block,
-        "nothing runs after the block"
-    );
+            }
+            let done = AtomicUsize::new(0);
+            assert!(parse_all(&done).is_err());
+            assert_eq!(done.load(Ordering::SeqCst), TASKS);
+        }
+
+        #[test]
+        fn return_leaves_the_function_after_waiting() {
+            fn early(done: &AtomicUsize) -> &'static str {
+                pool!($backend(max_workers = 2, cancel_futures = false) => {
+                    for _ in 0..TASKS {
+                        let _ = submit(slow_increment, done);
+                    }
+                    return "returned";
+                })
+            }
+            let done = AtomicUsize::new(0);
+            assert_eq!(early(&done), "returned");
+            assert_eq!(done.load(Ordering::SeqCst), TASKS);
+        }
+
+        #[test]
+        fn break_and_continue_act_on_the_enclosing_loop_after_waiting() {
+            let done = AtomicUsize::new(0);
+            let mut rounds = 0;
+            let mut seen_after_each_exit = Vec::new();
+            for round in 0..4 {
+                rounds += 1;
+                pool!($backend(max_workers = 2, cancel_futures = false) => {
+                    let _ = submit(slow_increment, &done);
+                    if round == 0 {
+                        continue;
+                    }
+                    if round == 2 {
+                        break;
+                    }
+                });
+                seen_after_each_exit.push(done.load(Ordering::SeqCst));
+            }
+            // Round 0 continued, round 1 fell through, round 2 broke out: round 3 never ran.
+            assert_eq!(rounds, 3);
+            assert_eq!(seen_after_each_exit, [2]);
+            assert_eq!(done.load(Ordering::SeqCst), 3);
+        }
+
+        #[test]
+        fn labelled_break_reaches_an_outer_loop() {
+            let done = AtomicUsize::new(0);
+            let mut last = 0;
+            'outer: for i in 0..10 {
+                for _ in 0..10 {
+                    pool!($backend(cancel_futures = false) => {
+                        let _ = submit(slow_increment, &done);
+                        if i == 1 {
+                            break 'outer;
+                        }
+                    });
+                }
+                last = i;
+            }
+            assert_eq!(last, 0);
+            assert_eq!(done.load(Ordering::SeqCst), 11);
+        }
+
+        #[test]
+        fn a_panic_in_the_block_unwinds_after_waiting() {
+            let done = AtomicUsize::new(0);
+            let outcome = panic::catch_unwind(|| {
+                pool!($backend(max_workers = 2, cancel_futures = false) => {
+                    for _ in 0..TASKS {
+                        let _ = submit(slow_increment, &done);
+                    }
+                    panic!("the block itself panics");
+                })
+            });
+            let payload = outcome.unwrap_err();
+            assert_eq!(
+                payload.downcast_ref::<&str>(),
+                Some(&"the block itself panics")
+            );
+            assert_eq!(done.load(Ordering::SeqCst), TASKS);
+        }
+
+        /// The default: `?` (or any early exit) cancels the tasks that had not started; the running one
+        /// finishes, and nothing runs after the block.
+        #[test]
+        fn an_early_exit_cancels_the_tasks_not_started() {
+            let ran = Arc::new(AtomicUsize::new(0));
+            let cancelled = Arc::new(AtomicUsize::new(0));
+            let result: Result<u32, std::num::ParseIntError> = (|| {
+                pool!($backend(max_workers = 1) => {
+                    let futures: Vec<_> = (0..TASKS)
+                        .map(|_| {
+                            let ran = Arc::clone(&ran);
+                            submit(move || slow_increment(&ran))
+                        })
+                        .collect();
+                    count_cancellations(&futures, &cancelled);
+                    let n: u32 = "not a number".parse()?;
+                    Ok(n)
+                })
+            })();
+            assert!(result.is_err());
+            let ran_in_block = ran.load(Ordering::SeqCst);
+            assert!(ran_in_block >= 1, "the running task finishes");
+            assert!(ran_in_block < TASKS, "the queued ones did not run");
+            assert_eq!(ran_in_block + cancelled.load(Ordering::SeqCst), TASKS);
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(
+                ran.load(Ordering::SeqCst),
+                ran_in_block,
+                "nothing runs after the block"
+            );
+        }
+    };
+}
+
+mod thread {
+    use super::*;
+    thread_contract!(Thread);
+}
+
+mod auto {
+    use super::*;
+    thread_contract!(Auto);
 }
 
 fn sleep_ms(ms: u64) -> u64 {

@@ -7,57 +7,6 @@ fn add(a: u64, b: u64) -> u64 {
     a + b
 }
 
-fn inner_sum(n: u64) -> u64 {
-    pool!(Thread(max_workers = 2) => {
-        let futures: Vec<_> = (0..n).map(|i| submit(add, i, 0)).collect();
-        futures.into_iter().map(|f| f.result().unwrap()).sum()
-    })
-}
-
-#[test]
-fn a_block_nests_inside_a_block() {
-    let total = pool!(Thread(max_workers = 1) => {
-        let outer = submit(add, 1, 2);
-        let inner = pool!(Thread(max_workers = 1) => { submit(add, 3, 4).result().unwrap() });
-        outer.result().unwrap() + inner
-    });
-    assert_eq!(total, 10);
-}
-
-#[test]
-fn tasks_open_their_own_blocks_even_when_every_worker_is_busy() {
-    // More tasks than workers, each opening a pool that itself has more tasks than workers.
-    let sums = pool!(Thread(max_workers = 2) => {
-        let futures: Vec<_> = (0..6).map(|_| submit(inner_sum, 10)).collect();
-        futures.into_iter().map(|f| f.result().unwrap()).collect::<Vec<_>>()
-    });
-    assert_eq!(sums, vec![45; 6]);
-}
-
-#[test]
-fn three_levels_deep_with_more_tasks_than_workers() {
-    fn level(depth: u32) -> u64 {
-        if depth == 0 {
-            return 1;
-        }
-        pool!(Thread(max_workers = 2) => {
-            let futures: Vec<_> = (0..3).map(|_| submit(level, depth - 1)).collect();
-            futures.into_iter().map(|f| f.result().unwrap()).sum()
-        })
-    }
-    assert_eq!(level(3), 27);
-}
-
-#[test]
-fn a_task_may_submit_to_its_own_pool_and_wait_even_with_one_worker() {
-    // The only worker waits on a task queued behind it: it runs that task itself rather than block.
-    let value = pool!(Thread(max_workers = 1) => {
-        let chained: Future<u64> = submit(|| submit(add, 20, 22).result().unwrap());
-        chained.result().unwrap()
-    });
-    assert_eq!(value, 42);
-}
-
 fn process_level(depth: u32) -> u64 {
     if depth == 0 {
         return 1;
@@ -68,23 +17,91 @@ fn process_level(depth: u32) -> u64 {
     })
 }
 
+/// The Thread contract: every test in it runs once on `Thread` (module `thread`) and once on
+/// `Auto` (module `auto`), which must behave the same. A test that depends on the pool's size
+/// names `max_workers`, the cap on both (their defaults differ).
+macro_rules! thread_contract {
+    ($backend:ident) => {
+        fn inner_sum(n: u64) -> u64 {
+            pool!($backend(max_workers = 2) => {
+                let futures: Vec<_> = (0..n).map(|i| submit(add, i, 0)).collect();
+                futures.into_iter().map(|f| f.result().unwrap()).sum()
+            })
+        }
+
+        #[test]
+        fn a_block_nests_inside_a_block() {
+            let total = pool!($backend(max_workers = 1) => {
+                let outer = submit(add, 1, 2);
+                let inner = pool!($backend(max_workers = 1) => { submit(add, 3, 4).result().unwrap() });
+                outer.result().unwrap() + inner
+            });
+            assert_eq!(total, 10);
+        }
+
+        #[test]
+        fn tasks_open_their_own_blocks_even_when_every_worker_is_busy() {
+            // More tasks than workers, each opening a pool that itself has more tasks than workers.
+            let sums = pool!($backend(max_workers = 2) => {
+                let futures: Vec<_> = (0..6).map(|_| submit(inner_sum, 10)).collect();
+                futures.into_iter().map(|f| f.result().unwrap()).collect::<Vec<_>>()
+            });
+            assert_eq!(sums, vec![45; 6]);
+        }
+
+        #[test]
+        fn three_levels_deep_with_more_tasks_than_workers() {
+            fn level(depth: u32) -> u64 {
+                if depth == 0 {
+                    return 1;
+                }
+                pool!($backend(max_workers = 2) => {
+                    let futures: Vec<_> = (0..3).map(|_| submit(level, depth - 1)).collect();
+                    futures.into_iter().map(|f| f.result().unwrap()).sum()
+                })
+            }
+            assert_eq!(level(3), 27);
+        }
+
+        #[test]
+        fn a_task_may_submit_to_its_own_pool_and_wait_even_with_one_worker() {
+            // The only worker waits on a task queued behind it: it runs that task itself rather than block.
+            let value = pool!($backend(max_workers = 1) => {
+                let chained: Future<u64> = submit(|| submit(add, 20, 22).result().unwrap());
+                chained.result().unwrap()
+            });
+            assert_eq!(value, 42);
+        }
+
+        fn thread_level_over_processes(depth: u32) -> u64 {
+            pool!($backend(max_workers = 2) => {
+                let futures: Vec<_> = (0..3).map(|_| submit(process_level, depth)).collect();
+                futures.into_iter().map(|f| f.result().unwrap()).sum()
+            })
+        }
+
+        #[test]
+        fn process_blocks_inside_a_thread_block_inside_a_process_block() {
+            let total = pool!(Process(max_workers = 2) => {
+                submit(thread_level_over_processes, 1).result().unwrap()
+            });
+            assert_eq!(total, 9);
+        }
+    };
+}
+
+mod thread {
+    use super::*;
+    thread_contract!(Thread);
+}
+
+mod auto {
+    use super::*;
+    thread_contract!(Auto);
+}
+
 /// A task in a worker process opens a Process block of its own: workers start workers.
 #[test]
 fn three_levels_deep_with_more_tasks_than_workers_on_processes() {
     assert_eq!(process_level(3), 27);
-}
-
-fn thread_level_over_processes(depth: u32) -> u64 {
-    pool!(Thread(max_workers = 2) => {
-        let futures: Vec<_> = (0..3).map(|_| submit(process_level, depth)).collect();
-        futures.into_iter().map(|f| f.result().unwrap()).sum()
-    })
-}
-
-#[test]
-fn process_blocks_inside_a_thread_block_inside_a_process_block() {
-    let total = pool!(Process(max_workers = 2) => {
-        submit(thread_level_over_processes, 1).result().unwrap()
-    });
-    assert_eq!(total, 9);
 }

@@ -20,60 +20,77 @@ impl Concurrency {
     }
 }
 
-#[test]
-fn max_workers_bounds_how_many_tasks_run_at_once() {
-    for limit in [1, 2, 3] {
-        let seen = Concurrency {
-            now: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-        };
-        pool!(Thread(max_workers = limit) => {
-            for _ in 0..24 {
-                let _ = submit(|| seen.enter_and_leave());
+/// The Thread contract: every test in it runs once on `Thread` (module `thread`) and once on
+/// `Auto` (module `auto`), which must behave the same. A test that depends on the pool's size
+/// names `max_workers`, the cap on both (their defaults differ).
+macro_rules! thread_contract {
+    ($backend:ident) => {
+        #[test]
+        fn max_workers_bounds_how_many_tasks_run_at_once() {
+            for limit in [1, 2, 3] {
+                let seen = Concurrency {
+                    now: AtomicUsize::new(0),
+                    peak: AtomicUsize::new(0),
+                };
+                pool!($backend(max_workers = limit) => {
+                    for _ in 0..24 {
+                        let _ = submit(|| seen.enter_and_leave());
+                    }
+                });
+                let peak = seen.peak.load(Ordering::SeqCst);
+                assert!(
+                    peak <= limit,
+                    "{peak} tasks ran at once with max_workers = {limit}"
+                );
+                assert!(peak >= 1);
             }
-        });
-        let peak = seen.peak.load(Ordering::SeqCst);
-        assert!(
-            peak <= limit,
-            "{peak} tasks ran at once with max_workers = {limit}"
-        );
-        assert!(peak >= 1);
-    }
+        }
+
+        #[test]
+        fn the_default_pool_runs_tasks_concurrently() {
+            // Two tasks that each wait for the other can only finish if they run at the same time.
+            let (a_tx, a_rx) = std::sync::mpsc::channel();
+            let (b_tx, b_rx) = std::sync::mpsc::channel();
+            let (a, b) = pool!($backend => {
+                let a = submit(move || { a_tx.send(()).unwrap(); b_rx.recv_timeout(Duration::from_secs(30)).is_ok() });
+                let b = submit(move || { b_tx.send(()).unwrap(); a_rx.recv_timeout(Duration::from_secs(30)).is_ok() });
+                (a.result().unwrap(), b.result().unwrap())
+            });
+            assert!(a && b);
+        }
+
+        #[test]
+        fn a_zero_max_workers_computed_at_run_time_panics_naming_the_option() {
+            let zero = std::hint::black_box(0);
+            let outcome = std::panic::catch_unwind(|| pool!($backend(max_workers = zero) => { 1 }));
+            let payload = outcome.unwrap_err();
+            let message = payload.downcast_ref::<&str>().copied().unwrap_or_default();
+            assert!(
+                message.contains("`max_workers` must be at least 1"),
+                "{message}"
+            );
+        }
+
+        #[test]
+        fn option_values_are_runtime_expressions() {
+            let workers = 1 + 1;
+            let prefix = format!("job{}", 7);
+            let name = pool!($backend(max_workers = workers, thread_name_prefix = prefix) => {
+                submit(|| std::thread::current().name().map(str::to_string)).result().unwrap()
+            });
+            assert_eq!(name.as_deref(), Some("job7-0"));
+        }
+    };
 }
 
-#[test]
-fn the_default_pool_runs_tasks_concurrently() {
-    // Two tasks that each wait for the other can only finish if they run at the same time.
-    let (a_tx, a_rx) = std::sync::mpsc::channel();
-    let (b_tx, b_rx) = std::sync::mpsc::channel();
-    let (a, b) = pool!(Thread => {
-        let a = submit(move || { a_tx.send(()).unwrap(); b_rx.recv_timeout(Duration::from_secs(30)).is_ok() });
-        let b = submit(move || { b_tx.send(()).unwrap(); a_rx.recv_timeout(Duration::from_secs(30)).is_ok() });
-        (a.result().unwrap(), b.result().unwrap())
-    });
-    assert!(a && b);
+mod thread {
+    use super::*;
+    thread_contract!(Thread);
 }
 
-#[test]
-fn a_zero_max_workers_computed_at_run_time_panics_naming_the_option() {
-    let zero = std::hint::black_box(0);
-    let outcome = std::panic::catch_unwind(|| pool!(Thread(max_workers = zero) => { 1 }));
-    let payload = outcome.unwrap_err();
-    let message = payload.downcast_ref::<&str>().copied().unwrap_or_default();
-    assert!(
-        message.contains("`max_workers` must be at least 1"),
-        "{message}"
-    );
-}
-
-#[test]
-fn option_values_are_runtime_expressions() {
-    let workers = 1 + 1;
-    let prefix = format!("job{}", 7);
-    let name = pool!(Thread(max_workers = workers, thread_name_prefix = prefix) => {
-        submit(|| std::thread::current().name().map(str::to_string)).result().unwrap()
-    });
-    assert_eq!(name.as_deref(), Some("job7-0"));
+mod auto {
+    use super::*;
+    thread_contract!(Auto);
 }
 
 #[test]

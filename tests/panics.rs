@@ -5,95 +5,112 @@ use std::panic;
 
 use executor::{pool, TaskError};
 
-#[test]
-fn a_panicking_task_gives_its_message_and_the_others_complete() {
-    let results = pool!(Thread(max_workers = 2) => {
-        let futures: Vec<_> = (0..20)
-            .map(|i| submit(|i: u32| if i % 5 == 0 { panic!("task {i} failed") } else { i }, i))
-            .collect();
-        futures.into_iter().map(|f| f.result()).collect::<Vec<_>>()
-    });
-    for (i, result) in results.iter().enumerate() {
-        if i % 5 == 0 {
-            assert_eq!(
-                result,
-                &Err(TaskError::Panicked(format!("task {i} failed")))
-            );
-        } else {
-            assert_eq!(result, &Ok(i as u32));
+/// The Thread contract: every test in it runs once on `Thread` (module `thread`) and once on
+/// `Auto` (module `auto`), which must behave the same. A test that depends on the pool's size
+/// names `max_workers`, the cap on both (their defaults differ).
+macro_rules! thread_contract {
+    ($backend:ident) => {
+        #[test]
+        fn a_panicking_task_gives_its_message_and_the_others_complete() {
+            let results = pool!($backend(max_workers = 2) => {
+                let futures: Vec<_> = (0..20)
+                    .map(|i| submit(|i: u32| if i % 5 == 0 { panic!("task {i} failed") } else { i }, i))
+                    .collect();
+                futures.into_iter().map(|f| f.result()).collect::<Vec<_>>()
+            });
+            for (i, result) in results.iter().enumerate() {
+                if i % 5 == 0 {
+                    assert_eq!(
+                        result,
+                        &Err(TaskError::Panicked(format!("task {i} failed")))
+                    );
+                } else {
+                    assert_eq!(result, &Ok(i as u32));
+                }
+            }
         }
-    }
+
+        #[test]
+        fn string_str_and_non_string_payloads_are_described() {
+            let (owned, literal, other) = pool!($backend => {
+                let owned = submit(|| -> () { panic!("{}", String::from("owned message")) });
+                let literal = submit(|| -> () { panic!("literal message") });
+                let other = submit(|| -> () { panic::panic_any(42_u32) });
+                (owned.result(), literal.result(), other.result())
+            });
+            assert_eq!(owned, Err(TaskError::Panicked("owned message".into())));
+            assert_eq!(literal, Err(TaskError::Panicked("literal message".into())));
+            assert_eq!(
+                other,
+                Err(TaskError::Panicked(
+                    "<a panic payload that is not a string>".into()
+                ))
+            );
+        }
+
+        #[test]
+        fn the_pool_keeps_serving_after_a_panic() {
+            let after = pool!($backend(max_workers = 1) => {
+                let failed = submit(|| -> u8 { panic!("first") });
+                assert!(failed.result().is_err());
+                submit(|| 7u8).result()
+            });
+            assert_eq!(after, Ok(7));
+        }
+
+        #[test]
+        fn a_panic_whose_future_was_dropped_unread_panics_the_block_at_its_end() {
+            let outcome = panic::catch_unwind(|| {
+                pool!($backend => {
+                    drop(submit(|| -> () { panic!("nobody looked") }));
+                })
+            });
+            let payload = outcome.expect_err("an unread task panic must not vanish");
+            let message = payload
+                .downcast_ref::<String>()
+                .expect("a formatted message");
+            assert!(message.contains("nobody looked"), "{message}");
+            assert!(
+                message.contains("dropped without reading the result"),
+                "{message}"
+            );
+        }
+
+        #[test]
+        fn a_panic_that_was_read_does_not_panic_the_block() {
+            let seen = pool!($backend => { submit(|| -> () { panic!("looked at") }).result() });
+            assert_eq!(seen, Err(TaskError::Panicked("looked at".into())));
+        }
+
+        #[test]
+        fn a_panic_whose_future_left_the_block_is_left_to_its_owner() {
+            let future = pool!($backend => { submit(|| -> () { panic!("still held") }) });
+            assert_eq!(
+                future.result(),
+                Err(TaskError::Panicked("still held".into()))
+            );
+        }
+
+        #[test]
+        fn an_early_exit_with_an_unread_panic_does_not_turn_into_a_panic() {
+            fn early() -> Result<(), String> {
+                pool!($backend => {
+                    drop(submit(|| -> () { panic!("unread, early exit") }));
+                    Err("left early".to_string())?;
+                    Ok(())
+                })
+            }
+            assert_eq!(early(), Err("left early".to_string()));
+        }
+    };
 }
 
-#[test]
-fn string_str_and_non_string_payloads_are_described() {
-    let (owned, literal, other) = pool!(Thread => {
-        let owned = submit(|| -> () { panic!("{}", String::from("owned message")) });
-        let literal = submit(|| -> () { panic!("literal message") });
-        let other = submit(|| -> () { panic::panic_any(42_u32) });
-        (owned.result(), literal.result(), other.result())
-    });
-    assert_eq!(owned, Err(TaskError::Panicked("owned message".into())));
-    assert_eq!(literal, Err(TaskError::Panicked("literal message".into())));
-    assert_eq!(
-        other,
-        Err(TaskError::Panicked(
-            "<a panic payload that is not a string>".into()
-        ))
-    );
+mod thread {
+    use super::*;
+    thread_contract!(Thread);
 }
 
-#[test]
-fn the_pool_keeps_serving_after_a_panic() {
-    let after = pool!(Thread(max_workers = 1) => {
-        let failed = submit(|| -> u8 { panic!("first") });
-        assert!(failed.result().is_err());
-        submit(|| 7u8).result()
-    });
-    assert_eq!(after, Ok(7));
-}
-
-#[test]
-fn a_panic_whose_future_was_dropped_unread_panics_the_block_at_its_end() {
-    let outcome = panic::catch_unwind(|| {
-        pool!(Thread => {
-            drop(submit(|| -> () { panic!("nobody looked") }));
-        })
-    });
-    let payload = outcome.expect_err("an unread task panic must not vanish");
-    let message = payload
-        .downcast_ref::<String>()
-        .expect("a formatted message");
-    assert!(message.contains("nobody looked"), "{message}");
-    assert!(
-        message.contains("dropped without reading the result"),
-        "{message}"
-    );
-}
-
-#[test]
-fn a_panic_that_was_read_does_not_panic_the_block() {
-    let seen = pool!(Thread => { submit(|| -> () { panic!("looked at") }).result() });
-    assert_eq!(seen, Err(TaskError::Panicked("looked at".into())));
-}
-
-#[test]
-fn a_panic_whose_future_left_the_block_is_left_to_its_owner() {
-    let future = pool!(Thread => { submit(|| -> () { panic!("still held") }) });
-    assert_eq!(
-        future.result(),
-        Err(TaskError::Panicked("still held".into()))
-    );
-}
-
-#[test]
-fn an_early_exit_with_an_unread_panic_does_not_turn_into_a_panic() {
-    fn early() -> Result<(), String> {
-        pool!(Thread => {
-            drop(submit(|| -> () { panic!("unread, early exit") }));
-            Err("left early".to_string())?;
-            Ok(())
-        })
-    }
-    assert_eq!(early(), Err("left early".to_string()));
+mod auto {
+    use super::*;
+    thread_contract!(Auto);
 }

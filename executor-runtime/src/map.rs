@@ -27,7 +27,6 @@ pub struct ThreadMap<'scope, I, F, R> {
     items: I,
     f: F,
     in_flight: VecDeque<Future<R>>,
-    ahead: usize,
 }
 
 impl<'scope, I, F, R> ThreadMap<'scope, I, F, R>
@@ -37,20 +36,21 @@ where
     F: Fn(I::Item) -> R + Clone + Send + 'scope,
     R: Send + 'scope,
 {
-    pub(crate) fn new(scope: &'scope ThreadScope<'scope>, items: I, f: F, ahead: usize) -> Self {
+    pub(crate) fn new(scope: &'scope ThreadScope<'scope>, items: I, f: F) -> Self {
         let mut map = ThreadMap {
             scope,
             items,
             f,
             in_flight: VecDeque::new(),
-            ahead: ahead.max(1),
         };
         map.top_up();
         map
     }
 
     fn top_up(&mut self) {
-        while self.in_flight.len() < self.ahead {
+        // Asked each time: an Auto pool's worker count, and so its window, changes as it runs.
+        let ahead = self.scope.map_ahead();
+        while self.in_flight.len() < ahead {
             let Some(item) = self.items.next() else {
                 break;
             };

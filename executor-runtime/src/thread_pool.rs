@@ -510,7 +510,8 @@ impl<'scope> ThreadScope<'scope> {
     }
 
     /// `map(f, items)` in a block becomes this: `f` on each item, results in input order, with
-    /// at most `AHEAD_PER_WORKER` (32) tasks per worker in flight.
+    /// at most `AHEAD_PER_WORKER` (32) tasks per worker in flight (on Auto, per worker of its
+    /// current target, not of its cap).
     pub fn map<I, F, R>(
         &'scope self,
         f: F,
@@ -522,8 +523,12 @@ impl<'scope> ThreadScope<'scope> {
         F: Fn(I::Item) -> R + Clone + Send + 'scope,
         R: Send + 'scope,
     {
-        let ahead = crate::map::AHEAD_PER_WORKER * self.shared.max_workers;
-        crate::map::ThreadMap::new(self, items.into_iter(), f, ahead)
+        crate::map::ThreadMap::new(self, items.into_iter(), f)
+    }
+
+    /// How many tasks a `map` keeps in flight.
+    pub(crate) fn map_ahead(&self) -> usize {
+        crate::map::AHEAD_PER_WORKER * self.shared.limit.load(Ordering::Relaxed).max(1)
     }
 }
 
