@@ -11,6 +11,7 @@
 //! - `map`: `map(f, items)` inside a block, in order, with bounded work in flight;
 //! - `join_guard`: the guard that joins a pool however its block is left;
 //! - `job_queue`: the lock-free queue between submitters and workers;
+//! - `thread_job`: a Thread task: the closure and its completion, and the queue's reference to it;
 //! - `thread_pool`: the Thread backend, the guard of a `pool!(Thread => ...)` block and its workers
 //!   (also the Auto backend's, sized by the `governor`);
 //! - `governor`: the Auto backend's one thread per process that measures its pools' workers and
@@ -79,6 +80,7 @@ mod process_link;
 mod process_pool;
 mod remote;
 mod spawn;
+mod thread_job;
 mod thread_pool;
 mod waiting;
 mod wire;

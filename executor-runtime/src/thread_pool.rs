@@ -14,6 +14,10 @@
 //! jobs with the lifetime erased, so that dropping it puts no constraint on `'scope`. Both are locals
 //! of the macro expansion that user code cannot name, so the guard cannot be leaked.
 //!
+//! The Auto backend is this pool with a moving limit: workers start lazily up to `limit`, which the
+//! governor raises and lowers (`crate::governor`); a worker above it parks after its task
+//! (`auto`). On Thread the limit is `max_workers` and never moves.
+//!
 //! The queue (`job_queue`) is lock-free; a worker that finds it empty yields a few times, then
 //! sleeps on a condition variable. A `submit` wakes a sleeper only when one is asleep, so a busy
 //! pool makes no system calls per task.
@@ -28,224 +32,24 @@ use std::thread::{self, JoinHandle, Thread};
 
 use crossbeam_utils::CachePadded;
 
-use crate::completion::{Completion, CANCELLED, QUEUE_REF};
+use crate::completion::Completion;
 use crate::error::{drop_payload, panic_message, TaskError};
 use crate::future::{Future, Task};
 use crate::governor::{self, Governed, Policy, WorkerGauge};
+use crate::thread_job::{Job, JobRef, ThreadTask};
+
+mod auto;
 use crate::job_queue::JobQueue;
 use crate::join_guard::{JoinGuard, Pool};
 use crate::options::{default_thread_workers, PoolOptions};
 use crate::worker::{self, Backend, WorkerInfo};
+use auto::AutoSizing;
 
 /// The default cap of an `Auto` pool: generous, because the governor, not the cap, sizes it.
 const DEFAULT_AUTO_MAX_WORKERS: usize = 256;
 
 /// Pool ids start at 1; 0 means "not a worker".
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A queued task, as a worker sees it.
-trait Job: Send + Sync {
-    /// Runs the task, or, if it was cancelled, drops its closure. Called once, by the worker that
-    /// popped the task, which holds the queue's reference.
-    fn run(&self) -> RunEnd;
-
-    /// Whether the task finished by panicking, its future is gone, and nobody read the outcome: a
-    /// failure nobody looked at. Returns its message.
-    ///
-    /// # Safety
-    /// The task must be finished, and the caller must hold the queue's reference.
-    unsafe fn unread_panic(&self) -> Option<String>;
-
-    /// Gives up the queue's reference; `true` if the caller must free the task.
-    ///
-    /// # Safety
-    /// The caller must hold the queue's reference.
-    unsafe fn release_queue_ref(&self) -> bool;
-
-    /// Cancels the task if it has not started.
-    fn cancel(&self) -> bool;
-
-    /// Resolves a task that has not started with `error` instead of running it (the pool is
-    /// broken); otherwise as [`Job::run`].
-    fn fail(&self, error: TaskError) -> RunEnd;
-}
-
-/// How [`Job::run`] left the queue's reference.
-enum RunEnd {
-    /// Released; `free` says whether it was the last reference.
-    Released { free: bool },
-    /// The task panicked: the reference is kept so the pool can report the panic if the future is
-    /// dropped unread.
-    Panicked,
-}
-
-/// The queue's reference to a boxed task, with the task's borrow lifetime erased (see
-/// `ThreadScope::submit`). Dropping it releases the reference.
-struct JobRef(NonNull<dyn Job>);
-
-// SAFETY: `Job` is `Send + Sync`; a `JobRef` is the unique owner of the queue reference.
-unsafe impl Send for JobRef {}
-
-impl JobRef {
-    fn job(&self) -> &dyn Job {
-        // SAFETY: the queue reference keeps the task alive while this `JobRef` exists.
-        unsafe { self.0.as_ref() }
-    }
-
-    /// Runs the task and lets go of the reference; a panicked task's reference comes back.
-    fn run(self) -> Option<JobRef> {
-        let end = self.job().run();
-        self.end(end)
-    }
-
-    /// Fails the task with `error` instead of running it (see [`Job::fail`]).
-    fn fail(self, error: TaskError) -> Option<JobRef> {
-        let end = self.job().fail(error);
-        self.end(end)
-    }
-
-    fn end(self, end: RunEnd) -> Option<JobRef> {
-        match end {
-            RunEnd::Released { free } => {
-                let task = self.0;
-                std::mem::forget(self);
-                if free {
-                    // SAFETY: both references are gone; the task came from `Box::into_raw`.
-                    drop(unsafe { Box::from_raw(task.as_ptr()) });
-                }
-                None
-            }
-            RunEnd::Panicked => Some(self),
-        }
-    }
-}
-
-impl Drop for JobRef {
-    fn drop(&mut self) {
-        // SAFETY: this `JobRef` holds the queue reference and is going away.
-        if unsafe { self.job().release_queue_ref() } {
-            // SAFETY: both references are gone; the task came from `Box::into_raw`.
-            drop(unsafe { Box::from_raw(self.0.as_ptr()) });
-        }
-    }
-}
-
-/// One submitted call: the closure and its completion, in one allocation.
-struct ThreadTask<F, R> {
-    completion: Completion<R>,
-    /// `Some` until taken by the one thread that runs the task, or that drops it after a cancel.
-    func: UnsafeCell<Option<F>>,
-    pool_id: u64,
-}
-
-// SAFETY: `func` is touched by exactly one thread: the one that wins `Completion::try_start` (to run
-// it), or, for a cancelled task, the worker that pops it (the canceller never touches `func`). The
-// closure moves to that thread, so `F: Send` is needed and enough; `Completion` is `Sync` for
-// `R: Send`.
-unsafe impl<F: Send, R: Send> Sync for ThreadTask<F, R> {}
-
-impl<F, R> ThreadTask<F, R>
-where
-    F: FnOnce() -> R + Send,
-    R: Send,
-{
-    /// Runs the closure and completes the task; the caller won `try_start`. Returns whether it
-    /// panicked and, if it released the queue reference, whether that was the last.
-    fn run_claimed(&self, holds_queue_ref: bool) -> (bool, bool) {
-        // SAFETY: the caller won `try_start`, so this thread alone touches `func`.
-        let func =
-            unsafe { (*self.func.get()).take() }.expect("a claimed task still has its closure");
-        let outcome = panic::catch_unwind(AssertUnwindSafe(func)).map_err(|payload| {
-            let message = panic_message(&*payload);
-            drop_payload(payload);
-            TaskError::Panicked(message)
-        });
-        let panicked = outcome.is_err();
-        // A worker keeps the reference of a task that panicked, to report it if nobody reads it.
-        let release = holds_queue_ref && !panicked;
-        // SAFETY: this thread won `try_start` and completes once; with `release`, it holds the queue
-        // reference.
-        let free = unsafe { self.completion.complete(outcome, release) };
-        (panicked, free)
-    }
-}
-
-impl<F, R> Job for ThreadTask<F, R>
-where
-    F: FnOnce() -> R + Send,
-    R: Send,
-{
-    fn run(&self) -> RunEnd {
-        if self.completion.try_start() {
-            return match self.run_claimed(true) {
-                (true, _) => RunEnd::Panicked,
-                (false, free) => RunEnd::Released { free },
-            };
-        }
-        if self.completion.state() == CANCELLED {
-            // SAFETY: a cancelled task is never started and the canceller leaves `func` alone; this
-            // worker popped the task's only queue entry, so it alone touches `func`.
-            let func = unsafe { (*self.func.get()).take() };
-            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(func))) {
-                drop_payload(payload);
-            }
-        }
-        // Otherwise a waiting worker of this pool already ran it (`run_here_if_pending`).
-        // SAFETY: the worker calling `run` holds the queue reference.
-        RunEnd::Released {
-            free: unsafe { self.completion.release(QUEUE_REF) },
-        }
-    }
-
-    unsafe fn unread_panic(&self) -> Option<String> {
-        if !self.completion.future_dropped() {
-            return None;
-        }
-        // SAFETY: finished (caller), and with the future gone this is the only reader.
-        unsafe { self.completion.untaken_panic() }
-    }
-
-    unsafe fn release_queue_ref(&self) -> bool {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.completion.release(QUEUE_REF) }
-    }
-
-    fn cancel(&self) -> bool {
-        self.completion.try_cancel()
-    }
-
-    fn fail(&self, error: TaskError) -> RunEnd {
-        if !self.completion.try_start() {
-            return self.run();
-        }
-        // SAFETY: this thread won `try_start`, so it alone touches `func`.
-        let func = unsafe { (*self.func.get()).take() };
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(func))) {
-            drop_payload(payload);
-        }
-        // SAFETY: this thread won `try_start` and holds the queue reference.
-        let free = unsafe { self.completion.complete(Err(error), true) };
-        RunEnd::Released { free }
-    }
-}
-
-impl<F, R> Task<R> for ThreadTask<F, R>
-where
-    F: FnOnce() -> R + Send,
-    R: Send,
-{
-    fn completion(&self) -> &Completion<R> {
-        &self.completion
-    }
-
-    fn run_here_if_pending(&self) -> bool {
-        if worker::current_pool_id() != self.pool_id || !self.completion.try_start() {
-            return false;
-        }
-        self.run_claimed(false);
-        true
-    }
-}
 
 /// State shared by the guard and the workers.
 struct Shared {
@@ -342,13 +146,6 @@ impl Shared {
             joiner.unpark();
         }
     }
-}
-
-/// What an `Auto` pool keeps for the governor.
-struct AutoSizing {
-    policy: Policy,
-    /// By worker index.
-    gauges: Mutex<Vec<Arc<WorkerGauge>>>,
 }
 
 /// The pool of one `pool!(Thread => { ... })` or `pool!(Auto => { ... })` block.
@@ -539,7 +336,7 @@ impl Shared {
         let claimed = shared
             .spawned
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                let taking = n - shared.parked.load(Ordering::SeqCst);
+                let taking = n.saturating_sub(shared.parked.load(Ordering::SeqCst));
                 (n < shared.max_workers && taking < shared.limit.load(Ordering::SeqCst))
                     .then_some(n + 1)
             });
@@ -594,87 +391,9 @@ impl Shared {
 
     /// Workers taking tasks: started and not parked.
     fn taking(&self) -> usize {
-        self.spawned.load(Ordering::SeqCst) - self.parked.load(Ordering::SeqCst)
-    }
-
-    /// Auto: parks the calling worker while the pool has more workers taking tasks than its
-    /// target. Returns `true` if the pool shut down meanwhile.
-    fn park_while_over_limit(&self, gauge: &WorkerGauge) -> bool {
-        let mut lock = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if self.taking() <= self.limit.load(Ordering::SeqCst) {
-            return false;
-        }
-        self.parked.fetch_add(1, Ordering::SeqCst);
-        gauge.start_idle();
-        // Unpark when there is room for one more worker taking tasks.
-        while !self.shutdown.load(Ordering::SeqCst)
-            && self.taking() >= self.limit.load(Ordering::SeqCst)
-        {
-            lock = self.unpark.wait(lock).unwrap_or_else(|e| e.into_inner());
-        }
-        self.parked.fetch_sub(1, Ordering::SeqCst);
-        gauge.end_idle();
-        self.shutdown.load(Ordering::SeqCst) && self.queue.is_empty()
-    }
-}
-
-impl Governed for Shared {
-    fn id(&self) -> u64 {
-        self.id
-    }
-
-    fn is_closed(&self) -> bool {
-        self.shutdown.load(Ordering::SeqCst)
-    }
-
-    fn backlog(&self) -> usize {
-        self.queue.len()
-    }
-
-    fn workers(&self) -> (usize, usize) {
-        (self.spawned.load(Ordering::SeqCst), self.taking())
-    }
-
-    fn gauges(&self) -> Vec<Arc<WorkerGauge>> {
-        self.auto.as_ref().map_or_else(Vec::new, |auto| {
-            auto.gauges
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-        })
-    }
-
-    fn target(&self) -> usize {
-        self.limit.load(Ordering::SeqCst)
-    }
-
-    fn set_target(self: Arc<Self>, target: usize) {
-        let old = self.limit.swap(target, Ordering::SeqCst);
-        if target <= old {
-            return; // the surplus parks itself after its current task
-        }
-        {
-            let _lock = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.unpark.notify_all();
-        }
-        // Parked workers fill the room first; start threads only for what they cannot.
-        let started = self.spawned.load(Ordering::SeqCst);
-        for _ in started..target {
-            if !Shared::spawn_worker(&self) {
-                break;
-            }
-        }
-    }
-
-    fn policy(&self) -> Policy {
-        self.auto.as_ref().map_or(
-            Policy {
-                cores: 1,
-                min: self.max_workers,
-                max: self.max_workers,
-            },
-            |auto| auto.policy,
-        )
+        self.spawned
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.parked.load(Ordering::SeqCst))
     }
 }
 

@@ -1,0 +1,97 @@
+//! The Auto backend's side of the pool: what it keeps for the governor, how a surplus worker
+//! parks, and the pool as the governor sees it ([`Governed`]).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use super::Shared;
+use crate::governor::{Governed, Policy, WorkerGauge};
+
+/// What an `Auto` pool keeps for the governor.
+pub(super) struct AutoSizing {
+    pub(super) policy: Policy,
+    /// By worker index.
+    pub(super) gauges: Mutex<Vec<Arc<WorkerGauge>>>,
+}
+
+impl Shared {
+    /// Auto: parks the calling worker while the pool has more workers taking tasks than its
+    /// target. Returns `true` if the pool shut down meanwhile.
+    pub(super) fn park_while_over_limit(&self, gauge: &WorkerGauge) -> bool {
+        let mut lock = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.taking() <= self.limit.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.parked.fetch_add(1, Ordering::SeqCst);
+        gauge.start_idle();
+        // Unpark when there is room for one more worker taking tasks.
+        while !self.shutdown.load(Ordering::SeqCst)
+            && self.taking() >= self.limit.load(Ordering::SeqCst)
+        {
+            lock = self.unpark.wait(lock).unwrap_or_else(|e| e.into_inner());
+        }
+        self.parked.fetch_sub(1, Ordering::SeqCst);
+        gauge.end_idle();
+        self.shutdown.load(Ordering::SeqCst) && self.queue.is_empty()
+    }
+}
+
+impl Governed for Shared {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn is_closed(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    fn backlog(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn workers(&self) -> (usize, usize) {
+        (self.spawned.load(Ordering::SeqCst), self.taking())
+    }
+
+    fn gauges(&self) -> Vec<Arc<WorkerGauge>> {
+        self.auto.as_ref().map_or_else(Vec::new, |auto| {
+            auto.gauges
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
+    }
+
+    fn target(&self) -> usize {
+        self.limit.load(Ordering::SeqCst)
+    }
+
+    fn set_target(self: Arc<Self>, target: usize) {
+        let old = self.limit.swap(target, Ordering::SeqCst);
+        if target <= old {
+            return; // the surplus parks itself after its current task
+        }
+        {
+            let _lock = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.unpark.notify_all();
+        }
+        // Parked workers fill the room first; start threads only for what they cannot.
+        let started = self.spawned.load(Ordering::SeqCst);
+        for _ in started..target {
+            if !Shared::spawn_worker(&self) {
+                break;
+            }
+        }
+    }
+
+    fn policy(&self) -> Policy {
+        self.auto.as_ref().map_or(
+            Policy {
+                cores: 1,
+                min: self.max_workers,
+                max: self.max_workers,
+            },
+            |auto| auto.policy,
+        )
+    }
+}
