@@ -292,3 +292,34 @@ fn map_keeps_a_window_sized_by_the_current_target_not_the_cap() {
         "{produced} items taken ahead"
     );
 }
+
+/// Runs `f` on a thread of its own and fails if it has not finished within a minute (a hang).
+fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(f()).unwrap());
+    finished
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the block hung")
+}
+
+#[test]
+fn a_task_submitted_after_the_pool_shrank_still_runs() {
+    // Regression: after a shrink, idle workers above the target that a `submit` woke parked
+    // without passing the wake-up on, so the task waited for ever.
+    let sums = within_a_minute(|| {
+        let waiting = Concurrency::default();
+        let computing = Concurrency::default();
+        pool!(Auto => {
+            // Grow the pool with waiting tasks; then compute on a few of its workers, so that it
+            // shrinks while the others sleep; then submit one task at a time.
+            let naps: Vec<_> = (0..8 * cores()).map(|_| submit(|| nap_until(&waiting, 8 * cores()))).collect();
+            naps.into_iter().for_each(|nap| drop(nap.result().unwrap()));
+            let spins: Vec<_> = (0..2 * cores())
+                .map(|_| submit(|| spin_for_cpu(&computing, Duration::from_millis(30))))
+                .collect();
+            spins.into_iter().for_each(|spin| drop(spin.result().unwrap()));
+            (0..20u64).map(|i| submit(move || i * 2).result().unwrap()).sum::<u64>()
+        })
+    });
+    assert_eq!(sums, (0..20u64).map(|i| i * 2).sum());
+}

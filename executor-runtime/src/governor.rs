@@ -20,8 +20,8 @@
 //! How it moves. It decides once it has 8 samples, or after 4 ticks with fewer (a small pool):
 //! within 5 to 20 ms. It grows only while tasks are queued, at most four-fold per decision and
 //! never past the tasks that are waiting, so a burst of I/O on 2 cores reaches 256 workers in
-//! about 35 ms. It shrinks when the pool has half again as many workers as it wants: the surplus
-//! finish their task, then park until the target rises again. The starvation guard is the same
+//! about 35 ms. It shrinks when two decisions running find half again as many workers as it
+//! wants: the surplus finish their task, then park until the target rises again. The starvation guard is the same
 //! rule: tasks that block on each other read as waiting, so queued work gets a worker, up to the
 //! cap.
 
@@ -32,7 +32,7 @@ use std::time::Duration;
 /// How often the governor measures and decides.
 pub(crate) const TICK: Duration = Duration::from_millis(5);
 
-/// The most workers whose clocks are read per pool and tick (round-robin over the busy ones).
+/// The most workers whose state is read per pool and tick (round-robin over the busy ones).
 const SAMPLE_PER_TICK: usize = 32;
 
 /// A decision waits for this many samples...
@@ -206,6 +206,9 @@ struct Governing {
     sampled: u32,
     wanting: u32,
     ticks: u32,
+    /// Whether the last decision was to shrink: a shrink is applied only when two decisions
+    /// running call for it, so that a few unlucky samples do not take a waiting pool's workers.
+    shrinking: bool,
     /// Where the next round-robin sample starts.
     next: usize,
 }
@@ -217,6 +220,7 @@ impl Governing {
             sampled: 0,
             wanting: 0,
             ticks: 0,
+            shrinking: false,
             next: 0,
         }
     }
@@ -271,7 +275,11 @@ impl Governing {
         self.wanting = 0;
         self.ticks = 0;
         let target = pool.target();
-        let (new, reason) = match decide(&policy, target, &reading) {
+        let decision = decide(&policy, target, &reading);
+        let confirmed = !matches!(decision, Decision::Shrink(_)) || self.shrinking;
+        self.shrinking = matches!(decision, Decision::Shrink(_)) && !confirmed;
+        let (new, reason) = match decision {
+            _ if !confirmed => return true,
             Decision::Keep => return true,
             Decision::Grow(new) => (new, "tasks queued while workers wait"),
             Decision::Shrink(new) => (new, "more workers than the cores can run"),
@@ -297,7 +305,7 @@ struct Registry {
 
 /// Puts `pool` under the governor, starting the governor thread the first time.
 pub(crate) fn govern(pool: Weak<dyn Governed>) {
-    static REGISTRY: OnceLock<Arc<Registry>> = OnceLock::new();
+    static REGISTRY: OnceLock<Option<Arc<Registry>>> = OnceLock::new();
     if !can_measure() {
         return;
     }
@@ -307,12 +315,22 @@ pub(crate) fn govern(pool: Weak<dyn Governed>) {
             wake: Condvar::new(),
         });
         let governor = Arc::clone(&registry);
-        std::thread::Builder::new()
+        let started = std::thread::Builder::new()
             .name("executor-governor".into())
-            .spawn(move || run(&governor))
-            .expect("pool!(Auto): could not start the governor thread");
-        registry
+            .spawn(move || run(&governor));
+        match started {
+            Ok(_) => Some(registry),
+            Err(error) => {
+                log::warn!(
+                    target: "executor::auto",
+                    "could not start the governor thread ({error}): Auto pools keep their \
+                     starting size (max(min_workers, cores))"
+                );
+                None
+            }
+        }
     });
+    let Some(registry) = registry else { return };
     let mut pools = registry.pools.lock().unwrap_or_else(|e| e.into_inner());
     pools.push(Governing::new(pool));
     if pools.len() == 1 {

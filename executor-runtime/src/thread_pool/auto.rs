@@ -24,6 +24,12 @@ impl Shared {
         }
         self.parked.fetch_add(1, Ordering::SeqCst);
         gauge.start_idle();
+        // This worker may have been woken for a queued task: pass the wake-up on, or the task
+        // waits while idle workers sleep (they too are over the limit, and park in turn, until
+        // one is within it and takes the task).
+        if !self.queue.is_empty() {
+            self.wake.notify_one();
+        }
         // Unpark when there is room for one more worker taking tasks.
         while !self.shutdown.load(Ordering::SeqCst)
             && self.taking() >= self.limit.load(Ordering::SeqCst)
