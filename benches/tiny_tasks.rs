@@ -1,5 +1,7 @@
 //! 20,000 tiny tasks (`a + b`, results collected in order) on 2 workers, through `pool!(Thread)`,
-//! through `rayon::scope` + `spawn`, and through `std::thread::scope` with a thread per task.
+//! through `rayon::scope` + `spawn`, and through `std::thread::scope` with a thread per task; and
+//! through `pool!(Auto)` against `pool!(Thread)` at its default size (issue 9: Auto must add no
+//! measurable cost).
 //!
 //! Run: `cargo bench --bench tiny_tasks`. Divan prints the median and the fastest/slowest sample
 //! of each; `BENCHMARKS.md` records the per-task figures and the ratios between them.
@@ -33,6 +35,33 @@ fn expected() -> Vec<u64> {
 fn executor_pool_thread(bencher: Bencher) {
     bencher.counter(ItemsCount::new(TASKS)).bench(|| {
         let out: Vec<u64> = pool!(Thread(max_workers = WORKERS) => {
+            let futures: Vec<_> = (0..TASKS as u64).map(|i| submit(add, i, 1)).collect();
+            futures.into_iter().map(|f| f.result().unwrap()).collect()
+        });
+        debug_assert_eq!(out, expected());
+        out
+    });
+}
+
+/// `Thread` with its default size, `min(32, cpus + 4)`: what `Auto` is held to (issue 9).
+#[divan::bench]
+fn executor_pool_thread_default(bencher: Bencher) {
+    bencher.counter(ItemsCount::new(TASKS)).bench(|| {
+        let out: Vec<u64> = pool!(Thread => {
+            let futures: Vec<_> = (0..TASKS as u64).map(|i| submit(add, i, 1)).collect();
+            futures.into_iter().map(|f| f.result().unwrap()).collect()
+        });
+        debug_assert_eq!(out, expected());
+        out
+    });
+}
+
+/// `Auto`: the same block; it starts one worker per core and its governor sees too little of
+/// so short a block to act.
+#[divan::bench]
+fn executor_pool_auto(bencher: Bencher) {
+    bencher.counter(ItemsCount::new(TASKS)).bench(|| {
+        let out: Vec<u64> = pool!(Auto => {
             let futures: Vec<_> = (0..TASKS as u64).map(|i| submit(add, i, 1)).collect();
             futures.into_iter().map(|f| f.result().unwrap()).collect()
         });

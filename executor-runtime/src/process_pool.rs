@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -478,9 +478,7 @@ impl ProcessScope {
         );
         let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
         let cancel_on_early_exit = options.cancels_on_early_exit();
-        let max_workers = options
-            .max_workers
-            .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
+        let max_workers = options.max_workers.unwrap_or_else(crate::options::cpus);
         let initializer_error = options
             .process_initializer
             .as_ref()

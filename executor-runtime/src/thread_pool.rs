@@ -207,7 +207,7 @@ impl<'scope> ThreadScope<'scope> {
             );
             AutoSizing {
                 policy: Policy {
-                    cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    cores: crate::options::cpus(),
                     min,
                     max: max_workers,
                 },

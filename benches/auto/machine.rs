@@ -1,0 +1,117 @@
+//! The machine: what it is, its load, and how much CPU other processes took meanwhile.
+
+use std::process::Command;
+use std::time::Instant;
+
+/// The first line a command prints (stdout, else stderr).
+pub fn first_line(command: &str, args: &[&str]) -> String {
+    Command::new(command)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8(text).ok()
+        })
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_else(|| format!("`{command}` did not run"))
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute figures.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The CPU model, whether virtual, rustc and Python.
+pub fn describe(cores: usize) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let model = field("model name").unwrap_or_else(|| "unknown CPU".to_string());
+    let virtualised = field("flags").is_some_and(|f| f.split(' ').any(|f| f == "hypervisor"));
+    format!(
+        "{cores} {} ({model}){}; {}; {}",
+        if virtualised { "vCPUs" } else { "cores" },
+        if virtualised {
+            ", a virtual machine"
+        } else {
+            ""
+        },
+        first_line("rustc", &["--version"]),
+        first_line("python3", &["--version"]),
+    )
+}
+
+/// Linux reports CPU times in `USER_HZ` ticks, 100 a second.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// The CPU time other processes took from [`Meter::start`] on: the machine's busy time
+/// (`/proc/stat`) less this process's and its waited-for children's (`/proc/self/stat`).
+pub struct Meter {
+    started: Instant,
+    busy: f64,
+    own: f64,
+}
+
+impl Meter {
+    pub fn start() -> Meter {
+        Meter {
+            started: Instant::now(),
+            busy: machine_busy_seconds(),
+            own: own_cpu_seconds(),
+        }
+    }
+
+    /// The average number of cores other processes kept busy.
+    pub fn others(&self) -> f64 {
+        let wall = self.started.elapsed().as_secs_f64();
+        let others = (machine_busy_seconds() - self.busy) - (own_cpu_seconds() - self.own);
+        if wall > 0.0 {
+            others.max(0.0) / wall
+        } else {
+            0.0
+        }
+    }
+}
+
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: busy is all but idle, iowait and steal.
+    let busy: f64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| ticks.get(i)).sum();
+    busy / TICKS_PER_SECOND
+}
+
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the command name in brackets: utime, stime, cutime and cstime are fields 14 to 17.
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    fields.iter().sum::<f64>() / TICKS_PER_SECOND
+}
