@@ -45,6 +45,8 @@ use std::time::{Duration, Instant};
 
 use executor::pool;
 
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
 #[path = "auto/machine.rs"]
 mod machine;
 #[path = "auto/plot.rs"]

@@ -32,6 +32,10 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use executor::pool;
+
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::{load_average, machine_busy_seconds, own_cpu_seconds};
 use rayon::prelude::*;
 
 /// Workers for every comparison but the scaling one.
@@ -442,40 +446,6 @@ fn wait_for_quiet() {
             meter.cores()
         );
     }
-}
-
-/// Linux reports CPU times in `USER_HZ` ticks, 100 a second on every architecture it runs on.
-const TICKS_PER_SECOND: f64 = 100.0;
-
-fn machine_busy_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<f64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal ...: busy is all but idle, iowait and steal.
-    let busy: f64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| ticks.get(i)).sum();
-    busy / TICKS_PER_SECOND
-}
-
-fn own_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // After the command name in brackets: field 3 (state) onwards; utime, stime, cutime and
-    // cstime are fields 14 to 17.
-    let fields: Vec<f64> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    fields.iter().sum::<f64>() / TICKS_PER_SECOND
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1388,13 +1358,6 @@ fn first_line(command: &str, args: &[&str]) -> String {
         })
         .and_then(|s| s.lines().next().map(str::to_string))
         .unwrap_or_else(|| format!("`{command}` did not run"))
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".to_string())
 }
 
 fn machine() -> String {

@@ -1,6 +1,9 @@
 //! The machine: what it is, its load, and how much CPU other processes took meanwhile.
 
 use std::process::Command;
+
+pub use crate::cpu_time::load_average;
+use crate::cpu_time::{machine_busy_seconds, own_cpu_seconds};
 use std::time::Instant;
 
 /// The first line a command prints (stdout, else stderr).
@@ -19,14 +22,6 @@ pub fn first_line(command: &str, args: &[&str]) -> String {
         })
         .and_then(|s| s.lines().next().map(str::to_string))
         .unwrap_or_else(|| format!("`{command}` did not run"))
-}
-
-/// `/proc/loadavg`'s 1, 5 and 15 minute figures.
-pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// The CPU model, whether virtual, rustc and Python.
@@ -53,9 +48,6 @@ pub fn describe(cores: usize) -> String {
         first_line("python3", &["--version"]),
     )
 }
-
-/// Linux reports CPU times in `USER_HZ` ticks, 100 a second.
-const TICKS_PER_SECOND: f64 = 100.0;
 
 /// The CPU time other processes took from [`Meter::start`] on: the machine's busy time
 /// (`/proc/stat`) less this process's and its waited-for children's (`/proc/self/stat`).
@@ -84,34 +76,4 @@ impl Meter {
             0.0
         }
     }
-}
-
-fn machine_busy_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<f64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal ...: busy is all but idle, iowait and steal.
-    let busy: f64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| ticks.get(i)).sum();
-    busy / TICKS_PER_SECOND
-}
-
-fn own_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // After the command name in brackets: utime, stime, cutime and cstime are fields 14 to 17.
-    let fields: Vec<f64> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    fields.iter().sum::<f64>() / TICKS_PER_SECOND
 }

@@ -319,11 +319,24 @@ impl<R> Completion<R> {
         }
     }
 
+    /// The panic message of a finished task whose future was dropped without its outcome being
+    /// read: a failure nobody looked at, for the pool to report.
+    ///
+    /// # Safety
+    /// The task must be finished.
+    pub(crate) unsafe fn unread_panic(&self) -> Option<String> {
+        if !self.future_dropped() {
+            return None;
+        }
+        // SAFETY: finished (caller), and with the future gone this is the only reader.
+        unsafe { self.untaken_panic() }
+    }
+
     /// The panic message of a finished task whose outcome was never taken.
     ///
     /// # Safety
     /// As for [`Completion::take_outcome`]: finished, and no concurrent reader.
-    pub(crate) unsafe fn untaken_panic(&self) -> Option<String> {
+    unsafe fn untaken_panic(&self) -> Option<String> {
         if self.state() != DONE {
             return None;
         }

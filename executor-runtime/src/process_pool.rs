@@ -163,11 +163,8 @@ impl<R: DeserializeOwned + Send + 'static> Job for ProcessTask<R> {
     }
 
     unsafe fn unread_panic(&self) -> Option<String> {
-        if !self.completion.future_dropped() {
-            return None;
-        }
-        // SAFETY: finished (caller), and with the future gone this is the only reader.
-        unsafe { self.completion.untaken_panic() }
+        // SAFETY: finished (the caller's contract).
+        unsafe { self.completion.unread_panic() }
     }
 
     unsafe fn release_queue_ref(&self) -> bool {
