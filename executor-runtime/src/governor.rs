@@ -21,9 +21,9 @@
 //! within 5 to 20 ms. It grows only while tasks are queued, at most four-fold per decision and
 //! never past the tasks that are waiting, so a burst of I/O on 2 cores reaches 256 workers in
 //! about 50 ms. It shrinks when two decisions running find half again as many workers as it
-//! wants: the surplus finish their task, then park until the target rises again. The starvation guard is the same
-//! rule: tasks that block on each other read as waiting, so queued work gets a worker, up to the
-//! cap.
+//! wants: the surplus finish their task, then park until the target rises again. The starvation
+//! guard is the same rule: tasks that block on each other read as waiting, so queued work gets a
+//! worker, up to the cap.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
