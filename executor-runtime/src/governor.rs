@@ -181,10 +181,11 @@ pub(crate) fn decide(policy: &Policy, target: usize, reading: &Reading) -> Decis
         let grown = wanted
             .min(step)
             .min(reading.active + reading.backlog)
-            .min(policy.max)
-            .max(target);
-        return if grown > target {
-            Decision::Grow(grown)
+            .min(policy.max);
+        // Also when the target allows more workers than are running: they were not started
+        // (a `submit` found an idle worker, which then blocked), and queued work waits for them.
+        return if grown > reading.active {
+            Decision::Grow(grown.max(target))
         } else {
             Decision::Keep
         };
@@ -243,6 +244,7 @@ impl Governing {
             self.sampled = 0;
             self.wanting = 0;
             self.ticks = 0;
+            self.shrinking = false;
             return true;
         }
         let gauges = pool.gauges();
@@ -348,8 +350,15 @@ fn run(registry: &Registry) {
             }
         }
         std::thread::sleep(TICK);
+        // Tick without the lock: a tick reads `/proc` and may start many threads, and a pool it
+        // drops may run user code (an initializer's captured values), which may open an Auto
+        // pool and register.
+        let mut ticking =
+            std::mem::take(&mut *registry.pools.lock().unwrap_or_else(|e| e.into_inner()));
+        ticking.retain_mut(Governing::tick);
         let mut pools = registry.pools.lock().unwrap_or_else(|e| e.into_inner());
-        pools.retain_mut(Governing::tick);
+        let registered_meanwhile = std::mem::replace(&mut *pools, ticking);
+        pools.extend(registered_meanwhile);
     }
 }
 
@@ -399,6 +408,12 @@ mod tests {
         let capped = Policy { max: 5, ..POLICY };
         assert_eq!(decide(&capped, 2, &reading(2, 100, 0.0)), Decision::Grow(5));
         assert_eq!(decide(&capped, 5, &reading(5, 100, 0.0)), Decision::Keep);
+    }
+
+    #[test]
+    fn queued_work_gets_the_workers_the_target_already_allows() {
+        // One worker started of a target of 2, blocked; one task queued: start the second.
+        assert_eq!(decide(&POLICY, 2, &reading(1, 1, 0.0)), Decision::Grow(2));
     }
 
     #[test]

@@ -281,9 +281,10 @@ impl<'scope> ThreadScope<'scope> {
         // worker, and through the future only while the task is pending (`run_here_if_pending`).
         // Every worker is joined, and every task has stopped being pending with its closure
         // consumed or dropped, before the `JoinGuard` finishes dropping, which the borrow checker
-        // places before the end of `'scope`. After that only the completion is read (its type `R` is
-        // still named by the future), and freeing the task drops an empty closure slot, which
-        // touches no `'scope` data.
+        // places before the end of `'scope` (a worker the Auto governor starts is joined too: it
+        // starts none once the join has taken the thread handles, see `spawn_worker`). After that
+        // only the completion is read (its type `R` is still named by the future), and freeing the
+        // task drops an empty closure slot, which touches no `'scope` data.
         let (job, handle) = unsafe {
             (
                 std::mem::transmute::<*mut (dyn Job + 'scope), *mut dyn Job>(job),
@@ -297,7 +298,11 @@ impl<'scope> ThreadScope<'scope> {
 
         self.shared.submitted.fetch_add(1, Ordering::SeqCst);
         self.shared.queue.push(job);
-        if self.shared.idle.load(Ordering::SeqCst) == 0 {
+        // Start a worker unless an idle one is there for this task. Counting queued tasks, not
+        // just idle workers, matters when two submits follow each other: both would see the same
+        // idle worker, and a first task that blocks until the second runs would wait for ever.
+        let idle = self.shared.idle.load(Ordering::SeqCst);
+        if idle == 0 || self.shared.queue.len() > idle {
             Shared::spawn_worker(&self.shared);
         }
         self.shared.wake_one_sleeper();
@@ -362,31 +367,37 @@ impl Shared {
         let worker_shared = Arc::clone(shared);
         let builder = thread::Builder::new().name(name.clone());
         // The join takes the handles (leaving `None`) under this lock, so a worker is either
-        // started here and joined there, or not started at all.
+        // started here and joined there, or not started at all; once the join has begun (every
+        // task done), the governor starts none.
         let mut threads = shared.threads.lock().unwrap_or_else(|e| e.into_inner());
         let spawned = match threads.as_mut() {
-            Some(threads) => builder
+            Some(threads) if !shared.shutdown.load(Ordering::SeqCst) => builder
                 .spawn(move || worker_loop(&worker_shared, index, name, &counter, gauge))
-                .map(|handle| threads.push(handle)),
-            None => Err(std::io::Error::other("the pool has been joined")),
+                .map(|handle| {
+                    threads.push(handle);
+                    Some(())
+                }),
+            _ => Ok(None),
         };
         drop(threads);
-        match spawned {
-            Ok(()) => true,
-            Err(error) => {
-                shared.spawned.fetch_sub(1, Ordering::SeqCst);
-                let mut counters = shared.finished.lock().unwrap_or_else(|e| e.into_inner());
-                counters.retain(|c| Arc::strong_count(c) > 1);
-                drop(counters);
-                // With at least one worker the task still runs, on fewer threads; with none it
-                // never would, so say so rather than hang.
-                assert!(
-                    shared.spawned.load(Ordering::SeqCst) > 0,
-                    "pool!: could not start a worker thread: {error}"
-                );
-                false
-            }
+        let error = match spawned {
+            Ok(Some(())) => return true,
+            Ok(None) => None, // joined: nothing left to run
+            Err(error) => Some(error),
+        };
+        shared.spawned.fetch_sub(1, Ordering::SeqCst);
+        let mut counters = shared.finished.lock().unwrap_or_else(|e| e.into_inner());
+        counters.retain(|c| Arc::strong_count(c) > 1);
+        drop(counters);
+        if let Some(error) = error {
+            // With at least one worker the task still runs, on fewer threads; with none it
+            // never would, so say so rather than hang.
+            assert!(
+                shared.spawned.load(Ordering::SeqCst) > 0,
+                "pool!: could not start a worker thread: {error}"
+            );
         }
+        false
     }
 
     /// Workers taking tasks: started and not parked.

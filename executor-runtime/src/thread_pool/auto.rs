@@ -30,6 +30,9 @@ impl Shared {
         if !self.queue.is_empty() {
             self.wake.notify_one();
         }
+        // The block may be waiting for the task this worker just finished: no idle worker will
+        // tell it (they told it before that task was done), so this one must.
+        self.wake_joiner();
         // Unpark when there is room for one more worker taking tasks.
         while !self.shutdown.load(Ordering::SeqCst)
             && self.taking() >= self.limit.load(Ordering::SeqCst)
@@ -74,14 +77,15 @@ impl Governed for Shared {
 
     fn set_target(self: Arc<Self>, target: usize) {
         let old = self.limit.swap(target, Ordering::SeqCst);
-        if target <= old {
+        if target < old {
             return; // the surplus parks itself after its current task
         }
         {
             let _lock = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
             self.unpark.notify_all();
         }
-        // Parked workers fill the room first; start threads only for what they cannot.
+        // Parked workers fill the room first; start threads only for what they cannot (also when
+        // the target did not move but fewer workers were started than it allows).
         let started = self.spawned.load(Ordering::SeqCst);
         for _ in started..target {
             if !Shared::spawn_worker(&self) {
