@@ -185,11 +185,16 @@ fn main() {
                 results.record(workload, setting, timed);
             }
         }
-        for _ in 0..settings.tiny_blocks_per_run {
+        for round in 0..settings.tiny_blocks_per_run {
             if !settings.runs_workload("tiny") {
                 break;
             }
-            for setting in settings.pools(Workload::Tiny) {
+            // Each round starts one setting further on, so that no setting always follows the
+            // same one (a block can leave its threads exiting, or the governor ticking, behind).
+            let mut order: Vec<Setting> = settings.pools(Workload::Tiny).into_iter().collect();
+            let shift = round % order.len().max(1);
+            order.rotate_left(shift);
+            for setting in order {
                 let timed = timed_block(Workload::Tiny, setting, ctx, false);
                 results.record(Workload::Tiny, setting, timed);
             }

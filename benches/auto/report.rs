@@ -95,6 +95,15 @@ impl Report<'_> {
         summarise(self.results.times.get(&(workload, setting))?)
     }
 
+    /// The median over rounds of `a`'s time over `b`'s in the same round (the blocks of every
+    /// setting are recorded round by round, in the same order).
+    fn paired_ratio(&self, workload: Workload, a: Setting, b: Setting) -> Option<f64> {
+        let a = self.results.times.get(&(workload, a))?;
+        let b = self.results.times.get(&(workload, b))?;
+        let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+        summarise(&ratios).map(|s| s.median)
+    }
+
     /// The fixed `max_workers` with the lowest median on `workload`.
     fn oracle(&self, workload: Workload) -> Option<(usize, Summary)> {
         self.settings
@@ -276,30 +285,38 @@ impl Report<'_> {
                 1.0 - 1e-9,
             );
         }
-        let thread_default = self
-            .summary(Workload::Tiny, Setting::ThreadDefault)
-            .map(|s| ("`Thread` default".to_string(), s));
-        against(
-            Workload::Tiny,
-            "tiny tasks",
-            "≤ 1.1 × `Thread` default".into(),
-            thread_default,
-            1.1,
-        );
-        // The "no measurable cost over Thread": against Thread with Auto's own starting
-        // size (one worker per core), which isolates what the governor and the gauges cost. The
-        // oracle for `a + b` is one worker (the submitting thread is the bottleneck); the table
-        // above shows that ratio too, but Auto does not go below one worker per core.
-        let same_size = self
-            .summary(Workload::Tiny, Setting::Fixed(self.cores))
-            .map(|s| (format!("`Thread(max_workers = {})`", self.cores), s));
-        against(
-            Workload::Tiny,
-            "tiny tasks",
-            format!("≤ 1.1 × `Thread` with the same workers ({})", self.cores),
-            same_size,
-            1.1,
-        );
+        // Tiny blocks take 2 to 3 ms, and a burst of other work on the machine moves one block's
+        // time by more than the 10% the target allows; each round times every setting once, one
+        // after the other, so the ratio taken is the median of the rounds' ratios, which a burst
+        // spanning a round moves little.
+        // The "no measurable cost over Thread", against Thread's default size, and against
+        // Thread with Auto's own starting size (one worker per core), which isolates what the
+        // governor and the gauges cost. The oracle for `a + b` is one worker (the submitting
+        // thread is the bottleneck); the table above shows that ratio too, but Auto does not go
+        // below one worker per core.
+        for (setting, label) in [
+            (Setting::ThreadDefault, "`Thread` default".to_string()),
+            (
+                Setting::Fixed(self.cores),
+                format!("`Thread` with the same workers ({})", self.cores),
+            ),
+        ] {
+            let (Some(a), Some(r), Some(ratio)) = (
+                auto(Workload::Tiny),
+                self.summary(Workload::Tiny, setting),
+                self.paired_ratio(Workload::Tiny, Setting::Auto, setting),
+            ) else {
+                continue;
+            };
+            targets.push(Target {
+                workload: "tiny tasks",
+                what: format!("≤ 1.1 × {label} (median of the rounds' ratios)"),
+                auto: ms(a.median),
+                reference: format!("{label}: {}", ms(r.median)),
+                ratio: format!("{ratio:.2}"),
+                met: Some(ratio <= 1.1),
+            });
+        }
 
         if let Some(alive) = self.max_alive(Workload::Cpu) {
             let cap = 2 * self.cores;

@@ -20,6 +20,8 @@ impl Shared {
     pub(super) fn park_while_over_limit(&self, gauge: &WorkerGauge) -> bool {
         let mut lock = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
         if self.taking() <= self.limit.load(Ordering::SeqCst) {
+            // Within the limit again (the others parked, or it rose): stop checking.
+            self.over_limit.store(false, Ordering::Relaxed);
             return false;
         }
         self.parked.fetch_add(1, Ordering::SeqCst);
@@ -76,12 +78,15 @@ impl Governed for Shared {
     }
 
     fn set_target(self: Arc<Self>, target: usize) {
-        let old = self.limit.swap(target, Ordering::SeqCst);
-        if target < old {
-            return; // the surplus parks itself after its current task
-        }
         {
+            // Under the lock, so that a worker clearing `over_limit` saw this limit.
             let _lock = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let old = self.limit.swap(target, Ordering::SeqCst);
+            if target < old {
+                // The surplus parks itself after its current task.
+                self.over_limit.store(true, Ordering::Relaxed);
+                return;
+            }
             self.unpark.notify_all();
         }
         // Parked workers fill the room first; start threads only for what they cannot (also when
