@@ -313,7 +313,8 @@ impl<'scope> ThreadScope<'scope> {
         // on 2 workers, 10 ms with 128 started); Auto's target bounds what it starts.
         let shared = &self.shared;
         let idle = shared.idle.load(Ordering::SeqCst);
-        if idle == 0 || (shared.auto.is_some() && shared.queue.len() > idle) {
+        let below_limit = || shared.taking() < shared.limit.load(Ordering::Relaxed);
+        if idle == 0 || (shared.auto.is_some() && below_limit() && shared.queue.len() > idle) {
             Shared::spawn_worker(shared);
         }
         self.shared.wake_one_sleeper();
