@@ -185,19 +185,8 @@ fn main() {
                 results.record(workload, setting, timed);
             }
         }
-        for round in 0..settings.tiny_blocks_per_run {
-            if !settings.runs_workload("tiny") {
-                break;
-            }
-            // Each round starts one setting further on, so that no setting always follows the
-            // same one (a block can leave its threads exiting, or the governor ticking, behind).
-            let mut order: Vec<Setting> = settings.pools(Workload::Tiny).into_iter().collect();
-            let shift = round % order.len().max(1);
-            order.rotate_left(shift);
-            for setting in order {
-                let timed = timed_block(Workload::Tiny, setting, ctx, false);
-                results.record(Workload::Tiny, setting, timed);
-            }
+        if settings.runs_workload("tiny") {
+            tiny_rounds(&settings, ctx, &mut results);
         }
         results.run_python(&settings, port, run);
     }
@@ -508,6 +497,49 @@ fn timed_block(workload: Workload, setting: Setting, ctx: &'static Ctx, traced: 
             seconds: None,
             trace: tracer.map(|t| t.finish(Instant::now(), None)),
         },
+    }
+}
+
+/// The tiny-task blocks of one run: rounds of every setting, each round starting one setting
+/// further on, so that no setting always follows the same one (a block can leave its threads
+/// exiting, or the governor ticking, behind). Unlike the other workloads, every block runs on the
+/// same thread (one guarded thread for the whole section): a fresh thread per block of 2 ms moved
+/// the times by more than the settings differ (its start, and the malloc arena it is given after
+/// the I/O blocks' hundreds of threads).
+fn tiny_rounds(settings: &Settings, ctx: &'static Ctx, results: &mut Results) {
+    let pools = settings.pools(Workload::Tiny);
+    let rounds = settings.tiny_blocks_per_run;
+    let timed = guarded("the tiny-task rounds".into(), move || {
+        let mut times = Vec::new();
+        for round in 0..rounds {
+            let mut order = pools.clone();
+            let shift = round % order.len().max(1);
+            order.rotate_left(shift);
+            for setting in order {
+                let start = Instant::now();
+                block(Workload::Tiny, setting, ctx);
+                times.push((setting, start.elapsed().as_secs_f64()));
+            }
+        }
+        times
+    });
+    match timed {
+        Some(times) => {
+            for (setting, seconds) in times {
+                let timed = Timed {
+                    seconds: Some(seconds),
+                    trace: None,
+                };
+                results.record(Workload::Tiny, setting, timed);
+            }
+        }
+        None => {
+            let hung = Timed {
+                seconds: None,
+                trace: None,
+            };
+            results.record(Workload::Tiny, Setting::Auto, hung);
+        }
     }
 }
 
