@@ -294,8 +294,13 @@ impl Names {
                 let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
                     continue; // the thread ended meanwhile
                 };
-                let worker = tid != pid && is_worker_name(comm.trim_end());
-                entry.1 = entry.2 != 0 && entry.0 == worker;
+                let name = comm.trim_end();
+                let worker = tid != pid && is_worker_name(name);
+                // Workers are started by a block's thread or the governor; a thread still wearing
+                // one of their names may be a worker that has not run yet (on two busy cores that
+                // can take longer than two samples), so it never settles as "not a worker".
+                let creator = name == "block" || name.starts_with("executor-gov");
+                entry.1 = !creator && entry.2 != 0 && entry.0 == worker;
                 entry.0 = worker;
             }
             entry.2 = self.sweep;
