@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 
 use executor::pool;
 
-#[path = "common/cpu_time.rs"]
-mod cpu_time;
+#[path = "common/machine.rs"]
+mod common_machine;
 #[path = "auto/machine.rs"]
 mod machine;
 #[path = "auto/plot.rs"]

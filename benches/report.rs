@@ -33,9 +33,9 @@ use std::time::Instant;
 
 use executor::pool;
 
-#[path = "common/cpu_time.rs"]
-mod cpu_time;
-use cpu_time::{load_average, machine_busy_seconds, own_cpu_seconds};
+#[path = "common/machine.rs"]
+mod machine;
+use machine::{cpu_model, first_line, load_average, machine_busy_seconds, own_cpu_seconds};
 use rayon::prelude::*;
 
 /// Workers for every comparison but the scaling one.
@@ -1343,34 +1343,8 @@ fn write_scaling_svg(scaling: &Scaling, path: &Path) -> Result<(), Box<dyn std::
 // ---------------------------------------------------------------------------------------------
 // The machine
 
-fn first_line(command: &str, args: &[&str]) -> String {
-    Command::new(command)
-        .args(args)
-        .output()
-        .ok()
-        .and_then(|o| {
-            let text = if o.stdout.is_empty() {
-                o.stderr
-            } else {
-                o.stdout
-            };
-            String::from_utf8(text).ok()
-        })
-        .and_then(|s| s.lines().next().map(str::to_string))
-        .unwrap_or_else(|| format!("`{command}` did not run"))
-}
-
 fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        cpuinfo
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-    };
-    let model = field("model name").unwrap_or_else(|| "unknown CPU".to_string());
-    let virtualised = field("flags").is_some_and(|f| f.split(' ').any(|f| f == "hypervisor"));
+    let (model, virtualised) = cpu_model();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()

@@ -2,40 +2,13 @@
 
 use std::process::Command;
 
-pub use crate::cpu_time::load_average;
-use crate::cpu_time::{machine_busy_seconds, own_cpu_seconds};
+use crate::common_machine::{cpu_model, machine_busy_seconds, own_cpu_seconds};
+pub use crate::common_machine::{first_line, load_average};
 use std::time::Instant;
-
-/// The first line a command prints (stdout, else stderr).
-pub fn first_line(command: &str, args: &[&str]) -> String {
-    Command::new(command)
-        .args(args)
-        .output()
-        .ok()
-        .and_then(|o| {
-            let text = if o.stdout.is_empty() {
-                o.stderr
-            } else {
-                o.stdout
-            };
-            String::from_utf8(text).ok()
-        })
-        .and_then(|s| s.lines().next().map(str::to_string))
-        .unwrap_or_else(|| format!("`{command}` did not run"))
-}
 
 /// The CPU model, whether virtual, rustc and Python.
 pub fn describe(cores: usize) -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        cpuinfo
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-    };
-    let model = field("model name").unwrap_or_else(|| "unknown CPU".to_string());
-    let virtualised = field("flags").is_some_and(|f| f.split(' ').any(|f| f == "hypervisor"));
+    let (model, virtualised) = cpu_model();
     format!(
         "{cores} {} ({model}){}; {}; {}",
         if virtualised { "vCPUs" } else { "cores" },

@@ -1,5 +1,7 @@
-//! What `/proc` says about the machine's CPU time and load, for the benchmarks that report how
-//! busy the rest of the machine was while they ran (`report`, `auto`).
+//! The machine as the benchmarks that write reports (`report`, `auto`) describe it: its CPU, its
+//! load, how busy the rest of it was while they ran, and the versions of the tools.
+
+use std::process::Command;
 
 /// Linux reports CPU times in `USER_HZ` ticks, 100 a second on every architecture it runs on.
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -43,4 +45,37 @@ pub fn load_average() -> String {
         .ok()
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The first line a command prints (stdout, else stderr).
+pub fn first_line(command: &str, args: &[&str]) -> String {
+    Command::new(command)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8(text).ok()
+        })
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_else(|| format!("`{command}` did not run"))
+}
+
+/// The CPU's model name, and whether it runs under a hypervisor, from `/proc/cpuinfo`.
+pub fn cpu_model() -> (String, bool) {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let model = field("model name").unwrap_or_else(|| "unknown CPU".to_string());
+    let virtualised = field("flags").is_some_and(|f| f.split(' ').any(|f| f == "hypervisor"));
+    (model, virtualised)
 }
