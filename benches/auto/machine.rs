@@ -1,7 +1,5 @@
 //! The machine: what it is, its load, and how much CPU other processes took meanwhile.
 
-use std::process::Command;
-
 use crate::common_machine::{cpu_model, machine_busy_seconds, own_cpu_seconds};
 pub use crate::common_machine::{first_line, load_average};
 use std::time::Instant;
