@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use executor::{current_worker, pool, Backend};
 
+mod common;
+use common::within;
+
 fn cores() -> usize {
     std::thread::available_parallelism().unwrap().get()
 }
@@ -311,15 +314,6 @@ fn map_keeps_a_window_sized_by_the_current_target_not_the_cap() {
     );
 }
 
-/// Runs `f` on a thread of its own and fails if it has not finished within a minute (a hang).
-fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || done.send(f()).unwrap());
-    finished
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the block hung")
-}
-
 /// The governor's decisions, as it logs them (target `executor::auto`), for every pool.
 struct Decisions(Mutex<Vec<String>>);
 
@@ -369,7 +363,7 @@ fn a_task_submitted_after_the_pool_shrank_still_runs() {
     // Regression: after a shrink, idle workers above the target that a `submit` woke parked
     // without passing the wake-up on, so the task waited for ever.
     keep_decisions();
-    let (sums, id) = within_a_minute(|| {
+    let (sums, id) = within("the block", || {
         let waiting = Concurrency::default();
         let computing = Concurrency::default();
         pool!(Auto => {
@@ -399,7 +393,7 @@ fn a_task_submitted_after_the_pool_shrank_still_runs() {
 fn the_block_is_left_when_its_last_task_ends_on_a_worker_that_parks() {
     // Regression: a shrink during the block's last, unread task made its worker park without
     // waking the block, which waited for ever (every other worker had told it before).
-    within_a_minute(|| {
+    within("the block", || {
         let waiting = Concurrency::default();
         let computing = Concurrency::default();
         pool!(Auto => {

@@ -8,10 +8,8 @@
 //! `TaskError::Panicked`. The types whose `__reduce__` misbehaves become types whose `Serialize` or
 //! `Deserialize` does: it returns an error, calls `std::process::exit(1)`, or segfaults.
 //! CPython waits `support.LONG_TIMEOUT` before it calls a pool deadlocked; each test here runs its
-//! pool on a thread of its own and fails if that takes longer than [`LIMIT`], instead of hanging.
+//! pool on a thread of its own and fails if that takes longer than `common::HANG_LIMIT` (30 s), instead of hanging.
 
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use executor::{current_worker, pool, Backend, TaskError, WorkerDeath};
@@ -19,22 +17,8 @@ use serde::de::Error as _;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Longer than any of these tests takes on a loaded machine, by far: reaching it means a hang.
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// Runs `f` on a thread of its own and gives its value; fails the test, rather than hang it, if
-/// `f` is not done within [`LIMIT`]. A panic in `f` is passed on.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, outcome) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(panic::catch_unwind(AssertUnwindSafe(f)));
-    });
-    match outcome.recv_timeout(LIMIT) {
-        Ok(Ok(value)) => value,
-        Ok(Err(payload)) => panic::resume_unwind(payload),
-        Err(_) => panic!("deadlock: {what} was not done after {LIMIT:?}"),
-    }
-}
+mod common;
+use common::within;
 
 /// Python's `_crash`: a segfault, without a core dump.
 fn crash() -> ! {

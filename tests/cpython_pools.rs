@@ -12,32 +12,18 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::panic::{self, AssertUnwindSafe};
+use std::panic;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use executor::{current_worker, pool, TaskError, WorkerDeath};
 use serde::{Deserialize, Serialize};
 
-/// Longer than any of these tests takes on a loaded machine, by far: reaching it means a hang.
-const LIMIT: Duration = Duration::from_secs(30);
-
-/// Runs `f` on a thread of its own and gives its value; fails the test, rather than hang it, if
-/// `f` is not done within [`LIMIT`]. A panic in `f` is passed on.
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, outcome) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(panic::catch_unwind(AssertUnwindSafe(f)));
-    });
-    match outcome.recv_timeout(LIMIT) {
-        Ok(Ok(value)) => value,
-        Ok(Err(payload)) => panic::resume_unwind(payload),
-        Err(_) => panic!("{what} hung: not done after {LIMIT:?}"),
-    }
-}
+mod common;
+use common::{within, HANG_LIMIT as LIMIT};
 
 /// Waits until `condition` holds; fails after [`LIMIT`], saying `what` never happened.
 fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {

@@ -89,3 +89,21 @@ pub fn assert_all_gone_within(pids: &[u32], limit: Duration) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Longer than any test that uses [`within`] takes on a loaded machine, by far: reaching it means
+/// a hang.
+pub const HANG_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs `f` on a thread of its own and gives its value; fails the test, rather than hang it, if
+/// `f` is not done within [`HANG_LIMIT`]. A panic in `f` is passed on.
+pub fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match outcome.recv_timeout(HANG_LIMIT) {
+        Ok(Ok(value)) => value,
+        Ok(Err(payload)) => std::panic::resume_unwind(payload),
+        Err(_) => panic!("{what} hung: not done after {HANG_LIMIT:?}"),
+    }
+}
