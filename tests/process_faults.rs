@@ -176,6 +176,7 @@ fn fork_then(child_ms: u64, then: fn() -> u64) -> u64 {
     // SAFETY: `fork` in a multi-threaded process: the child only sleeps and `_exit`s, both
     // async-signal-safe.
     match unsafe { libc::fork() } {
+        // SAFETY: in the child, `usleep` and `_exit` only (see above).
         0 => unsafe {
             libc::usleep((child_ms * 1000) as libc::c_uint);
             libc::_exit(0)

@@ -9,7 +9,7 @@ fn add(a: u64, b: u64) -> u64 {
 }
 
 mod math {
-    pub fn double(x: i32) -> i32 {
+    pub(crate) fn double(x: i32) -> i32 {
         2 * x
     }
 }

@@ -2,11 +2,11 @@
 //! `LIMIT`, split into `CHUNKS` ranges. Not an example of its own (Cargo only builds `examples/*.rs`
 //! and `examples/*/main.rs`); each example includes it with `#[path]`.
 
-pub const LIMIT: u64 = 4_000_000;
-pub const CHUNKS: u64 = 32;
+pub(crate) const LIMIT: u64 = 4_000_000;
+pub(crate) const CHUNKS: u64 = 32;
 
 /// How many primes lie in `start..end`, by trial division (deliberately CPU-bound).
-pub fn primes_in(start: u64, end: u64) -> u64 {
+pub(crate) fn primes_in(start: u64, end: u64) -> u64 {
     (start..end).filter(|&n| is_prime(n)).count() as u64
 }
 
@@ -25,7 +25,7 @@ fn is_prime(n: u64) -> bool {
 }
 
 /// The `CHUNKS` ranges that cover `0..LIMIT`.
-pub fn ranges() -> Vec<(u64, u64)> {
+pub(crate) fn ranges() -> Vec<(u64, u64)> {
     let step = LIMIT / CHUNKS;
     (0..CHUNKS).map(|i| (i * step, (i + 1) * step)).collect()
 }

@@ -9,22 +9,24 @@
 //!
 //! The entry points are pure: where a worker would jump to the trampoline and function a call
 //! names, they only check the offsets as the worker does (`in_executable`) and hand the decoded
-//! arguments to fixed functions of this module. Calls are read with the worker's own
-//! `worker_process::read_call`; the few lines that split a hello's and an outcome's fields mirror
-//! `worker_process::handshake` and `process_link::receive_outcomes`; keep them in step.
+//! arguments to fixed functions of this module. Every message is parsed by the functions the two
+//! sides use (`remote::protocol`'s `read_call`, `CallHead::parse` and `OutcomeHead::parse`, and
+//! `process::worker::Hello::parse`), so what is fuzzed is what runs.
 //!
-//! Not a stable API.
+//! Compiled only with the cargo feature `fuzzing` (which the fuzz crate enables) and in this
+//! crate's unit tests: users' builds do not carry it. Not a stable API.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use serde::{Deserialize, Serialize};
 
-use crate::remote::{
-    address_at, in_executable, Arguments, BorrowedBytes, BorrowedStr, CallStatus, Owned,
-};
-use crate::wire::{self, Fields, Kind, ReadError};
-use crate::worker_process::{read_call, CALL_FIELDS};
+use crate::process::worker::Hello;
+use crate::remote::call::{Arguments, CallStatus};
+use crate::remote::executable::{address_at, in_executable};
+use crate::remote::protocol::{read_call, CallHead, OutcomeHead, CALL_FIELDS};
+use crate::remote::shape::{BorrowedBytes, BorrowedStr, Owned};
+use crate::remote::wire::{self, Kind, ReadError};
 
 /// What an entry point read before its input ran out or went wrong.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -136,8 +138,8 @@ pub fn worker_stream(data: &[u8]) -> Summary {
             summary.saw(tail);
         }
         summary.frames += 1;
-        locate(call.trampoline, call.function);
-        black_box(call.id);
+        locate(call.head.trampoline, call.head.function);
+        black_box(call.head.id);
         summary.decoded += arguments(&payload[CALL_FIELDS..], call.tail);
     }
 }
@@ -195,21 +197,15 @@ pub fn values(data: &[u8]) -> Summary {
     summary
 }
 
-/// A hello's fields, as `worker_process::handshake` reads them; decodes the initializer's
-/// arguments if there is one.
+/// A hello, as a Process worker reads it; decodes the initializer's arguments if there is one.
 fn hello(payload: &[u8]) -> Result<usize, ReadError> {
-    let mut fields = Fields::new(payload);
-    black_box(fields.u64("worker index")?);
-    for _ in 0..5 {
-        black_box(fields.u64("executable identity")?);
-    }
-    match fields.u8("initializer flag")? {
-        0 => Ok(1),
-        _ => {
-            let trampoline = fields.i64("initializer")?;
-            let function = fields.i64("initializer")?;
+    let hello = Hello::parse(payload)?;
+    black_box((hello.index, hello.executable));
+    match hello.initializer {
+        None => Ok(1),
+        Some((trampoline, function, arguments_bytes)) => {
             locate(trampoline, function);
-            Ok(1 + arguments(fields.rest(), None))
+            Ok(1 + arguments(arguments_bytes, None))
         }
     }
 }
@@ -217,36 +213,21 @@ fn hello(payload: &[u8]) -> Result<usize, ReadError> {
 /// A call read whole (by `frames`): its fields, then its arguments, the last `tail length` bytes
 /// being the raw tail.
 fn whole_call(payload: &[u8]) -> Result<usize, ReadError> {
-    let mut fields = Fields::new(payload);
-    black_box(fields.u64("call id")?);
-    let trampoline = fields.i64("trampoline")?;
-    let function = fields.i64("function")?;
-    let tail_len = fields.u64("tail length")?;
-    locate(trampoline, function);
-    let rest = fields.rest();
-    let head_len = usize::try_from(tail_len)
-        .ok()
-        .and_then(|tail_len| rest.len().checked_sub(tail_len))
-        .ok_or_else(|| {
-            ReadError::Malformed(format!(
-                "a call's tail of {tail_len} bytes is longer than the call"
-            ))
-        })?;
-    let (head, tail) = rest.split_at(head_len);
-    Ok(arguments(head, (tail_len > 0).then(|| tail.to_vec())))
+    let (head, rest) = CallHead::parse(payload)?;
+    black_box(head.id);
+    locate(head.trampoline, head.function);
+    let (values, tail) = head.split_tail(rest)?;
+    Ok(arguments(
+        values,
+        (head.tail_len > 0).then(|| tail.to_vec()),
+    ))
 }
 
-/// An outcome's fields, as `process_link::receive_outcomes` reads them, then the result decoded
-/// (as several types) or the message.
+/// An outcome, as the pool reads it, then the result decoded (as several types) or the message.
 fn outcome(payload: &[u8]) -> Result<usize, ReadError> {
-    let mut fields = Fields::new(payload);
-    black_box(fields.u64("call id")?);
-    let status = fields.u8("status")?;
-    black_box(fields.u64("run time")?);
-    let status = CallStatus::from_byte(status)
-        .ok_or_else(|| ReadError::Malformed(format!("unknown call status {status}")))?;
-    let rest = fields.rest();
-    Ok(match status {
+    let (head, rest) = OutcomeHead::parse(payload)?;
+    black_box((head.id, head.elapsed_ns));
+    Ok(match head.status {
         CallStatus::Returned => results(rest),
         CallStatus::Panicked | CallStatus::Transport => {
             black_box(String::from_utf8_lossy(rest));
@@ -358,7 +339,7 @@ fn results(bytes: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Parts, VERSION};
+    use crate::remote::wire::{Parts, VERSION};
 
     const MAGIC: u8 = 0xEC;
     /// Far below the 4 GiB a corrupt header can claim; above the reader's 16 MiB read step.
@@ -382,14 +363,16 @@ mod tests {
         frame(Kind::Hello, &payload)
     }
 
-    /// A call frame as `process_link::writer_loop` writes it.
+    /// A call frame as the pool writes it.
     fn call_frame(id: u64, arguments: &Parts) -> Vec<u8> {
         let mut bytes = Vec::new();
-        wire::write_header(&mut bytes, Kind::Call, CALL_FIELDS + arguments.len()).unwrap();
-        bytes.extend_from_slice(&id.to_le_bytes());
-        bytes.extend_from_slice(&0i64.to_le_bytes());
-        bytes.extend_from_slice(&0i64.to_le_bytes());
-        bytes.extend_from_slice(&(arguments.raw_tail_len() as u64).to_le_bytes());
+        let head = CallHead {
+            id,
+            trampoline: 0,
+            function: 0,
+            tail_len: arguments.raw_tail_len() as u64,
+        };
+        assert!(head.write(arguments.len(), &mut bytes));
         bytes.extend_from_slice(&arguments.concat());
         bytes
     }

@@ -3,36 +3,24 @@
 //! Users depend on the `executor` crate, which re-exports what is public here; the `pool!` macro
 //! expands to calls into [`__private`], which is not part of the stable API.
 //!
-//! One module per concept:
-//! - `completion`: the state machine and waiter list shared by a task and its future;
-//! - `future`: [`Future`], the user's handle to one call;
-//! - `error`: [`TaskError`], why a call gave no value;
-//! - `waiting`: [`wait`] and [`as_completed`], waiting on many futures;
-//! - `map`: `map(f, items)` inside a block, in order, with bounded work in flight;
-//! - `join_guard`: the guard that joins a pool however its block is left;
-//! - `job_queue`: the lock-free queue between submitters and workers;
-//! - `thread_job`: a Thread task: the closure and its completion, and the queue's reference to it;
-//! - `thread_pool`: the Thread backend, the guard of a `pool!(Thread => ...)` block and its workers
-//!   (also the Auto backend's, sized by the `governor`);
-//! - `governor`: the Auto backend's one thread per process that measures its pools' workers and
-//!   sets how many each runs;
-//! - `worker`: [`current_worker`], where a task runs;
-//! - `options`: the `name = value` options of a block;
-//! - `call`: turning `submit(f, args...)` into a closure with no arguments;
-//! - `process_pool`: the Process backend on the parent's side: the queue, the guard, the join;
-//! - `process_link`: one worker process and the parent threads that send it calls and read outcomes;
-//! - `worker_process`: the worker's side: becoming a worker before `main`, serving calls;
-//! - `memory_limit`: capping a worker's memory, and recognising a task that went over the cap;
-//! - `spawn`: starting a worker process (`posix_spawn`) and reaping it;
-//! - `remote`: turning `submit(f, args...)` into a call another process can make;
-//! - `wire`: the frames and value encoding between a pool and its workers;
-//! - `mpi_pool` (feature `mpi`): the Mpi backend's block: its queue, its join;
-//! - `mpi_driver` (feature `mpi`): the one thread per process that talks to the MPI workers;
-//! - `mpi_workers` (feature `mpi`): the driver's view of its workers: calls out, outcomes in; its
-//!   `lifecycle`: watching, losing, spawning and stopping them;
-//! - `mpi_worker` (feature `mpi`): an MPI rank becoming a worker before `main`, serving calls;
-//! - `mpi_transport` (feature `mpi`): the MPI calls themselves (through rsmpi's `ffi`).
-
+//! # Layout: layers, then one folder per backend
+//!
+//! Each folder is a layer or a backend, and imports only the layers above it in this list, never
+//! a backend (the test `executor-runtime/tests/layers.rs` fails otherwise):
+//! - `task`: one call's life as its caller sees it: the completion shared by a task and its
+//!   future, [`Future`], [`TaskError`], [`wait`] and [`as_completed`];
+//! - `block`: what every block has: its options, the guard that joins it, [`current_worker`],
+//!   `map`'s window;
+//! - `remote`: what every backend whose calls run in other processes shares: call encoding,
+//!   frames and protocol, the block's call queue and its pool (`RemoteScope`: submit, map,
+//!   cancel, join), the window of calls in flight, serving calls in a worker;
+//! - `thread`: the Thread backend, and Auto (the same pool, sized by its `governor`);
+//! - `process`: the Process backend: worker processes, their links, the worker's side;
+//! - `mpi` (feature `mpi`): the Mpi backend: the driver thread, the ranks, the worker's side.
+//!
+//! This file wires them: the public items, the `__private` items the macro expands to, and the
+//! one function that runs before `main` and lets each remote backend claim the process as its
+//! worker.
 //!
 //! # How the Process backend finds its workers and their functions
 //!
@@ -55,60 +43,58 @@
 
 #![warn(missing_docs)]
 
-mod call;
-mod completion;
-mod error;
-mod future;
+mod block;
+#[cfg(any(test, feature = "fuzzing"))]
 mod fuzzing;
-mod governor;
-mod job_queue;
-mod join_guard;
-mod map;
-mod memory_limit;
 #[cfg(feature = "mpi")]
-mod mpi_driver;
-#[cfg(feature = "mpi")]
-mod mpi_pool;
-#[cfg(feature = "mpi")]
-mod mpi_transport;
-#[cfg(feature = "mpi")]
-mod mpi_worker;
-#[cfg(feature = "mpi")]
-mod mpi_workers;
-mod options;
-mod process_link;
-mod process_pool;
+mod mpi;
+mod process;
 mod remote;
-mod spawn;
-mod thread_job;
-mod thread_pool;
-mod waiting;
-mod wire;
-mod worker;
-mod worker_process;
+mod task;
+mod thread;
 
-pub use error::{TaskError, WorkerDeath};
-pub use future::Future;
-pub use waiting::{
+pub use block::identity::{current_worker, Backend, WorkerInfo};
+pub use task::error::{TaskError, WorkerDeath};
+pub use task::future::Future;
+pub use task::waiting::{
     as_completed, wait, AsCompleted, ReturnWhen, WaitTimeout, Waited, ALL_COMPLETED,
     FIRST_COMPLETED, FIRST_EXCEPTION,
 };
-pub use worker::{current_worker, Backend, WorkerInfo};
 
 /// What the `pool!` macro expands to. Not a stable API: use the macro.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::call::*;
+    pub use crate::block::join_guard::{JoinGuard, Pool};
+    pub use crate::block::options::{PoolOptions, ThreadInitializer};
+    #[cfg(any(test, feature = "fuzzing"))]
     pub use crate::fuzzing::{frames, parent_stream, values, worker_stream, Summary};
-    pub use crate::join_guard::{JoinGuard, Pool};
-    pub use crate::map::{ProcessMap, RemotePool, ThreadMap};
     #[cfg(feature = "mpi")]
-    pub use crate::mpi_pool::MpiScope;
-    pub use crate::options::{PoolOptions, ThreadInitializer};
-    pub use crate::process_pool::ProcessScope;
-    pub use crate::remote::*;
-    pub use crate::thread_pool::ThreadScope;
+    pub use crate::mpi::pool::{MpiBackend, MpiScope};
+    pub use crate::process::pool::{NextStep, ProcessBackend, ProcessScope, ProcessState};
+    pub use crate::remote::call::*;
+    pub use crate::remote::map::{RemoteMap, RemotePool};
+    pub use crate::remote::queue::{CallQueue, QueueState};
+    pub use crate::remote::scope::{RemoteBackend, RemoteScope};
+    pub use crate::remote::shape::*;
+    pub use crate::thread::bind::*;
+    pub use crate::thread::map::ThreadMap;
+    pub use crate::thread::pool::ThreadScope;
     /// The rsmpi crate, for `benches/mpi.rs`'s floor (a ping-pong in a process with no pool).
     #[cfg(feature = "mpi")]
     pub use mpi;
+}
+
+/// Runs before `main` in every program linked with this crate (the loader runs the functions in
+/// `.init_array` first): each remote backend in turn may find that this process was started as one
+/// of its workers, and then serves calls and exits, so `main` never runs in a worker; otherwise
+/// each returns at once. Process goes first: a Process worker started from a rank of an MPI job
+/// inherits the launcher's variables, and must not take itself for a rank.
+#[used]
+#[cfg_attr(target_os = "linux", link_section = ".init_array")]
+static ENTER_WORKER_BEFORE_MAIN: extern "C" fn() = enter_worker_if_asked;
+
+extern "C" fn enter_worker_if_asked() {
+    process::worker::enter_if_asked();
+    #[cfg(feature = "mpi")]
+    mpi::worker::enter_if_asked();
 }

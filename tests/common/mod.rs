@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 const HELPER: &str = "EXECUTOR_TEST_HELPER";
 
 /// Whether this process is a helper; a helper test does nothing in a normal run.
-pub fn helper_enabled() -> bool {
+pub(crate) fn helper_enabled() -> bool {
     std::env::var_os(HELPER).is_some()
 }
 
 /// The command that runs the ignored test `name` of `binary` as a helper, with piped stdio.
-pub fn helper_command(binary: &Path, name: &str) -> Command {
+pub(crate) fn helper_command(binary: &Path, name: &str) -> Command {
     let mut command = Command::new(binary);
     command
         .args([
@@ -34,7 +34,7 @@ pub fn helper_command(binary: &Path, name: &str) -> Command {
     command
 }
 
-pub fn start_helper(binary: &Path, name: &str) -> Child {
+pub(crate) fn start_helper(binary: &Path, name: &str) -> Child {
     helper_command(binary, name)
         .spawn()
         .expect("the test binary starts again as a helper")
@@ -43,7 +43,7 @@ pub fn start_helper(binary: &Path, name: &str) -> Child {
 /// Reads lines from `input` until `done` says so, for at most 60 seconds. The harness's own
 /// output (`test name ... `) may precede a line on the same line, so each line is kept from the
 /// first of `markers` it contains.
-pub fn read_until(
+pub(crate) fn read_until(
     input: &mut impl BufRead,
     markers: &[&str],
     mut done: impl FnMut(&[String]) -> bool,
@@ -68,7 +68,7 @@ pub fn read_until(
 }
 
 /// Whether process `pid` is gone (or a zombie waiting for init to reap it: it runs no code).
-pub fn is_gone(pid: u32) -> bool {
+pub(crate) fn is_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(stat) => {
@@ -79,7 +79,7 @@ pub fn is_gone(pid: u32) -> bool {
 }
 
 /// Waits until every process in `pids` is gone; panics if one still runs after `limit`.
-pub fn assert_all_gone_within(pids: &[u32], limit: Duration) {
+pub(crate) fn assert_all_gone_within(pids: &[u32], limit: Duration) {
     let since = Instant::now();
     while !pids.iter().all(|&pid| is_gone(pid)) {
         assert!(
@@ -92,11 +92,11 @@ pub fn assert_all_gone_within(pids: &[u32], limit: Duration) {
 
 /// Longer than any test that uses [`within`] takes on a loaded machine, by far: reaching it means
 /// a hang.
-pub const HANG_LIMIT: Duration = Duration::from_secs(30);
+pub(crate) const HANG_LIMIT: Duration = Duration::from_secs(30);
 
 /// Runs `f` on a thread of its own and gives its value; fails the test, rather than hang it, if
 /// `f` is not done within [`HANG_LIMIT`]. A panic in `f` is passed on.
-pub fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (done, outcome) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));

@@ -1,0 +1,277 @@
+//! The one thread per process that talks to the Mpi workers, on the side that opens blocks.
+//!
+//! It initialises MPI (`MPI_THREAD_FUNNELED`: it alone makes MPI calls), greets the workers (the
+//! other ranks of a launched job at once; spawned ones when a block first needs them), then loops:
+//! it receives outcomes and resolves their futures, sends queued calls to workers with room (a
+//! window of calls in flight per worker, sized from their run time as on Process, so tiny calls
+//! are pipelined), and checks that the workers running calls are still alive. It busy-polls while
+//! calls are in flight (spinning, then yielding, then sleeping in short steps) and sleeps on a
+//! condition variable when there is nothing to do.
+//!
+//! At exit (an `atexit` hook) it tells every worker to stop with an empty message, disconnects
+//! from spawned workers and finalises MPI, so the launcher sees every rank end cleanly.
+//!
+//! A worker that dies is seen by its pid (a worker reports it, with its host, in the handshake)
+//! when it runs on this host: its running call fails with `TaskError::WorkerDied`, the calls
+//! queued behind it go back to their block. A worker on another host cannot be watched this way.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::mpi::comm::{self as transport, Idle};
+use crate::mpi::pool::Block;
+use crate::mpi::ranks::Ranks;
+use crate::mpi::worker::{self, Start};
+use crate::task::error::TaskError;
+
+/// The process's driver: what blocks and the exit hook share with the driver thread.
+pub(crate) struct Driver {
+    inbox: Mutex<Inbox>,
+    wake: Condvar,
+    sleeping: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The default `max_workers` of a block.
+    default_workers: usize,
+}
+
+/// Requests to the driver thread.
+#[derive(Default)]
+struct Inbox {
+    blocks: Vec<Arc<Block>>,
+    /// Bumped when `blocks` changes.
+    generation: u64,
+    woken: bool,
+    exit: bool,
+}
+
+static DRIVER: OnceLock<Result<Driver, String>> = OnceLock::new();
+
+/// The process's driver, started on first use.
+pub(crate) fn driver() -> Result<&'static Driver, String> {
+    if crate::block::identity::current_worker()
+        .is_some_and(|w| w.backend() == crate::block::identity::Backend::Mpi)
+    {
+        return Err(
+            "a pool!(Mpi) block cannot be opened inside a task of an Mpi worker (its \
+                    MPI is the worker's own); use Thread or Process inside the task"
+                .to_string(),
+        );
+    }
+    if worker::ranks_run_main() {
+        return Err(format!(
+            "{} is set: every rank runs main and MPI belongs to the program, so pool!(Mpi) has no \
+             workers",
+            worker::RANKS_RUN_MAIN_ENV
+        ));
+    }
+    DRIVER
+        .get_or_init(|| {
+            let default_workers = match worker::start() {
+                Start::Launched { size, .. } if size > 1 => size - 1,
+                _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            let driver = Driver {
+                inbox: Mutex::new(Inbox::default()),
+                wake: Condvar::new(),
+                sleeping: AtomicBool::new(false),
+                thread: Mutex::new(None),
+                default_workers,
+            };
+            register_exit_hook();
+            Ok(driver)
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+        .inspect(|driver| driver.ensure_started())
+}
+
+impl Driver {
+    fn ensure_started(&'static self) {
+        let mut thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        if thread.is_none() {
+            let spawned = std::thread::Builder::new()
+                .name("executor-mpi".to_string())
+                .spawn(move || drive(self));
+            match spawned {
+                Ok(handle) => *thread = Some(handle),
+                Err(error) => eprintln!("executor: cannot start the MPI driver thread: {error}"),
+            }
+        }
+    }
+
+    fn inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn default_workers(&self) -> usize {
+        self.default_workers
+    }
+
+    /// A block opened: its calls may be sent from now on.
+    pub(crate) fn open(&self, block: Arc<Block>) {
+        let mut inbox = self.inbox();
+        inbox.blocks.push(block);
+        inbox.generation += 1;
+    }
+
+    /// A block ended (every call finished).
+    pub(crate) fn close(&self, id: u64) {
+        let mut inbox = self.inbox();
+        inbox.blocks.retain(|block| block.backend.id != id);
+        inbox.generation += 1;
+    }
+
+    /// Calls were queued: wakes the driver if it sleeps.
+    pub(crate) fn wake(&self) {
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.inbox().woken = true;
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Registers, once, the `atexit` hook that stops the workers and finalises MPI.
+fn register_exit_hook() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: registers a function with no preconditions for libc to call at `exit`.
+        unsafe { libc::atexit(stop_at_exit) };
+    });
+}
+
+/// Called before `main` on rank 0 of a launched job: its workers wait for it, so it must stop
+/// them at exit even if the program never opens a `pool!(Mpi)` block.
+///
+/// MPI is started at once, on the driver thread, so that its start-up (a few hundred
+/// milliseconds) overlaps with the program's own until the first block.
+pub(crate) fn start_if_launched() {
+    if matches!(worker::start(), Start::Launched { rank: 0, size } if size > 1) {
+        register_exit_hook();
+        let _ = driver();
+    }
+}
+
+extern "C" fn stop_at_exit() {
+    let driver = match DRIVER.get() {
+        Some(Ok(driver)) => driver,
+        Some(Err(_)) => return,
+        // Launched, no block ever opened: start MPI just to stop the workers cleanly.
+        None => match driver() {
+            Ok(driver) => driver,
+            Err(_) => return,
+        },
+    };
+    driver.inbox().exit = true;
+    driver.wake.notify_one();
+    let handle = driver
+        .thread
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(handle) = handle {
+        let _ = handle.join();
+    }
+}
+
+fn drive(driver: &'static Driver) {
+    if let Err(why) = transport::initialize() {
+        return fail_forever(driver, format!("MPI could not be initialised: {why}"));
+    }
+    let digest = match worker::executable_digest() {
+        Ok(digest) => digest,
+        Err(why) => return fail_forever(driver, why),
+    };
+    let mut hello = Vec::new();
+    for field in digest {
+        hello.extend_from_slice(&field.to_le_bytes());
+    }
+    let start = worker::start();
+    let may_spawn = !matches!(start, Start::Launched { size, .. } if size > 1);
+    let mut ranks = Ranks::new(may_spawn, hello);
+    if let Start::Launched { size, .. } = start {
+        let world = transport::world();
+        for rank in 1..size {
+            ranks.greet(world, rank, false);
+        }
+    }
+    let mut idle = Idle::default();
+    loop {
+        {
+            let inbox = driver.inbox();
+            if inbox.exit {
+                break;
+            }
+            if inbox.generation != ranks.generation {
+                ranks.blocks = inbox.blocks.clone();
+                ranks.generation = inbox.generation;
+            }
+        }
+        let mut busy = ranks.receive();
+        busy |= ranks.test_sends();
+        busy |= ranks.dispatch();
+        ranks.watch_liveness();
+        ranks.spawn_if_needed();
+        ranks.fail_if_hopeless();
+        if busy {
+            idle.reset();
+            continue;
+        }
+        if ranks.expecting() {
+            idle.pause();
+        } else {
+            ranks.sleep(driver);
+            idle.reset();
+        }
+    }
+    ranks.shut_down();
+}
+
+/// MPI could not start: every call of every block fails with `why`, until the exit.
+fn fail_forever(driver: &'static Driver, why: String) {
+    let error = TaskError::WorkerStart(why);
+    loop {
+        let mut inbox = driver.inbox();
+        if inbox.exit {
+            return;
+        }
+        let blocks = inbox.blocks.clone();
+        drop(inbox);
+        for block in &blocks {
+            block.fail_queued(&error);
+        }
+        inbox = driver.inbox();
+        if !inbox.exit && !inbox.woken {
+            driver.sleeping.store(true, Ordering::SeqCst);
+            inbox = driver
+                .wake
+                .wait_timeout(inbox, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            driver.sleeping.store(false, Ordering::SeqCst);
+        }
+        inbox.woken = false;
+    }
+}
+
+impl Ranks {
+    /// Sleeps until a block queues a call or the exit comes (or 100 ms pass, as a safety net).
+    fn sleep(&mut self, driver: &Driver) {
+        let mut inbox = driver.inbox();
+        driver.sleeping.store(true, Ordering::SeqCst);
+        let queued = inbox
+            .blocks
+            .iter()
+            .any(|b| b.backend.queued.load(Ordering::SeqCst) > 0);
+        if !queued && !inbox.woken && !inbox.exit && inbox.generation == self.generation {
+            inbox = driver
+                .wake
+                .wait_timeout(inbox, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        inbox.woken = false;
+        driver.sleeping.store(false, Ordering::SeqCst);
+    }
+}

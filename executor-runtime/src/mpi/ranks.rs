@@ -1,0 +1,476 @@
+//! The driver's view of its MPI workers: greeting them, sending them calls, receiving outcomes,
+//! watching that they live, spawning them, and stopping them at exit. Everything here runs on the
+//! driver thread (`mpi::driver`), the process's one MPI thread.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::mpi::comm::{self as transport, Comm, Keep, PendingSend};
+use crate::mpi::pool::Block;
+use crate::mpi::worker::{split_frame, DETACH};
+use crate::remote::protocol::{write_frame_into, CallHead, OutcomeHead};
+use crate::remote::queue::{Outcome, Queued, RemoteJobRef};
+use crate::remote::serve::initializer_failure;
+use crate::remote::wire::{self, Fields, Kind};
+use crate::task::error::WorkerDeath;
+
+mod lifecycle;
+
+/// A worker as the driver sees it.
+struct Worker {
+    comm: Comm,
+    /// Its rank in `comm`.
+    rank: usize,
+    /// Spawned: the spawn's intercommunicator is disconnected at exit.
+    spawned: bool,
+    state: State,
+    pid: u32,
+    /// It runs on this host, so its pid can be watched.
+    local: bool,
+    /// Calls sent and not answered, oldest first: an initializer has no job.
+    in_flight: VecDeque<(u64, Option<RemoteJobRef>, Arc<Block>)>,
+    /// The blocks whose initializer this worker has been sent.
+    initialized: Vec<u64>,
+    /// Its initializer for the block it serves has not answered yet: nothing else is sent.
+    initializing: bool,
+    /// The block whose calls it has in flight.
+    serving: Option<u64>,
+    window: usize,
+    average_ns: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Greeting,
+    Ready,
+    Refused,
+    Dead,
+}
+
+impl Worker {
+    fn live(&self) -> bool {
+        matches!(self.state, State::Greeting | State::Ready)
+    }
+}
+
+/// The driver thread's own state.
+pub(crate) struct Ranks {
+    workers: Vec<Worker>,
+    pub(crate) blocks: Vec<Arc<Block>>,
+    pub(crate) generation: u64,
+    sends: Vec<PendingSend>,
+    next_call_id: u64,
+    next_index: usize,
+    /// Whether more workers may be spawned (not launched with several ranks).
+    may_spawn: bool,
+    spawn_failures: usize,
+    /// Why workers could not be had, for the calls that then fail.
+    failure: Option<String>,
+    host: String,
+    hello: Vec<u8>,
+    last_liveness: Instant,
+    buffer: Vec<u8>,
+    /// Calls resolved in this sweep, by block, and those of them that panicked.
+    finished: Vec<(Arc<Block>, usize, Vec<RemoteJobRef>)>,
+}
+
+impl Ranks {
+    /// The driver's state before any worker: `hello` is what every hello carries after the
+    /// worker's index (the executable's digest).
+    pub(crate) fn new(may_spawn: bool, hello: Vec<u8>) -> Self {
+        Ranks {
+            workers: Vec::new(),
+            blocks: Vec::new(),
+            generation: u64::MAX,
+            sends: Vec::new(),
+            next_call_id: 0,
+            next_index: 0,
+            may_spawn,
+            spawn_failures: 0,
+            failure: None,
+            host: transport::host_name(),
+            hello,
+            last_liveness: Instant::now(),
+            buffer: Vec::new(),
+            finished: Vec::new(),
+        }
+    }
+
+    /// Sends the hello to a new worker.
+    pub(crate) fn greet(&mut self, comm: Comm, rank: usize, spawned: bool) {
+        let mut payload = (self.next_index as u64).to_le_bytes().to_vec();
+        payload.extend_from_slice(&self.hello);
+        self.next_index += 1;
+        let mut frame = Vec::new();
+        write_frame_into(&mut frame, Kind::Hello, &payload);
+        let state = match PendingSend::start(comm, rank, Keep::Owned(frame)) {
+            Ok(send) => {
+                self.sends.push(send);
+                State::Greeting
+            }
+            Err(why) => {
+                self.failure = Some(why);
+                State::Dead
+            }
+        };
+        self.workers.push(Worker {
+            comm,
+            rank,
+            spawned,
+            state,
+            pid: 0,
+            local: false,
+            in_flight: VecDeque::new(),
+            initialized: Vec::new(),
+            initializing: false,
+            serving: None,
+            window: 1,
+            average_ns: 0.0,
+        });
+    }
+
+    /// Whether something is on its way: an answer to a hello or a call, or a send in progress.
+    pub(crate) fn expecting(&self) -> bool {
+        !self.sends.is_empty()
+            || self
+                .workers
+                .iter()
+                .any(|w| !w.in_flight.is_empty() || w.state == State::Greeting)
+    }
+
+    /// Receives every message that has arrived; whether there was any.
+    pub(crate) fn receive(&mut self) -> bool {
+        let mut comms: Vec<Comm> = Vec::new();
+        for worker in self.workers.iter().filter(|w| w.live()) {
+            if !comms.contains(&worker.comm) {
+                comms.push(worker.comm);
+            }
+        }
+        let mut any = false;
+        for comm in comms {
+            while let Ok(Some(arrived)) = transport::poll(comm, None) {
+                any = true;
+                let Some(slot) = self
+                    .workers
+                    .iter()
+                    .position(|w| w.comm == comm && w.rank == arrived.source)
+                else {
+                    // Not one of ours (cannot happen): take it off the wire.
+                    let _ = transport::receive(comm, arrived, &mut Vec::new());
+                    continue;
+                };
+                let mut message = std::mem::take(&mut self.buffer);
+                message.clear();
+                let result = transport::receive(comm, arrived, &mut message)
+                    .and_then(|()| self.take_frames(slot, &message));
+                if let Err(why) = result {
+                    log::warn!("executor: MPI worker {slot} broke the protocol: {why}");
+                    self.lost(slot, WorkerDeath::BrokeProtocol);
+                }
+                if message.capacity() <= DETACH * 64 {
+                    self.buffer = message;
+                }
+            }
+        }
+        self.count_finished();
+        any
+    }
+
+    /// Tells the blocks how many of their calls the last sweep resolved.
+    pub(crate) fn count_finished(&mut self) {
+        for (block, count, panicked) in self.finished.drain(..) {
+            block.finished(count, panicked);
+        }
+    }
+
+    /// Handles the frames of one message from worker `slot`.
+    pub(crate) fn take_frames(&mut self, slot: usize, message: &[u8]) -> Result<(), String> {
+        let mut at = 0;
+        while at < message.len() {
+            let (comm, rank) = (self.workers[slot].comm, self.workers[slot].rank);
+            let (kind, present, detached) = split_frame(&message[at..], |len| {
+                let arrived = transport::wait_for(comm, rank)?;
+                if arrived.len != len {
+                    return Err(format!("a result's {len} bytes came as {}", arrived.len));
+                }
+                let mut rest = Vec::new();
+                transport::receive(comm, arrived, &mut rest)?;
+                Ok(rest)
+            })?;
+            let payload = &message[at + wire::HEADER_LEN..at + wire::HEADER_LEN + present];
+            at += wire::HEADER_LEN + present;
+            match kind {
+                Kind::Ready | Kind::Refused if self.workers[slot].state == State::Greeting => {
+                    self.answered(slot, kind, payload)
+                }
+                Kind::Outcome if self.workers[slot].state == State::Ready => {
+                    self.outcome(slot, payload, detached)?
+                }
+                other => return Err(format!("unexpected {other:?} message")),
+            }
+        }
+        Ok(())
+    }
+
+    /// A worker answered the hello.
+    pub(crate) fn answered(&mut self, slot: usize, kind: Kind, payload: &[u8]) {
+        let worker = &mut self.workers[slot];
+        if kind == Kind::Refused {
+            let why = String::from_utf8_lossy(payload).into_owned();
+            log::warn!("executor: MPI worker {slot} refused to serve: {why}");
+            worker.state = State::Refused;
+            self.failure = Some(why);
+            return;
+        }
+        let mut fields = Fields::new(payload);
+        let pid = fields.u64("pid").unwrap_or(0);
+        let _rank = fields.u64("rank").unwrap_or(0);
+        let host = String::from_utf8_lossy(fields.rest()).into_owned();
+        worker.pid = (pid & 0xffff_ffff) as u32;
+        worker.local = host == self.host;
+        worker.state = State::Ready;
+        self.spawn_failures = 0;
+        log::debug!(
+            "executor: MPI worker {slot} ready (pid {}, on {host})",
+            worker.pid
+        );
+    }
+
+    /// A call's outcome arrived.
+    pub(crate) fn outcome(
+        &mut self,
+        slot: usize,
+        payload: &[u8],
+        detached: Option<Vec<u8>>,
+    ) -> Result<(), String> {
+        let (
+            OutcomeHead {
+                id,
+                status,
+                elapsed_ns,
+            },
+            inline,
+        ) = OutcomeHead::parse(payload).map_err(|e| e.to_string())?;
+        let worker = &mut self.workers[slot];
+        match worker.in_flight.front() {
+            Some((expected, _, _)) if *expected == id => {}
+            _ => return Err(format!("an answer to call {id}, which was not sent")),
+        }
+        let (_, job, block) = worker.in_flight.pop_front().expect("checked above");
+        let Some(job) = job else {
+            // The block's initializer answered.
+            worker.initializing = false;
+            if worker.in_flight.is_empty() {
+                worker.serving = None;
+                block.backend.in_use.fetch_sub(1, Ordering::SeqCst);
+            }
+            if let Some(why) = initializer_failure(status, inline) {
+                block.break_with(why);
+            }
+            return Ok(());
+        };
+        worker.window = crate::remote::window::next_window(&mut worker.average_ns, elapsed_ns);
+        if worker.in_flight.is_empty() {
+            worker.serving = None;
+            block.backend.in_use.fetch_sub(1, Ordering::SeqCst);
+        }
+        let bytes = match &detached {
+            Some(rest) if inline.is_empty() => rest.as_slice(),
+            Some(_) => return Err("a detached result after inline bytes".to_string()),
+            None => inline,
+        };
+        // SAFETY: the call was claimed when it was sent, and is resolved once, here.
+        let panicked = unsafe { job.resolve(Outcome::Answered(status, bytes)) };
+        // Counted in the block once per sweep (`count_finished`): one lock and one wake-up for
+        // many tiny calls.
+        match self
+            .finished
+            .iter_mut()
+            .find(|(b, _, _)| b.backend.id == block.backend.id)
+        {
+            Some((_, count, jobs)) => {
+                *count += 1;
+                jobs.extend(panicked);
+            }
+            None => self
+                .finished
+                .push((block, 1, panicked.into_iter().collect())),
+        }
+        Ok(())
+    }
+
+    /// Forgets sends that completed; whether any did.
+    pub(crate) fn test_sends(&mut self) -> bool {
+        let before = self.sends.len();
+        self.sends
+            .retain_mut(|send| !matches!(send.test(), Ok(true)));
+        self.sends.len() != before
+    }
+
+    /// Sends queued calls to workers with room; whether any were sent.
+    pub(crate) fn dispatch(&mut self) -> bool {
+        if !self
+            .blocks
+            .iter()
+            .any(|b| b.backend.queued.load(Ordering::SeqCst) > 0)
+        {
+            return false;
+        }
+        let mut sent = false;
+        for slot in 0..self.workers.len() {
+            let worker = &self.workers[slot];
+            if worker.state != State::Ready
+                || worker.initializing
+                || worker.in_flight.len() >= worker.window
+            {
+                continue;
+            }
+            let block = match worker.serving {
+                Some(id) => self.blocks.iter().find(|b| b.backend.id == id).cloned(),
+                None => self.blocks.iter().find(|b| wants_a_worker(b)).cloned(),
+            };
+            let Some(block) = block else {
+                continue;
+            };
+            if worker.serving.is_none() {
+                // Another block's calls may cost something else: measure afresh, one at a time.
+                let worker = &mut self.workers[slot];
+                worker.window = 1;
+                worker.average_ns = 0.0;
+            }
+            // Rotate, so that blocks take turns at free workers.
+            if let Some(at) = self
+                .blocks
+                .iter()
+                .position(|b| b.backend.id == block.backend.id)
+            {
+                let taken = self.blocks.remove(at);
+                self.blocks.push(taken);
+            }
+            sent |= self.send_calls(slot, &block);
+        }
+        sent
+    }
+
+    /// Sends calls of `block` to worker `slot`, up to its window; or first, alone, the block's
+    /// initializer, if the worker has not run it.
+    pub(crate) fn send_calls(&mut self, slot: usize, block: &Arc<Block>) -> bool {
+        if let Some(initializer) = &block.backend.initializer {
+            if !self.workers[slot].initialized.contains(&block.backend.id) {
+                return self.send_initializer(slot, block, initializer);
+            }
+        }
+        let room = self.workers[slot].window - self.workers[slot].in_flight.len();
+        let mut message = Vec::new();
+        let mut cancelled = 0;
+        let mut count = 0;
+        for Queued { job, claimed } in block.pop(room) {
+            if !claimed && !job.job().try_dispatch() {
+                cancelled += 1;
+                continue;
+            }
+            count += 1;
+            let id = self.next_call_id;
+            self.next_call_id += 1;
+            let request = job.job().request();
+            let worker = &mut self.workers[slot];
+            if worker.in_flight.is_empty() && worker.serving.is_none() {
+                worker.serving = Some(block.backend.id);
+                block.backend.in_use.fetch_add(1, Ordering::SeqCst);
+            }
+            worker
+                .in_flight
+                .push_back((id, Some(job), Arc::clone(block)));
+            if !request.write_call_head(id, &mut message) {
+                continue;
+            }
+            let detach = request.arguments.raw_tail_len() >= DETACH;
+            let parts = request.arguments.parts();
+            let inline = if detach {
+                &parts[..parts.len() - 1]
+            } else {
+                parts
+            };
+            for part in inline {
+                message.extend_from_slice(part);
+            }
+            if detach {
+                // The frame runs past its message: its raw tail follows as a message of its own,
+                // sent from the call's own buffer.
+                let (comm, rank) = (self.workers[slot].comm, self.workers[slot].rank);
+                let head = std::mem::take(&mut message);
+                self.start_send(slot, comm, rank, Keep::Owned(head));
+                self.start_send(slot, comm, rank, Keep::Tail(Arc::clone(&request)));
+            }
+        }
+        if !message.is_empty() {
+            let (comm, rank) = (self.workers[slot].comm, self.workers[slot].rank);
+            self.start_send(slot, comm, rank, Keep::Owned(message));
+        }
+        if cancelled > 0 {
+            block.finished(cancelled, None);
+        }
+        count > 0 || cancelled > 0
+    }
+
+    /// Sends `block`'s initializer to worker `slot`; its calls follow once it has answered.
+    fn send_initializer(
+        &mut self,
+        slot: usize,
+        block: &Arc<Block>,
+        initializer: &crate::block::options::ProcessInitializer,
+    ) -> bool {
+        let Ok(arguments) = &initializer.arguments else {
+            return false; // the block is broken from the start (`MpiScope::new`)
+        };
+        let id = self.next_call_id;
+        self.next_call_id += 1;
+        let worker = &mut self.workers[slot];
+        worker.initialized.push(block.backend.id);
+        worker.initializing = true;
+        if worker.in_flight.is_empty() && worker.serving.is_none() {
+            worker.serving = Some(block.backend.id);
+            block.backend.in_use.fetch_add(1, Ordering::SeqCst);
+        }
+        worker.in_flight.push_back((id, None, Arc::clone(block)));
+        let mut message = Vec::new();
+        let head = CallHead {
+            id,
+            trampoline: initializer.trampoline as i64,
+            function: initializer.function as i64,
+            tail_len: 0,
+        };
+        // An initializer's arguments over the frame limit go as none: it then fails, and with it
+        // the block, as any call whose arguments are missing.
+        if head.write(arguments.len(), &mut message) {
+            message.extend_from_slice(arguments);
+        } else {
+            head.write(0, &mut message);
+        }
+        let (comm, rank) = (worker.comm, worker.rank);
+        self.start_send(slot, comm, rank, Keep::Owned(message));
+        true
+    }
+
+    pub(crate) fn start_send(&mut self, slot: usize, comm: Comm, rank: usize, bytes: Keep) {
+        match PendingSend::start(comm, rank, bytes) {
+            Ok(send) => self.sends.push(send),
+            Err(why) => {
+                log::warn!("executor: sending to MPI worker {slot} failed: {why}");
+                self.lost(slot, WorkerDeath::BrokeProtocol);
+            }
+        }
+    }
+}
+
+/// Whether a block has calls queued and may use another worker.
+fn wants_a_worker(block: &Block) -> bool {
+    block.backend.queued.load(Ordering::SeqCst) > 0
+        && !block.backend.broken.load(Ordering::SeqCst)
+        && block
+            .backend
+            .max_workers
+            .is_none_or(|most| block.backend.in_use.load(Ordering::SeqCst) < most)
+}

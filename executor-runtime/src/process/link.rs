@@ -1,0 +1,341 @@
+//! One worker process and the two parent threads that talk to it.
+//!
+//! `start` executes the current binary with one end of a socket pair; the *writer* thread (here)
+//! sends the hello and then calls from the block's queue, up to the link's window; the *reader*
+//! thread (`reader`) receives the handshake answer and then outcomes, in the order the calls were
+//! sent, and resolves their futures. When the channel closes or carries garbage, the reader reaps
+//! the worker, blames the call it was running, puts the others back in the queue and lets the pool
+//! start a replacement. With a `timeout`, one more thread per pool (`watch_timeouts`) kills the
+//! worker of a call that overran it.
+
+use std::io::{self, Write};
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+mod reader;
+
+use crate::process::memory_limit::{self, StderrPipe, StderrRelay};
+use crate::process::pool::{worker_env, ProcessQueue};
+use crate::process::spawn::{self, WorkerProcess, WORKER_FD};
+use crate::process::worker::Hello;
+use crate::remote::queue::{Queued, RemoteJobRef};
+use crate::remote::wire::{self, Kind};
+/// Arguments longer than this are written straight from their buffer instead of being copied
+/// into a batch with other calls.
+const COPY_LIMIT: usize = 1 << 16;
+
+/// Starts a worker process in `slot` (claimed by `ProcessQueue::slot_to_start`) and its two threads.
+pub(crate) fn start(shared: &Arc<ProcessQueue>, slot: usize, generation: u64) {
+    let (child, channel, relay) = match spawn_worker(shared, slot) {
+        Ok(started) => started,
+        Err(why) => return start_failed(shared, slot, generation, why),
+    };
+    let pid = child.id();
+    let write_half = match channel.try_clone() {
+        Ok(half) => half,
+        Err(error) => {
+            reap_quietly(child);
+            return start_failed(shared, slot, generation, format!("socket: {error}"));
+        }
+    };
+    log::debug!(
+        "executor: process pool {} started worker {slot} (pid {pid})",
+        shared.backend.id
+    );
+    let writer = {
+        let shared = Arc::clone(shared);
+        thread::Builder::new()
+            .name(format!("executor-p{}-send-{slot}", shared.backend.id))
+            .spawn(move || writer_loop(&shared, slot, generation, SocketWriter(write_half)))
+    };
+    let writer = match writer {
+        Ok(handle) => handle,
+        Err(error) => {
+            reap_quietly(child);
+            return start_failed(shared, slot, generation, format!("thread: {error}"));
+        }
+    };
+    let reader = {
+        let shared = Arc::clone(shared);
+        thread::Builder::new()
+            .name(format!("executor-p{}-recv-{slot}", shared.backend.id))
+            .spawn(move || reader::reader_loop(&shared, slot, generation, (child, relay), channel))
+    };
+    let mut state = shared.lock();
+    state.backend.links[slot].pid = pid;
+    state.backend.threads.push(writer);
+    if let (Some(timeout), false) = (shared.backend.timeout, state.backend.watching) {
+        let watcher = {
+            let shared = Arc::clone(shared);
+            thread::Builder::new()
+                .name(format!("executor-p{}-timeouts", shared.backend.id))
+                .spawn(move || watch_timeouts(&shared, timeout))
+        };
+        if let Ok(handle) = watcher {
+            state.backend.watching = true;
+            state.backend.threads.push(handle);
+        }
+    }
+    match reader {
+        Ok(handle) => state.backend.threads.push(handle),
+        Err(error) => {
+            // The child went into the closure that failed to start and was killed and reaped
+            // with it. The writer stops when it sees the slot dead.
+            drop(state);
+            start_failed(shared, slot, generation, format!("thread: {error}"));
+        }
+    }
+}
+
+/// A worker could not be started, or did not become ready: its slot is freed, any calls it held go
+/// back to the queue, and the pool tries again (up to `START_ATTEMPTS` in a row) or fails the queue.
+fn start_failed(shared: &Arc<ProcessQueue>, slot: usize, generation: u64, why: String) {
+    log::warn!(
+        "executor: process pool {} could not start a worker: {why}",
+        shared.backend.id
+    );
+    let mut state = shared.lock();
+    if state.backend.links[slot].generation == generation {
+        let link = &mut state.backend.links[slot];
+        link.alive = false;
+        let held: Vec<RemoteJobRef> = link.in_flight.drain(..).map(|(_, job)| job).collect();
+        for job in held.into_iter().rev() {
+            state.queue.push_front(Queued { job, claimed: true });
+        }
+    }
+    shared.start_failed(&mut state, why);
+    let step = shared.next_step(&mut state);
+    drop(state);
+    shared.carry_out(step);
+}
+
+fn reap_quietly(child: WorkerProcess) {
+    // Dropping an unreaped worker kills and reaps it.
+    drop(child);
+}
+
+/// Executes the current binary as a worker, with one end of a fresh socket pair; under a memory
+/// limit, applies it and relays the worker's standard error (see `memory_limit`).
+fn spawn_worker(
+    shared: &ProcessQueue,
+    slot: usize,
+) -> Result<(WorkerProcess, UnixStream, Option<StderrRelay>), String> {
+    let (path, _) = shared.backend.executable.as_ref().map_err(Clone::clone)?;
+    let (parent_end, child_end) =
+        UnixStream::pair().map_err(|e| format!("cannot create a socket pair: {e}"))?;
+    // Larger socket buffers let a big argument cross in a few large copies instead of many
+    // 200 KiB ones, each a context switch between writer and worker.
+    set_buffer_size(&parent_end, libc::SO_SNDBUF, SOCKET_BUFFER);
+    set_buffer_size(&child_end, libc::SO_RCVBUF, SOCKET_BUFFER);
+    let stderr = match shared.backend.memory_limit {
+        Some(_) => {
+            Some(StderrPipe::new().map_err(|e| format!("cannot create a pipe for stderr: {e}"))?)
+        }
+        None => None,
+    };
+    let (name, value) = worker_env(WORKER_FD);
+    let child = spawn::spawn(
+        path,
+        child_end.as_raw_fd(),
+        (name, &value),
+        stderr.as_ref().map(|pipe| pipe.write.as_raw_fd()),
+    )
+    .map_err(|e| format!("cannot execute {}: {e}", path.display()))?;
+    drop(child_end);
+    let relay = match (stderr, shared.backend.memory_limit) {
+        (Some(StderrPipe { read, write }), Some(limit)) => {
+            drop(write);
+            memory_limit::apply(child.id(), limit)
+                .map_err(|e| format!("cannot set the memory limit of {limit} bytes: {e}"))?;
+            let name = format!("executor-p{}-stderr-{slot}", shared.backend.id);
+            Some(StderrRelay::start(read, name).map_err(|e| format!("thread: {e}"))?)
+        }
+        _ => None,
+    };
+    Ok((child, parent_end, relay))
+}
+
+/// Socket buffer size asked for (the kernel caps it at `net.core.wmem_max`/`rmem_max`).
+const SOCKET_BUFFER: libc::c_int = 4 << 20;
+
+fn set_buffer_size(socket: &UnixStream, option: libc::c_int, size: libc::c_int) {
+    // SAFETY: `setsockopt` reads `size_of::<c_int>()` bytes from the pointer we pass, which points
+    // at a live `c_int`; a failure only leaves the default size.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Writes without raising `SIGPIPE` when the worker is gone: the write fails with `EPIPE` instead.
+struct SocketWriter(UnixStream);
+
+impl SocketWriter {
+    /// After a failed write: closes the channel both ways, so the reader sees its end, stops the
+    /// worker if it still runs, and puts its calls back in the queue. (Usually the write failed
+    /// because the worker is already gone.)
+    fn give_up(&self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Write for SocketWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `send` reads at most `buf.len()` bytes from `buf`, which is valid for that long.
+        let sent = unsafe {
+            libc::send(
+                self.0.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if sent < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(sent as usize)
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn writer_loop(shared: &ProcessQueue, slot: usize, generation: u64, mut out: SocketWriter) {
+    let Ok((_, identity)) = &shared.backend.executable else {
+        return;
+    };
+    let mut frame = Vec::with_capacity(1 << 16);
+    let hello = Hello::write(slot, identity, shared.backend.initializer.as_deref());
+    if wire::write_frame(&mut out, Kind::Hello, &hello).is_err() {
+        return out.give_up();
+    }
+    let mut batch = Vec::new();
+    loop {
+        let mut state = shared.lock();
+        loop {
+            let link = &state.backend.links[slot];
+            if link.generation != generation || !link.alive {
+                return;
+            }
+            let served = shared
+                .backend
+                .max_tasks_per_child
+                .is_some_and(|most| link.sent >= most);
+            if served && link.in_flight.is_empty() {
+                // Its last call is answered: end its input; it exits and a replacement takes over.
+                state.backend.links[slot].retiring = true;
+                drop(state);
+                let _ = out.0.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            if link.ready
+                && !served
+                && !state.queue.is_empty()
+                && link.in_flight.len() < link.window
+            {
+                break;
+            }
+            if state.backend.shutdown && state.queue.is_empty() {
+                drop(state);
+                // End of input: an idle worker exits cleanly; the reader reaps it.
+                let _ = out.0.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            state = shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        let mut room = state.backend.links[slot].window - state.backend.links[slot].in_flight.len();
+        if let Some(most) = shared.backend.max_tasks_per_child {
+            room = room.min(most - state.backend.links[slot].sent);
+        }
+        let mut cancelled = 0;
+        while batch.len() < room {
+            let Some(Queued { job, claimed }) = state.queue.pop_front() else {
+                break;
+            };
+            if !claimed && !job.job().try_dispatch() {
+                cancelled += 1;
+                drop(job);
+                continue;
+            }
+            let id = state.backend.next_call_id;
+            state.backend.next_call_id += 1;
+            batch.push((id, job.job().request()));
+            let link = &mut state.backend.links[slot];
+            if link.in_flight.is_empty() {
+                link.head_since = Some(Instant::now());
+            }
+            link.in_flight.push_back((id, job));
+            link.sent += 1;
+        }
+        state.finished += cancelled;
+        drop(state);
+        if cancelled > 0 {
+            shared.changed.notify_all();
+        }
+
+        frame.clear();
+        for (id, request) in batch.drain(..) {
+            if !request.write_call_head(id, &mut frame) {
+                continue;
+            }
+            for part in request.arguments.parts() {
+                if part.len() <= COPY_LIMIT {
+                    frame.extend_from_slice(part);
+                } else {
+                    if out.write_all(&frame).is_err() || out.write_all(part).is_err() {
+                        return out.give_up();
+                    }
+                    frame.clear();
+                }
+            }
+        }
+        if !frame.is_empty() && out.write_all(&frame).is_err() {
+            return out.give_up();
+        }
+    }
+}
+
+/// Kills the worker of any call that has run longer than `timeout`, until the pool shuts down and
+/// its workers are gone. Its reader then fails that call with `TaskError::TimedOut`.
+fn watch_timeouts(shared: &ProcessQueue, timeout: Duration) {
+    let tick = (timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(50));
+    loop {
+        {
+            let mut state = shared.lock();
+            if state.backend.shutdown && !state.backend.links.iter().any(|l| l.alive) {
+                return;
+            }
+            for link in state
+                .backend
+                .links
+                .iter_mut()
+                .filter(|l| l.alive && !l.timed_out && !l.reaping)
+            {
+                if link
+                    .head_since
+                    .is_some_and(|since| since.elapsed() > timeout)
+                {
+                    link.timed_out = true;
+                    // SAFETY: `kill` only sends a signal. The pid is still our unreaped child's:
+                    // its reader marks the link `reaping` under this lock, which we hold, before
+                    // it reaps; an exited but unreaped child keeps its pid.
+                    unsafe { libc::kill(link.pid as libc::pid_t, libc::SIGKILL) };
+                }
+            }
+        }
+        thread::sleep(tick);
+    }
+}

@@ -1,0 +1,271 @@
+//! A link's reader thread: it waits for the worker's answer to the hello, then receives outcomes
+//! in the order the calls were sent and resolves their futures. When the channel closes or
+//! carries something that is not the protocol, it reaps the worker, blames the call it was
+//! running, puts the others back in the queue and lets the pool start a replacement.
+
+use std::io::{self, BufReader};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::process::memory_limit::StderrRelay;
+use crate::process::pool::{LinkState, ProcessQueue};
+use crate::process::spawn::WorkerProcess;
+use crate::remote::protocol::{OutcomeHead, KEEP_BUFFER};
+use crate::remote::queue::{Outcome, Queued, RemoteJobRef};
+use crate::remote::window::next_window;
+use crate::remote::wire::{self, Kind, ReadError};
+use crate::task::error::{TaskError, WorkerDeath};
+
+/// How long a new worker has to answer the hello.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a link ended.
+enum End {
+    /// The worker closed the channel (exited, crashed, or closed it).
+    Closed,
+    /// The worker refused the hello.
+    Refused(String),
+    /// The worker sent something that is not the protocol.
+    Protocol(String),
+}
+
+pub(super) fn reader_loop(
+    shared: &Arc<ProcessQueue>,
+    slot: usize,
+    generation: u64,
+    worker: (WorkerProcess, Option<StderrRelay>),
+    input: UnixStream,
+) {
+    // A child that never answers the hello (stuck before `main`, or not a worker at all) is given
+    // up on, rather than left holding a slot.
+    let _ = input.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let mut reader = BufReader::with_capacity(1 << 16, input);
+    let mut payload = Vec::new();
+    let (ready, end) = match wire::read_frame(&mut reader, &mut payload) {
+        Ok(Kind::Ready) => {
+            let _ = reader.get_ref().set_read_timeout(None);
+            {
+                let mut state = shared.lock();
+                state.backend.start_failures = 0;
+                if state.backend.links[slot].generation == generation {
+                    state.backend.links[slot].ready = true;
+                }
+            }
+            shared.changed.notify_all();
+            (
+                true,
+                receive_outcomes(shared, slot, &mut reader, &mut payload),
+            )
+        }
+        Ok(Kind::Refused) => (
+            false,
+            End::Refused(String::from_utf8_lossy(&payload).into_owned()),
+        ),
+        Ok(other) => (
+            false,
+            End::Protocol(format!("unexpected {other:?} message")),
+        ),
+        Err(ReadError::Malformed(why)) => (false, End::Protocol(why)),
+        Err(ReadError::Io(error))
+            if matches!(
+                error.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            (
+                false,
+                End::Protocol(format!(
+                    "no answer to the handshake within {HANDSHAKE_TIMEOUT:?}"
+                )),
+            )
+        }
+        Err(_) => (false, End::Closed),
+    };
+    finish(shared, slot, generation, worker, ready, end);
+}
+
+/// Resolves calls as their outcomes arrive, until the channel ends.
+fn receive_outcomes(
+    shared: &ProcessQueue,
+    slot: usize,
+    reader: &mut BufReader<UnixStream>,
+    payload: &mut Vec<u8>,
+) -> End {
+    loop {
+        match wire::read_frame(reader, payload) {
+            Ok(Kind::Outcome) => {}
+            Ok(other) => return End::Protocol(format!("unexpected {other:?} message")),
+            Err(ReadError::Malformed(why)) => return End::Protocol(why),
+            Err(_) => return End::Closed,
+        }
+        let (
+            OutcomeHead {
+                id,
+                status,
+                elapsed_ns,
+            },
+            result,
+        ) = match OutcomeHead::parse(payload) {
+            Ok(outcome) => outcome,
+            Err(ReadError::Malformed(why)) => return End::Protocol(why),
+            Err(_) => return End::Protocol("an outcome message was too short".to_string()),
+        };
+        let job = {
+            let mut state = shared.lock();
+            let link = &mut state.backend.links[slot];
+            match link.in_flight.front() {
+                Some((expected, _)) if *expected == id => {}
+                _ => return End::Protocol(format!("an answer to call {id}, which was not sent")),
+            }
+            let (_, job) = link.in_flight.pop_front().expect("checked above");
+            link.head_since = (!link.in_flight.is_empty()).then(Instant::now);
+            adapt_window(link, elapsed_ns);
+            job
+        };
+        // SAFETY: the call was dispatched to this link and is resolved once, here.
+        unsafe { shared.resolve(job, Outcome::Answered(status, result)) };
+        // The buffer is reused (a fresh one costs a page fault per 4 KiB), but one grown for a
+        // huge result would otherwise stay allocated as long as the worker lives.
+        if payload.capacity() > KEEP_BUFFER {
+            *payload = Vec::new();
+        }
+    }
+}
+
+/// Keeps about `WORK_IN_FLIGHT_NS` of work in flight: one call at a time when calls are long (so
+/// none waits behind another while a worker idles), up to `MAX_WINDOW` when they are tiny.
+fn adapt_window(link: &mut LinkState, elapsed_ns: u64) {
+    link.window = next_window(&mut link.average_ns, elapsed_ns);
+}
+
+/// Reaps the worker and settles its calls; starts a replacement if work is waiting.
+fn finish(
+    shared: &Arc<ProcessQueue>,
+    slot: usize,
+    generation: u64,
+    (mut child, relay): (WorkerProcess, Option<StderrRelay>),
+    ready: bool,
+    end: End,
+) {
+    let pid = child.id();
+    {
+        let mut state = shared.lock();
+        if state.backend.links[slot].generation == generation {
+            state.backend.links[slot].reaping = true;
+        }
+    }
+    let broke_protocol = match &end {
+        End::Closed => !exited_within(&mut child, Duration::from_millis(500)),
+        End::Refused(_) => false,
+        End::Protocol(why) => {
+            log::warn!("executor: worker {slot} (pid {pid}) broke the protocol: {why}");
+            true
+        }
+    };
+    if broke_protocol {
+        child.kill();
+    }
+    let death = match child.wait() {
+        _ if broke_protocol => WorkerDeath::BrokeProtocol,
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => WorkerDeath::Exited(code),
+            (None, Some(signal)) => WorkerDeath::Signaled(signal),
+            (None, None) => WorkerDeath::BrokeProtocol,
+        },
+        Err(_) => WorkerDeath::BrokeProtocol,
+    };
+    let over_limit = match (death, &relay, shared.backend.memory_limit) {
+        (WorkerDeath::Signaled(libc::SIGABRT), Some(relay), Some(limit)) => relay
+            .failed_allocation()
+            .map(|requested| TaskError::MemoryLimitExceeded { limit, requested }),
+        _ => None,
+    };
+
+    let mut state = shared.lock();
+    let link = &mut state.backend.links[slot];
+    if link.generation != generation {
+        return;
+    }
+    link.alive = false;
+    let timed_out = link.timed_out;
+    let mut in_flight: Vec<RemoteJobRef> = link.in_flight.drain(..).map(|(_, job)| job).collect();
+    let retiring = link.retiring;
+    let orderly = ready
+        && (state.backend.shutdown || retiring)
+        && in_flight.is_empty()
+        && death == WorkerDeath::Exited(0);
+    if orderly {
+        log::debug!("executor: worker {slot} (pid {pid}) exited");
+        // A retired worker's replacement starts now if calls are waiting.
+        let step = shared.next_step(&mut state);
+        drop(state);
+        shared.carry_out(step);
+        return;
+    }
+    // A worker that never became ready ran nothing: every call it was sent goes back. Otherwise
+    // it was running the oldest one.
+    let culprit = if ready && !in_flight.is_empty() {
+        Some(in_flight.remove(0))
+    } else {
+        None
+    };
+    for job in in_flight.into_iter().rev() {
+        state.queue.push_front(Queued { job, claimed: true });
+    }
+    match &end {
+        End::Refused(why) => {
+            log::warn!("executor: worker {slot} (pid {pid}) refused to serve: {why}");
+            shared.start_failed(&mut state, why.clone());
+        }
+        _ if !ready => {
+            let why = format!("the worker (pid {pid}) {death} before its handshake");
+            log::warn!("executor: {why}");
+            shared.start_failed(&mut state, why);
+        }
+        // A replacement starts (below) when calls are waiting, or later with the next `submit`.
+        _ if timed_out => log::warn!(
+            "executor: worker {slot} (pid {pid}) was killed: its call overran the timeout"
+        ),
+        _ if over_limit.is_some() => log::warn!(
+            "executor: worker {slot} (pid {pid}) aborted: its call went over the memory limit"
+        ),
+        _ => log::warn!("executor: worker {slot} (pid {pid}) {death}"),
+    }
+    let step = shared.next_step(&mut state);
+    drop(state);
+
+    if let Some(job) = culprit {
+        let error = match (timed_out, shared.backend.timeout, over_limit) {
+            (true, Some(after), _) => TaskError::TimedOut { after },
+            (_, _, Some(over_limit)) => over_limit,
+            _ => TaskError::WorkerDied { pid, death },
+        };
+        // SAFETY: dispatched to this link, and now taken out of it: resolved once, here.
+        unsafe { shared.resolve(job, Outcome::Failed(error)) };
+    }
+    // Started from this thread, which is about to end: nothing ties a worker to the thread that
+    // started it (no `PR_SET_PDEATHSIG`; the watchdog follows the socket instead).
+    shared.carry_out(step);
+}
+
+/// Whether the child exits within `limit` (a worker that closed its channel but runs on does not).
+/// A worker that closed its channel by exiting is usually reaped within microseconds, so the
+/// polling starts fine and backs off.
+fn exited_within(child: &mut WorkerProcess, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_micros(20);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return true,
+            Ok(None) if Instant::now() < deadline => {
+                thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(5));
+            }
+            Ok(None) => return false,
+            Err(_) => return true,
+        }
+    }
+}

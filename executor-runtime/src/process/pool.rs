@@ -1,0 +1,313 @@
+//! The Process backend: the pool behind one `pool!(Process => { ... })` block, on the parent's side.
+//!
+//! Each block owns its workers, started lazily (one more whenever queued calls outnumber idle
+//! workers, up to `max_workers`, by default the number of CPUs) by re-executing the current binary
+//! (see `process::worker` for how the child becomes a worker before `main`).
+//!
+//! Calls wait in the block's queue (`crate::remote::queue`). Each worker has a *link*
+//! (`process::link`): a writer thread that sends it calls and a reader thread that receives
+//! outcomes, in order. A link keeps up to a *window* of calls in flight, so that tiny calls are
+//! pipelined rather than paying a round trip each; the window starts at 1 and adapts to the
+//! measured run time of calls (about 1 ms of work in flight, `crate::remote::window`), so long
+//! calls are never stuck behind each other on one worker while another is idle.
+//!
+//! A worker that dies (crash, abort, signal, `exit`) is noticed by its reader at once (the socket
+//! closes). The call it was running resolves with [`TaskError::WorkerDied`], saying how it died;
+//! the calls queued behind it go back to the front of the queue, and a replacement starts.
+//!
+//! Arguments are encoded when `submit` runs, so a call borrows nothing once submitted and the pool
+//! needs no lifetime tricks: opening a `ProcessScope` is safe.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::block::options::{cpus, PoolOptions, ProcessInitializer};
+use crate::process::link;
+use crate::process::worker::WORKER_ENV;
+use crate::remote::executable::{executable_identity, on_disk};
+use crate::remote::queue::{CallQueue, QueueState, Queued, RemoteJobRef};
+use crate::remote::scope::{RemoteBackend, RemoteScope};
+use crate::task::error::TaskError;
+
+/// The pool of one `pool!(Process => { ... })` block.
+#[doc(hidden)]
+pub type ProcessScope = RemoteScope<ProcessBackend>;
+
+/// The calls of one Process block and its workers, shared by the block and the link threads.
+pub(crate) type ProcessQueue = CallQueue<ProcessBackend>;
+
+/// Pool ids, for log lines.
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
+
+/// After this many worker starts in a row fail (or are refused), queued calls fail instead of waiting.
+const START_ATTEMPTS: usize = 3;
+
+/// One worker slot, as the pool's state sees it.
+pub(crate) struct LinkState {
+    /// Bumped when the slot gets a new worker, so the threads of a dead one recognise it is gone.
+    pub(crate) generation: u64,
+    pub(crate) alive: bool,
+    pub(crate) pid: u32,
+    /// Calls sent and not answered, oldest first, with their ids.
+    pub(crate) in_flight: VecDeque<(u64, RemoteJobRef)>,
+    /// How many calls may be in flight.
+    pub(crate) window: usize,
+    /// Moving average of the calls' run time in the worker, in nanoseconds.
+    pub(crate) average_ns: f64,
+    /// The worker accepted the handshake. Calls are claimed and sent only then, so a worker that
+    /// never answers, or refuses, holds no call.
+    pub(crate) ready: bool,
+    /// Since when the oldest call in flight has been running (the worker runs them in order: from
+    /// its sending to an idle worker, or from the answer to the call before it).
+    pub(crate) head_since: Option<Instant>,
+    /// The pool killed this worker because its call overran the timeout.
+    pub(crate) timed_out: bool,
+    /// Its reader is about to reap it: its pid may be reused from then on, so nothing signals it.
+    pub(crate) reaping: bool,
+    /// Calls sent to this worker (for `max_tasks_per_child`).
+    pub(crate) sent: usize,
+    /// It served its `max_tasks_per_child` and was told to exit.
+    pub(crate) retiring: bool,
+}
+
+/// The Process backend's side of a block: its options and the executable its workers run.
+#[doc(hidden)]
+pub struct ProcessBackend {
+    pub(crate) id: u64,
+    pub(crate) max_workers: usize,
+    /// The per-call timeout, if any (enforced by `link::watch_timeouts`).
+    pub(crate) timeout: Option<Duration>,
+    /// `RLIMIT_DATA` of each worker, if limited (see `memory_limit`).
+    pub(crate) memory_limit: Option<u64>,
+    /// Calls a worker serves before it is replaced, if limited.
+    pub(crate) max_tasks_per_child: Option<usize>,
+    /// Run by each worker before it answers the handshake.
+    pub(crate) initializer: Option<Arc<ProcessInitializer>>,
+    /// The executable's path and identity (compared in the handshake).
+    pub(crate) executable: Result<(PathBuf, [u64; 5]), String>,
+}
+
+/// The workers of a Process block, behind the block's lock.
+#[doc(hidden)]
+pub struct ProcessState {
+    pub(crate) links: Vec<LinkState>,
+    pub(crate) shutdown: bool,
+    pub(crate) next_call_id: u64,
+    /// Worker starts that failed in a row, and the last reason.
+    pub(crate) start_failures: usize,
+    pub(crate) start_error: Option<String>,
+    pub(crate) threads: Vec<JoinHandle<()>>,
+    /// The timeout watcher runs (started with the first worker when there is a timeout).
+    pub(crate) watching: bool,
+}
+
+/// See [`ProcessQueue::next_step`].
+#[doc(hidden)]
+pub struct NextStep {
+    start: Option<(usize, u64)>,
+    stranded: Vec<Queued>,
+    why: String,
+}
+
+impl RemoteBackend for ProcessBackend {
+    type State = ProcessState;
+    type Wake = NextStep;
+
+    /// # Panics
+    /// In a process that was started as a worker but did not become one (the worker entry did not
+    /// run): starting workers from there would start workers without end.
+    fn open(options: &PoolOptions) -> (Self, ProcessState, Option<String>) {
+        assert!(
+            std::env::var_os(WORKER_ENV).is_none(),
+            "pool!(Process): this process was started as a worker but did not become one \
+             (the executor runtime's start-up function did not run); refusing to start more workers"
+        );
+        let initializer_error = options
+            .process_initializer
+            .as_ref()
+            .and_then(|init| init.arguments.as_ref().err().cloned());
+        let executable = std::env::current_exe()
+            .map(on_disk)
+            .map_err(|e| format!("cannot find the current executable: {e}"))
+            .and_then(|path| {
+                executable_identity()
+                    .map(|identity| (path, identity))
+                    .map_err(|e| format!("cannot identify the current executable: {e}"))
+            })
+            .and_then(|found| match initializer_error {
+                // Every worker would refuse: fail the calls at once instead.
+                Some(why) => Err(format!("the pool's initializer cannot be sent: {why}")),
+                None => Ok(found),
+            });
+        let broken = executable.as_ref().err().cloned();
+        let backend = ProcessBackend {
+            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            max_workers: options.max_workers.unwrap_or_else(cpus),
+            timeout: options.timeout,
+            max_tasks_per_child: options.max_tasks_per_child,
+            memory_limit: options.memory_limit,
+            initializer: options.process_initializer.clone(),
+            executable,
+        };
+        let state = ProcessState {
+            links: Vec::new(),
+            shutdown: false,
+            next_call_id: 0,
+            start_failures: 0,
+            start_error: None,
+            threads: Vec::new(),
+            watching: false,
+        };
+        (backend, state, broken)
+    }
+
+    fn opened(_: &Arc<ProcessQueue>) {
+        // No worker starts until the first `submit`.
+    }
+
+    fn queued(queue: &ProcessQueue, state: &mut QueueState<ProcessState>) -> Option<NextStep> {
+        // Only a writer whose worker has room in its window can send the call now; the others
+        // are woken when an answer makes room. Waking them all on every submit costs more than the
+        // call itself when calls are tiny.
+        let room = state
+            .backend
+            .links
+            .iter()
+            .any(|l| l.alive && l.ready && !l.retiring && l.in_flight.len() < l.window);
+        let step = queue.next_step(state);
+        (room || step.start.is_some() || !step.stranded.is_empty()).then_some(step)
+    }
+
+    fn wake(queue: &Arc<ProcessQueue>, step: NextStep) {
+        queue.carry_out(step);
+    }
+
+    fn cancelled(_: &ProcessQueue, _: usize) {}
+
+    fn workers(queue: &ProcessQueue) -> usize {
+        queue.backend.max_workers
+    }
+
+    /// Stops the workers (an idle one exits at the end of its input) and joins the link threads,
+    /// which reap them.
+    fn close(queue: &Arc<ProcessQueue>) {
+        queue.lock().backend.shutdown = true;
+        queue.changed.notify_all();
+        loop {
+            let threads = std::mem::take(&mut queue.lock().backend.threads);
+            if threads.is_empty() {
+                break;
+            }
+            for handle in threads {
+                if let Err(payload) = handle.join() {
+                    std::panic::resume_unwind(payload);
+                }
+            }
+        }
+    }
+}
+
+impl ProcessQueue {
+    /// Starts another worker if queued calls outnumber idle workers. Called with the lock held;
+    /// the start itself (fork and exec) happens in `link::start`, after the lock is dropped.
+    pub(crate) fn slot_to_start(
+        &self,
+        state: &mut QueueState<ProcessState>,
+    ) -> Option<(usize, u64)> {
+        let queued = state.queue.len();
+        let state = &mut state.backend;
+        if state.start_failures >= START_ATTEMPTS {
+            return None;
+        }
+        let live = state.links.iter().filter(|l| l.alive).count();
+        let idle = state
+            .links
+            .iter()
+            .filter(|l| l.alive && !l.retiring && l.in_flight.is_empty())
+            .count();
+        if live >= self.backend.max_workers || queued <= idle {
+            return None;
+        }
+        let slot = match state.links.iter().position(|l| !l.alive) {
+            Some(slot) => slot,
+            None => {
+                state.links.push(LinkState {
+                    generation: 0,
+                    alive: false,
+                    pid: 0,
+                    in_flight: VecDeque::new(),
+                    window: 1,
+                    average_ns: 0.0,
+                    ready: false,
+                    head_since: None,
+                    timed_out: false,
+                    reaping: false,
+                    sent: 0,
+                    retiring: false,
+                });
+                state.links.len() - 1
+            }
+        };
+        let link = &mut state.links[slot];
+        link.generation += 1;
+        link.alive = true;
+        link.pid = 0;
+        link.window = 1;
+        link.average_ns = 0.0;
+        link.ready = false;
+        link.head_since = None;
+        link.timed_out = false;
+        link.reaping = false;
+        link.sent = 0;
+        link.retiring = false;
+        Some((slot, link.generation))
+    }
+
+    /// Records a failed worker start.
+    pub(crate) fn start_failed(&self, state: &mut QueueState<ProcessState>, why: String) {
+        state.backend.start_failures += 1;
+        state.backend.start_error = Some(why);
+    }
+
+    /// What to do after any change to the workers or the queue, decided under the lock and done
+    /// after it is released with [`ProcessQueue::carry_out`]: start a worker if queued calls outnumber idle
+    /// workers; and when starts keep failing and no worker is left, fail every queued call with the
+    /// reason rather than let it wait forever.
+    pub(crate) fn next_step(&self, state: &mut QueueState<ProcessState>) -> NextStep {
+        let start = self.slot_to_start(state);
+        let stranded = if start.is_none()
+            && state.backend.start_failures >= START_ATTEMPTS
+            && !state.backend.links.iter().any(|l| l.alive)
+        {
+            state.queue.drain(..).collect()
+        } else {
+            Vec::new()
+        };
+        NextStep {
+            start,
+            stranded,
+            why: state.backend.start_error.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Does what [`ProcessQueue::next_step`] decided; call without the lock.
+    pub(crate) fn carry_out(self: &Arc<Self>, step: NextStep) {
+        self.changed.notify_all();
+        if !step.stranded.is_empty() {
+            self.fail(step.stranded, &TaskError::WorkerStart(step.why));
+        }
+        if let Some((slot, generation)) = step.start {
+            link::start(self, slot, generation);
+        }
+    }
+}
+
+/// The environment entry that makes a child a worker: its socket's descriptor.
+pub(crate) fn worker_env(fd: i32) -> (&'static str, OsString) {
+    (WORKER_ENV, OsString::from(fd.to_string()))
+}

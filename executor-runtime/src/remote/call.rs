@@ -1,0 +1,500 @@
+//! Turning `submit(f, a1, ..., an)` into a call another process can make.
+//!
+//! A worker process runs the same binary as its parent, so a function's address differs between the
+//! two only by the load offset of the executable (ASLR moves the whole image at once). The parent
+//! therefore sends two addresses, each as an offset from the executable's program headers:
+//!
+//! - the user's function, as a plain `fn(A1, ..., An) -> R` pointer. Coercing `f` to a function
+//!   pointer is also the check that it can cross the boundary: function items, paths and closures
+//!   that capture nothing coerce; a capturing closure is a compile error at the `submit` call
+//!   ("closures can only be coerced to `fn` types if they do not capture any variables");
+//! - a *trampoline*, [`trampoline::<(A1, ..., An), R>`](trampoline), the instance of a generic
+//!   function for exactly these types, which decodes the argument tuple, calls the function through
+//!   the pointer, catches a panic and encodes the result.
+//!
+//! The handshake checks that the worker's executable is the parent's (see `process::worker`), which
+//! is what makes the addresses meaningful. Arguments and results must be owned
+//! (`Serialize + DeserializeOwned`): a worker decodes them from a buffer that does not outlive the call.
+
+use std::panic::{self, AssertUnwindSafe};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::block::options::{PoolOptions, ProcessInitializer};
+use crate::remote::executable::{in_executable, offset_of};
+use crate::remote::shape::Shape;
+use crate::remote::wire;
+use crate::task::error::{drop_payload, panic_message};
+
+/// A call ready to be sent: the function and trampoline addresses, and the encoded arguments.
+#[doc(hidden)]
+pub struct RemoteCall<R> {
+    pub(crate) function: isize,
+    pub(crate) trampoline: isize,
+    /// The encoded argument tuple, or why the call cannot be sent.
+    pub(crate) arguments: Result<wire::Parts, String>,
+    _result: std::marker::PhantomData<fn() -> R>,
+}
+
+/// A call built by `remote<n>`, not yet known to be safe to send.
+#[doc(hidden)]
+pub struct UncheckedCall<R>(RemoteCall<R>);
+
+impl<R> UncheckedCall<R> {
+    /// The call, to send.
+    ///
+    /// # Safety
+    /// Every argument whose shape is `BorrowedStr` or `BorrowedBytes` must have been passed
+    /// through [`Pass`] for a lifetime local to the `submit` call, and `f` coerced (by
+    /// `signature<n>`) to take exactly those argument types: that is what proves `f` cannot keep
+    /// the reference, which in the worker points into a buffer that lives only for the call.
+    pub unsafe fn assume_call_local(self) -> RemoteCall<R> {
+        self.0
+    }
+}
+
+/// A call of `f` on each item of `chunk`, for `map` on the Process backend: the worker answers
+/// with one result per item (a panic in one item fails that item only).
+pub(crate) fn chunk_call<T, R>(f: fn(T) -> R, chunk: Vec<T>) -> RemoteCall<Vec<Result<R, String>>>
+where
+    T: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    RemoteCall::new(f as usize, chunk_trampoline::<T, R>, |parts| {
+        parts.push_value(chunk)
+    })
+}
+
+impl<R> RemoteCall<R> {
+    /// A call of the function at `function` through `trampoline`, with the arguments `encode`
+    /// writes; it cannot be sent (and says why) if either address is outside the executable.
+    fn new(
+        function: usize,
+        trampoline: ErasedTrampoline,
+        encode: impl FnOnce(&mut wire::Parts) -> Result<(), String>,
+    ) -> Self {
+        let arguments = if in_executable(function) && in_executable(trampoline as usize) {
+            let mut parts = wire::Parts::default();
+            // A panicking `Serialize` fails this call, as a panicking `Deserialize` of a result
+            // does, rather than the block that submitted it.
+            let encoded =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encode(&mut parts)))
+                    .unwrap_or_else(|payload| {
+                        let message = crate::task::error::panic_message(&*payload);
+                        crate::task::error::drop_payload(payload);
+                        Err(format!("a `Serialize` implementation panicked: {message}"))
+                    });
+            encoded
+                .map(|()| parts)
+                .map_err(|why| format!("could not encode the arguments: {why}"))
+        } else {
+            Err(
+                "the function is not in the program's executable (it is in a shared library), \
+                 so a worker process cannot find it"
+                    .to_string(),
+            )
+        };
+        RemoteCall {
+            function: offset_of(function),
+            trampoline: offset_of(trampoline as usize),
+            arguments,
+            _result: std::marker::PhantomData,
+        }
+    }
+}
+
+/// The trampoline of a [`chunk_call`].
+///
+/// # Safety
+/// `function` must be the address, in this process, of a `fn(T) -> R`.
+unsafe fn chunk_trampoline<T, R>(
+    function: usize,
+    input: &[u8],
+    tail: Option<Vec<u8>>,
+    output: &mut Vec<u8>,
+) -> CallStatus
+where
+    T: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    // SAFETY: forwarded from the caller.
+    let f = unsafe { std::mem::transmute::<usize, fn(T) -> R>(function) };
+    let mut input = input;
+    let mut tail = tail;
+    let chunk: Vec<T> = match wire::decode_value(&mut input, &mut tail) {
+        Ok(chunk) => chunk,
+        Err(error) => {
+            output.extend_from_slice(format!("could not decode the arguments: {error}").as_bytes());
+            return CallStatus::Transport;
+        }
+    };
+    let results: Vec<Result<R, String>> = chunk
+        .into_iter()
+        .map(|item| {
+            panic::catch_unwind(AssertUnwindSafe(|| f(item))).map_err(|payload| {
+                let message = panic_message(&*payload);
+                drop_payload(payload);
+                message
+            })
+        })
+        .collect();
+    encode_result(results, output)
+}
+
+impl PoolOptions {
+    /// `initializer = f` (Process): set by the `pool!` macro from an encoded call.
+    pub fn process_initializer<R>(&mut self, call: RemoteCall<R>) -> &mut Self {
+        self.process_initializer = Some(std::sync::Arc::new(ProcessInitializer {
+            function: call.function,
+            trampoline: call.trampoline,
+            arguments: call.arguments.map(|parts| parts.concat()),
+        }));
+        self
+    }
+}
+
+/// How a call ended in the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallStatus {
+    /// The output holds the encoded result.
+    Returned = 0,
+    /// The output holds the panic message.
+    Panicked = 1,
+    /// The output says why the arguments could not be decoded or the result encoded.
+    Transport = 2,
+}
+
+impl CallStatus {
+    pub(crate) fn from_byte(byte: u8) -> Option<CallStatus> {
+        match byte {
+            0 => Some(CallStatus::Returned),
+            1 => Some(CallStatus::Panicked),
+            2 => Some(CallStatus::Transport),
+            _ => None,
+        }
+    }
+}
+
+/// The type of every trampoline once its type parameters are erased: the function's address, the
+/// encoded arguments and their raw tail (see `wire::Parts`), and the buffer for the encoded result
+/// (or message).
+pub(crate) type ErasedTrampoline =
+    unsafe fn(usize, &[u8], Option<Vec<u8>>, &mut Vec<u8>) -> CallStatus;
+
+/// The arguments of one call, as `((S1, ..., Sn), (A1, ..., An))`: how each crosses (its
+/// [`Shape`]) and the types the function takes.
+pub(crate) trait Arguments<R>: Sized {
+    /// `fn(A1, ..., An) -> R`.
+    type Function: Copy;
+    /// `(A1, ..., An)`.
+    type Values;
+
+    /// Rebuilds the function pointer from its address.
+    ///
+    /// # Safety
+    /// `address` must be the address of a `Self::Function`, in this process.
+    unsafe fn function_at(address: usize) -> Self::Function;
+
+    /// Encodes the values, in order.
+    fn encode(values: Self::Values, output: &mut wire::Parts) -> Result<(), String>;
+
+    /// Decodes the values (all of `input`, and the tail if any, must be used) and calls `f` with
+    /// them; `Err` if they cannot be decoded.
+    fn decode_and_call(f: Self::Function, input: &[u8], tail: Option<Vec<u8>>)
+        -> Result<R, String>;
+}
+
+/// Decodes the arguments, calls the function at `function`, and encodes its result into `output`.
+///
+/// # Safety
+/// `function` must be the address, in this process, of a function of type `Args::Function`.
+pub(crate) unsafe fn trampoline<Args, R>(
+    function: usize,
+    input: &[u8],
+    tail: Option<Vec<u8>>,
+    output: &mut Vec<u8>,
+) -> CallStatus
+where
+    Args: Arguments<R>,
+    R: Serialize + 'static,
+{
+    // SAFETY: forwarded from the caller.
+    let f = unsafe { Args::function_at(function) };
+    match panic::catch_unwind(AssertUnwindSafe(|| Args::decode_and_call(f, input, tail))) {
+        Ok(Ok(value)) => encode_result(value, output),
+        Ok(Err(error)) => {
+            output.extend_from_slice(format!("could not decode the arguments: {error}").as_bytes());
+            CallStatus::Transport
+        }
+        Err(payload) => {
+            output.extend_from_slice(panic_message(&*payload).as_bytes());
+            drop_payload(payload);
+            CallStatus::Panicked
+        }
+    }
+}
+
+/// Encodes a call's result into `output`; a panic in its `Serialize` or its `Drop` is reported
+/// as the call's panic rather than unwinding through the worker loop.
+fn encode_result<R: Serialize + 'static>(value: R, output: &mut Vec<u8>) -> CallStatus {
+    let encoded = panic::catch_unwind(AssertUnwindSafe(|| wire::encode_value(&value, output)));
+    drop_quietly(value);
+    match encoded {
+        Ok(Ok(())) => CallStatus::Returned,
+        Ok(Err(error)) => {
+            output.clear();
+            output.extend_from_slice(format!("could not encode the result: {error}").as_bytes());
+            CallStatus::Transport
+        }
+        Err(payload) => {
+            output.clear();
+            output.extend_from_slice(panic_message(&*payload).as_bytes());
+            drop_payload(payload);
+            CallStatus::Panicked
+        }
+    }
+}
+
+/// Drops a value whose `Drop` might panic without unwinding out of the worker loop.
+fn drop_quietly<T>(value: T) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(value))) {
+        drop_payload(payload);
+    }
+}
+
+macro_rules! remote_calls {
+    ($($name:ident($($arg:ident: $ty:ident / $shape:ident / $owned:ident),*);)*) => {$(
+        impl<Ret, $($shape, $ty),*> Arguments<Ret> for (($($shape,)*), ($($ty,)*))
+        where
+            $($shape: Shape<$ty>,)*
+        {
+            type Function = fn($($ty),*) -> Ret;
+            type Values = ($($ty,)*);
+
+            unsafe fn function_at(address: usize) -> Self::Function {
+                // SAFETY: the caller guarantees `address` is such a function; function pointers
+                // and `usize` have the same size on every target Rust supports processes on.
+                unsafe { std::mem::transmute::<usize, fn($($ty),*) -> Ret>(address) }
+            }
+
+            #[allow(unused_variables)]
+            fn encode(values: Self::Values, output: &mut wire::Parts) -> Result<(), String> {
+                let ($($arg,)*) = values;
+                $($shape::encode($arg, output)?;)*
+                Ok(())
+            }
+
+            #[allow(unused_mut)]
+            fn decode_and_call(
+                f: Self::Function,
+                mut input: &[u8],
+                mut tail: Option<Vec<u8>>,
+            ) -> Result<Ret, String> {
+                $(let mut $owned = Some(wire::decode_value::<$shape::Owned>(&mut input, &mut tail)?);)*
+                match (input.len(), &tail) {
+                    (0, None) => {}
+                    (extra, None) => return Err(format!("{extra} unexpected bytes after the arguments")),
+                    (_, Some(tail)) => return Err(format!("{} unexpected bytes after the arguments", tail.len())),
+                }
+                // SAFETY: the decoded values live in this frame, untouched, until `f` returns;
+                // a borrowed argument cannot outlive the call (see `Pass`), and the result is
+                // `'static`, so nothing borrows them afterwards.
+                Ok(f($(unsafe { $shape::view(&mut $owned) }),*))
+            }
+        }
+
+        /// The call `f(args...)`, encoded; see [`UncheckedCall`] for what makes it sendable.
+        #[doc(hidden)]
+        #[allow(clippy::too_many_arguments)] // one per argument of the user's function
+        pub fn $name<Ret, $($shape, $ty),*>(
+            _shapes: ($($shape,)*),
+            f: fn($($ty),*) -> Ret,
+            $($arg: $ty),*
+        ) -> UncheckedCall<Ret>
+        where
+            $($shape: Shape<$ty>,)*
+            Ret: Serialize + DeserializeOwned + Send + 'static,
+        {
+            let trampoline: ErasedTrampoline = trampoline::<(($($shape,)*), ($($ty,)*)), Ret>;
+            UncheckedCall(RemoteCall::new(f as usize, trampoline, |parts| {
+                <(($($shape,)*), ($($ty,)*)) as Arguments<Ret>>::encode(($($arg,)*), parts)
+            }))
+        }
+    )*};
+}
+
+macro_rules! signatures {
+    ($($name:ident($($arg:ident: $ty:ident),*);)*) => {$(
+        /// Coerces `f` to a function pointer taking exactly the argument types given: the check
+        /// that it captures nothing, and, for borrowed arguments, that it accepts the call-local
+        /// lifetime `Pass` gave them. The argument references only carry their types.
+        #[doc(hidden)]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $name<Ret, $($ty),*>(f: fn($($ty),*) -> Ret, $(_: &$ty),*) -> fn($($ty),*) -> Ret
+        where
+            Ret: Serialize + DeserializeOwned + Send + 'static,
+        {
+            f
+        }
+    )*};
+}
+
+signatures! {
+    signature0();
+    signature1(a1: A1);
+    signature2(a1: A1, a2: A2);
+    signature3(a1: A1, a2: A2, a3: A3);
+    signature4(a1: A1, a2: A2, a3: A3, a4: A4);
+    signature5(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5);
+    signature6(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6);
+    signature7(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7);
+    signature8(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8);
+    signature9(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9);
+    signature10(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10);
+    signature11(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10, a11: A11);
+    signature12(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10, a11: A11, a12: A12);
+}
+
+remote_calls! {
+    remote0();
+    remote1(a1: A1 / S1 / o1);
+    remote2(a1: A1 / S1 / o1, a2: A2 / S2 / o2);
+    remote3(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3);
+    remote4(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4);
+    remote5(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5);
+    remote6(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5, a6: A6 / S6 / o6);
+    remote7(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5, a6: A6 / S6 / o6, a7: A7 / S7 / o7);
+    remote8(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5, a6: A6 / S6 / o6, a7: A7 / S7 / o7, a8: A8 / S8 / o8);
+    remote9(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5, a6: A6 / S6 / o6, a7: A7 / S7 / o7, a8: A8 / S8 / o8, a9: A9 / S9 / o9);
+    remote10(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5, a6: A6 / S6 / o6, a7: A7 / S7 / o7, a8: A8 / S8 / o8, a9: A9 / S9 / o9, a10: A10 / S10 / o10);
+    remote11(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5, a6: A6 / S6 / o6, a7: A7 / S7 / o7, a8: A8 / S8 / o8, a9: A9 / S9 / o9, a10: A10 / S10 / o10, a11: A11 / S11 / o11);
+    remote12(a1: A1 / S1 / o1, a2: A2 / S2 / o2, a3: A3 / S3 / o3, a4: A4 / S4 / o4, a5: A5 / S5 / o5, a6: A6 / S6 / o6, a7: A7 / S7 / o7, a8: A8 / S8 / o8, a9: A9 / S9 / o9, a10: A10 / S10 / o10, a11: A11 / S11 / o11, a12: A12 / S12 / o12);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::executable::address_at;
+    use crate::remote::shape::{BorrowedBytes, BorrowedStr, Owned};
+
+    fn add(a: u64, b: u64) -> u64 {
+        a + b
+    }
+
+    fn run(call: &RemoteCall<impl Sized>) -> (CallStatus, Vec<u8>) {
+        let trampoline = address_at(call.trampoline);
+        // SAFETY: the address is that of an `ErasedTrampoline`, taken in this process.
+        let trampoline = unsafe { std::mem::transmute::<usize, ErasedTrampoline>(trampoline) };
+        let mut output = Vec::new();
+        let arguments = call.arguments.as_ref().unwrap().concat();
+        // SAFETY: the function address was taken from the matching function type.
+        let status =
+            unsafe { trampoline(address_at(call.function), &arguments, None, &mut output) };
+        (status, output)
+    }
+
+    #[test]
+    fn a_call_round_trips_through_offsets() {
+        // SAFETY: no borrowed arguments.
+        let call = unsafe { remote2((Owned, Owned), add, 40, 2).assume_call_local() };
+        let (status, output) = run(&call);
+        assert_eq!(status, CallStatus::Returned);
+        assert_eq!(wire::decode_whole::<u64>(&output).unwrap(), 42);
+    }
+
+    #[test]
+    fn functions_of_this_program_are_in_its_executable_and_libc_is_not() {
+        assert!(in_executable(add as fn(u64, u64) -> u64 as usize));
+        assert!(!in_executable(
+            libc::getpid as unsafe extern "C" fn() -> libc::pid_t as usize
+        ));
+        assert!(!in_executable(0));
+        fn pid() -> libc::pid_t {
+            // SAFETY: `getpid` has no preconditions.
+            unsafe { libc::getpid() }
+        }
+        // SAFETY: no arguments.
+        let call = unsafe { remote0((), pid).assume_call_local() };
+        assert!(
+            call.arguments.is_ok(),
+            "a closure of this program is sendable"
+        );
+    }
+
+    #[test]
+    fn a_byte_vector_result_round_trips() {
+        // SAFETY: no borrowed arguments.
+        let call = unsafe {
+            remote1((Owned,), |n: u64| vec![7u8; n as usize], 100_000).assume_call_local()
+        };
+        let (status, output) = run(&call);
+        assert_eq!(status, CallStatus::Returned);
+        assert_eq!(
+            wire::decode_whole::<Vec<u8>>(&output).unwrap(),
+            vec![7u8; 100_000]
+        );
+    }
+
+    #[test]
+    fn borrowed_text_and_bytes_arrive_as_views_of_the_worker_copy() {
+        fn describe(text: &str, bytes: &[u8], n: u32) -> String {
+            format!("{text}:{}:{n}", bytes.len())
+        }
+        let big = vec![1u8; 100_000];
+        // SAFETY: `describe` takes its references for any lifetime.
+        let call = unsafe {
+            remote3(
+                (BorrowedStr, BorrowedBytes, Owned),
+                describe,
+                "text",
+                big.as_slice(),
+                7,
+            )
+            .assume_call_local()
+        };
+        let (status, output) = run(&call);
+        assert_eq!(status, CallStatus::Returned);
+        assert_eq!(
+            wire::decode_whole::<String>(&output).unwrap(),
+            "text:100000:7"
+        );
+    }
+
+    #[test]
+    fn a_panic_is_reported_with_its_message() {
+        // SAFETY: no borrowed arguments.
+        let call = unsafe {
+            remote1(
+                (Owned,),
+                |s: String| -> u8 { panic!("bad {s}") },
+                "input".to_string(),
+            )
+            .assume_call_local()
+        };
+        let (status, output) = run(&call);
+        assert_eq!(status, CallStatus::Panicked);
+        assert_eq!(String::from_utf8(output).unwrap(), "bad input");
+    }
+
+    #[test]
+    fn truncated_arguments_are_a_transport_error() {
+        // SAFETY: no borrowed arguments.
+        let call = unsafe {
+            remote1((Owned,), |s: String| s.len(), "some text".to_string()).assume_call_local()
+        };
+        let mut arguments = call.arguments.as_ref().unwrap().concat();
+        arguments.truncate(3);
+        let trampoline = address_at(call.trampoline);
+        // SAFETY: as in `run`.
+        let trampoline = unsafe { std::mem::transmute::<usize, ErasedTrampoline>(trampoline) };
+        let mut output = Vec::new();
+        // SAFETY: as in `run`.
+        let status =
+            unsafe { trampoline(address_at(call.function), &arguments, None, &mut output) };
+        assert_eq!(status, CallStatus::Transport);
+        assert!(String::from_utf8(output)
+            .unwrap()
+            .starts_with("could not decode the arguments"));
+    }
+}

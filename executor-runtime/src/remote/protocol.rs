@@ -1,0 +1,229 @@
+//! The messages of a call's round trip, written and parsed here once for every remote backend.
+//!
+//! Every message is a frame (`wire`). A *call* carries fixed fields ([`CallHead`]: its id, the
+//! trampoline and function offsets, the length of its raw tail) and then the encoded arguments; an
+//! *outcome* carries [`OutcomeHead`] (the call's id, how it ended, its run time in the worker) and
+//! then the result or message. The Process backend streams them over a socket, the Mpi backend
+//! packs several into one MPI message; the bytes are the same, so `fuzzing` reads both.
+
+use std::io::Read;
+
+use crate::remote::call::CallStatus;
+use crate::remote::wire::{self, Fields, Kind, ReadError};
+
+/// Bytes of a call message before its arguments: id, trampoline, function, raw tail length.
+pub(crate) const CALL_FIELDS: usize = 32;
+
+/// Bytes of an outcome message before the result: id, status, run time.
+pub(crate) const OUTCOME_FIELDS: usize = 17;
+
+/// The largest message buffer either side keeps between messages. A fresh buffer costs a page
+/// fault per 4 KiB, so buffers are reused; one grown for a huge payload is let go beyond this.
+pub(crate) const KEEP_BUFFER: usize = 64 << 20;
+
+/// What the 4 GiB frame limit means for a result, in the message that replaces it.
+const RESULT_TOO_LARGE: &[u8] = b"the result is larger than the 4 GiB message limit";
+
+/// The fixed fields of a call message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallHead {
+    /// Numbers the call on its worker's channel; its outcome carries it back.
+    pub(crate) id: u64,
+    /// Offsets from the executable's anchor (see `remote::call::offset_of`).
+    pub(crate) trampoline: i64,
+    pub(crate) function: i64,
+    /// The last `tail_len` bytes of the arguments are a raw byte vector (see `wire::Parts`).
+    pub(crate) tail_len: u64,
+}
+
+impl CallHead {
+    /// Appends the frame header and these fields for a call whose arguments, `arguments_len`
+    /// bytes, follow. `false`, with nothing written, if the call would not fit in a frame.
+    pub(crate) fn write(&self, arguments_len: usize, out: &mut Vec<u8>) -> bool {
+        if arguments_len > wire::MAX_FRAME - CALL_FIELDS {
+            return false;
+        }
+        wire::write_header(out, Kind::Call, CALL_FIELDS + arguments_len)
+            .expect("checked against the frame limit just above");
+        out.extend_from_slice(&self.id.to_le_bytes());
+        out.extend_from_slice(&self.trampoline.to_le_bytes());
+        out.extend_from_slice(&self.function.to_le_bytes());
+        out.extend_from_slice(&self.tail_len.to_le_bytes());
+        true
+    }
+
+    /// Reads the fields at the start of a call's payload; gives them and the rest (the arguments,
+    /// of which the last `tail_len` bytes are the raw tail, when the whole call is at hand).
+    pub(crate) fn parse(payload: &[u8]) -> Result<(CallHead, &[u8]), ReadError> {
+        let mut fields = Fields::new(payload);
+        let head = CallHead {
+            id: fields.u64("call id")?,
+            trampoline: fields.i64("trampoline")?,
+            function: fields.i64("function")?,
+            tail_len: fields.u64("tail length")?,
+        };
+        Ok((head, fields.rest()))
+    }
+
+    /// Splits a whole call's arguments into the encoded values and the raw tail (for a call read
+    /// whole; the workers stream the tail into a buffer of its own, see [`read_call`]).
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+    pub(crate) fn split_tail<'a>(&self, rest: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), ReadError> {
+        let head_len = usize::try_from(self.tail_len)
+            .ok()
+            .and_then(|tail_len| rest.len().checked_sub(tail_len))
+            .ok_or_else(|| self.tail_too_long())?;
+        Ok(rest.split_at(head_len))
+    }
+
+    fn tail_too_long(&self) -> ReadError {
+        ReadError::Malformed(format!(
+            "a call's tail of {} bytes is longer than the call",
+            self.tail_len
+        ))
+    }
+}
+
+/// A call read from a stream: its fields, with its arguments in the caller's buffer after
+/// `CALL_FIELDS` bytes, and its raw tail in a vector of its own, which the function then receives
+/// without another copy.
+pub(crate) struct CallMessage {
+    pub(crate) head: CallHead,
+    pub(crate) tail: Option<Vec<u8>>,
+}
+
+/// Reads one call message from `reader`: the fields and encoded arguments into `payload`, and the
+/// raw tail (the bytes of a trailing `Vec<u8>` argument) straight into a vector of its own.
+pub(crate) fn read_call(
+    reader: &mut impl Read,
+    payload: &mut Vec<u8>,
+) -> Result<CallMessage, ReadError> {
+    let (kind, len) = wire::read_header(reader)?;
+    if kind != Kind::Call {
+        return Err(ReadError::Malformed(format!(
+            "unexpected {kind:?} message from the pool"
+        )));
+    }
+    if len < CALL_FIELDS {
+        return Err(ReadError::Malformed("a call message was too short".into()));
+    }
+    payload.clear();
+    wire::read_into(reader, payload, CALL_FIELDS)?;
+    let (head, _) = CallHead::parse(payload)?;
+    let Some(head_len) = (len - CALL_FIELDS).checked_sub(head.tail_len as usize) else {
+        return Err(head.tail_too_long());
+    };
+    wire::read_into(reader, payload, head_len)?;
+    let tail = match head.tail_len {
+        0 => None,
+        len => {
+            let mut tail = Vec::new();
+            wire::read_into(reader, &mut tail, len as usize)?;
+            Some(tail)
+        }
+    };
+    Ok(CallMessage { head, tail })
+}
+
+/// The fixed fields of an outcome message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OutcomeHead {
+    /// The id of the call this answers.
+    pub(crate) id: u64,
+    pub(crate) status: CallStatus,
+    /// The call's run time in the worker, which sizes the window of calls in flight.
+    pub(crate) elapsed_ns: u64,
+}
+
+impl OutcomeHead {
+    /// Appends the frame header and these fields; `output` (the result or message) follows them.
+    /// A result over the frame limit is replaced by a message saying so, as a transport error.
+    pub(crate) fn write(mut self, frame: &mut Vec<u8>, output: &mut Vec<u8>) {
+        if output.len() > wire::MAX_FRAME - OUTCOME_FIELDS {
+            output.clear();
+            output.extend_from_slice(RESULT_TOO_LARGE);
+            self.status = CallStatus::Transport;
+        }
+        wire::write_header(frame, Kind::Outcome, OUTCOME_FIELDS + output.len())
+            .expect("checked against the frame limit just above");
+        frame.extend_from_slice(&self.id.to_le_bytes());
+        frame.push(self.status as u8);
+        frame.extend_from_slice(&self.elapsed_ns.to_le_bytes());
+    }
+
+    /// Reads the fields at the start of an outcome's payload; gives them and the rest (the
+    /// result or message).
+    pub(crate) fn parse(payload: &[u8]) -> Result<(OutcomeHead, &[u8]), ReadError> {
+        let mut fields = Fields::new(payload);
+        let id = fields.u64("call id")?;
+        let status = fields.u8("status")?;
+        let elapsed_ns = fields.u64("run time")?;
+        let status = CallStatus::from_byte(status)
+            .ok_or_else(|| ReadError::Malformed(format!("unknown call status {status}")))?;
+        let head = OutcomeHead {
+            id,
+            status,
+            elapsed_ns,
+        };
+        Ok((head, fields.rest()))
+    }
+}
+
+/// Appends a whole frame to `out` (for short payloads: a hello, or its answer), for a backend that
+/// gathers frames into messages (Mpi); Process streams them with `wire::write_frame`.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub(crate) fn write_frame_into(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
+    wire::write_header(out, kind, payload.len()).expect("short payloads fit in a frame");
+    out.extend_from_slice(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_head_round_trips_and_refuses_a_tail_longer_than_the_call() {
+        let head = CallHead {
+            id: 7,
+            trampoline: -12,
+            function: 34,
+            tail_len: 3,
+        };
+        let mut frame = Vec::new();
+        assert!(head.write(5, &mut frame));
+        frame.extend_from_slice(b"ab123");
+        let (kind, len) =
+            wire::parse_header(frame[..wire::HEADER_LEN].try_into().unwrap()).unwrap();
+        assert_eq!((kind, len), (Kind::Call, CALL_FIELDS + 5));
+        let (parsed, rest) = CallHead::parse(&frame[wire::HEADER_LEN..]).unwrap();
+        assert_eq!(parsed, head);
+        assert_eq!(parsed.split_tail(rest).unwrap(), (&b"ab"[..], &b"123"[..]));
+        let long = CallHead {
+            tail_len: 9,
+            ..head
+        };
+        assert!(long.split_tail(rest).is_err());
+        let mut streamed = Vec::new();
+        let message = read_call(&mut &frame[..], &mut streamed).unwrap();
+        assert_eq!(message.head, head);
+        assert_eq!(&streamed[CALL_FIELDS..], b"ab");
+        assert_eq!(message.tail.as_deref(), Some(&b"123"[..]));
+    }
+
+    #[test]
+    fn an_outcome_head_round_trips_and_refuses_an_unknown_status() {
+        let head = OutcomeHead {
+            id: 3,
+            status: CallStatus::Panicked,
+            elapsed_ns: 1_500,
+        };
+        let mut frame = Vec::new();
+        let mut output = b"boom".to_vec();
+        head.write(&mut frame, &mut output);
+        frame.extend_from_slice(&output);
+        let (parsed, rest) = OutcomeHead::parse(&frame[wire::HEADER_LEN..]).unwrap();
+        assert_eq!((parsed, rest), (head, &b"boom"[..]));
+        frame[wire::HEADER_LEN + 8] = 9;
+        assert!(OutcomeHead::parse(&frame[wire::HEADER_LEN..]).is_err());
+    }
+}

@@ -1,0 +1,327 @@
+//! The calls of one block whose workers are other processes, on the block's side: each call as
+//! a job (its encoded request and its completion), the queue they wait in, and the counts that the
+//! block's join waits on. Shared by every remote backend; what a backend adds (how calls reach its
+//! workers) lives in its own state, under the same lock (`RemoteBackend::State`).
+
+use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr::NonNull;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use serde::de::DeserializeOwned;
+
+use crate::remote::call::{CallStatus, RemoteCall};
+use crate::remote::protocol::CallHead;
+use crate::remote::scope::RemoteBackend;
+use crate::remote::wire;
+use crate::task::completion::{Completion, QUEUE_REF};
+use crate::task::error::{drop_payload, panic_message, TaskError};
+use crate::task::future::{Future, Task};
+
+/// What a link sends for one call; shared so a writer can send it without holding the pool lock.
+pub(crate) struct Request {
+    pub(crate) function: isize,
+    pub(crate) trampoline: isize,
+    pub(crate) arguments: wire::Parts,
+}
+
+impl Request {
+    /// Appends the frame header and fixed fields of this call's message, numbered `id`; returns
+    /// whether its arguments follow. Arguments over the frame limit are left out: the worker then
+    /// reports them missing, which fails this call alone.
+    pub(crate) fn write_call_head(&self, id: u64, out: &mut Vec<u8>) -> bool {
+        let head = CallHead {
+            id,
+            trampoline: self.trampoline as i64,
+            function: self.function as i64,
+            tail_len: self.arguments.raw_tail_len() as u64,
+        };
+        if head.write(self.arguments.len(), out) {
+            return true;
+        }
+        let empty = CallHead {
+            tail_len: 0,
+            ..head
+        };
+        empty.write(0, out);
+        false
+    }
+}
+
+/// A call as the pool sees it, with its result type erased.
+pub(crate) trait RemoteJob: Send + Sync {
+    /// Claims a pending call for sending (it becomes "running"); `false` if it was cancelled.
+    fn try_dispatch(&self) -> bool;
+
+    fn request(&self) -> Arc<Request>;
+
+    /// Resolves a dispatched call. Returns `(panicked, free)`: a panicked call keeps the queue
+    /// reference (to report it if nobody reads it); otherwise the reference is released, and
+    /// `free` says whether it was the last.
+    ///
+    /// # Safety
+    /// The call must have been dispatched (claimed) and not resolved yet, and the caller must hold
+    /// the queue reference.
+    unsafe fn resolve(&self, outcome: Outcome<'_>) -> (bool, bool);
+
+    /// See `crate::thread::job::Job::unread_panic`.
+    ///
+    /// # Safety
+    /// Finished, and the caller holds the queue reference.
+    unsafe fn unread_panic(&self) -> Option<String>;
+
+    /// # Safety
+    /// The caller must hold the queue reference.
+    unsafe fn release_queue_ref(&self) -> bool;
+
+    /// Cancels the call if it has not been sent.
+    fn cancel(&self) -> bool;
+}
+
+/// How a dispatched call ended.
+pub(crate) enum Outcome<'a> {
+    /// The worker answered: a status and the encoded result or message.
+    Answered(CallStatus, &'a [u8]),
+    /// No answer: the error says why.
+    Failed(TaskError),
+}
+
+struct RemoteTask<R> {
+    completion: Completion<R>,
+    request: Arc<Request>,
+}
+
+impl<R: DeserializeOwned + Send + 'static> RemoteJob for RemoteTask<R> {
+    fn try_dispatch(&self) -> bool {
+        self.completion.try_start()
+    }
+
+    fn request(&self) -> Arc<Request> {
+        Arc::clone(&self.request)
+    }
+
+    unsafe fn resolve(&self, outcome: Outcome<'_>) -> (bool, bool) {
+        let outcome = match outcome {
+            // The user's `Deserialize` runs here, on a pool thread: a panic in it must not take
+            // the thread down with the call unresolved.
+            Outcome::Answered(CallStatus::Returned, bytes) => {
+                match panic::catch_unwind(AssertUnwindSafe(|| wire::decode_whole::<R>(bytes))) {
+                    Ok(decoded) => decoded.map_err(|why| {
+                        TaskError::Transport(format!("could not decode the result: {why}"))
+                    }),
+                    Err(payload) => {
+                        let message = panic_message(&*payload);
+                        drop_payload(payload);
+                        Err(TaskError::Transport(format!(
+                            "decoding the result panicked: {message}"
+                        )))
+                    }
+                }
+            }
+            Outcome::Answered(CallStatus::Panicked, bytes) => Err(TaskError::Panicked(
+                String::from_utf8_lossy(bytes).into_owned(),
+            )),
+            Outcome::Answered(CallStatus::Transport, bytes) => Err(TaskError::Transport(
+                String::from_utf8_lossy(bytes).into_owned(),
+            )),
+            Outcome::Failed(error) => Err(error),
+        };
+        let panicked = matches!(outcome, Err(TaskError::Panicked(_)));
+        // SAFETY: the claim was handed to the caller with the queue reference (under the pool
+        // lock), so this is the one completion of the call; forwarded from the caller.
+        let free = unsafe { self.completion.complete(outcome, !panicked) };
+        (panicked, free)
+    }
+
+    unsafe fn unread_panic(&self) -> Option<String> {
+        // SAFETY: finished (the caller's contract).
+        unsafe { self.completion.unread_panic() }
+    }
+
+    unsafe fn release_queue_ref(&self) -> bool {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.completion.release(QUEUE_REF) }
+    }
+
+    fn cancel(&self) -> bool {
+        self.completion.try_cancel()
+    }
+}
+
+impl<R: Send> Task<R> for RemoteTask<R> {
+    fn completion(&self) -> &Completion<R> {
+        &self.completion
+    }
+}
+
+/// A call as a job for a queue of calls to worker processes, and its future; the third value says
+/// why the call cannot be sent, if it cannot (its job must then be failed, not sent).
+pub(crate) fn new_job<R>(call: RemoteCall<R>) -> (RemoteJobRef, Future<R>, Option<String>)
+where
+    R: DeserializeOwned + Send + 'static,
+{
+    let (arguments, encode_error) = match call.arguments {
+        Ok(bytes) => (bytes, None),
+        Err(why) => (wire::Parts::default(), Some(why)),
+    };
+    let task = Box::new(RemoteTask::<R> {
+        completion: Completion::new(),
+        request: Arc::new(Request {
+            function: call.function,
+            trampoline: call.trampoline,
+            arguments,
+        }),
+    });
+    let task: *mut RemoteTask<R> = Box::into_raw(task);
+    let job: *mut dyn RemoteJob = task;
+    let handle: *mut dyn Task<R> = task;
+    let job = RemoteJobRef(NonNull::new(job).expect("Box::into_raw is never null"));
+    let handle = NonNull::new(handle).expect("Box::into_raw is never null");
+    // SAFETY: `handle` is a boxed call holding `FUTURE_REF`; it borrows nothing (`R: 'static`).
+    let future = unsafe { Future::from_raw(handle) };
+    (job, future, encode_error)
+}
+
+/// The queue's reference to a boxed call. Dropping it releases the reference.
+pub(crate) struct RemoteJobRef(NonNull<dyn RemoteJob>);
+
+// SAFETY: `RemoteJob` is `Send + Sync`; a `RemoteJobRef` is the unique owner of the queue reference.
+unsafe impl Send for RemoteJobRef {}
+
+impl RemoteJobRef {
+    pub(crate) fn job(&self) -> &dyn RemoteJob {
+        // SAFETY: the queue reference keeps the call alive while this `RemoteJobRef` exists.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Resolves the call and lets go of the reference; a panicked call's reference comes back.
+    ///
+    /// # Safety
+    /// The call must have been dispatched by this pool and not resolved yet.
+    pub(crate) unsafe fn resolve(self, outcome: Outcome<'_>) -> Option<RemoteJobRef> {
+        // SAFETY: forwarded; this `RemoteJobRef` holds the queue reference.
+        let (panicked, free) = unsafe { self.job().resolve(outcome) };
+        if panicked {
+            return Some(self);
+        }
+        let task = self.0;
+        std::mem::forget(self);
+        if free {
+            // SAFETY: both references are gone; the call came from `Box::into_raw`.
+            free_quietly(unsafe { Box::from_raw(task.as_ptr()) });
+        }
+        None
+    }
+}
+
+impl Drop for RemoteJobRef {
+    fn drop(&mut self) {
+        // SAFETY: this `RemoteJobRef` holds the queue reference and is going away.
+        if unsafe { self.job().release_queue_ref() } {
+            // SAFETY: both references are gone; the call came from `Box::into_raw`.
+            free_quietly(unsafe { Box::from_raw(self.0.as_ptr()) });
+        }
+    }
+}
+
+/// Frees a call on a pool thread. Freeing drops an unread result, which runs the user's `Drop`: a
+/// panic there is contained rather than allowed to unwind through the thread.
+fn free_quietly(job: Box<dyn RemoteJob>) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(job))) {
+        drop_payload(payload);
+    }
+}
+
+/// A call waiting to be sent.
+pub(crate) struct Queued {
+    pub(crate) job: RemoteJobRef,
+    /// Already claimed (`try_dispatch`): it was sent to a worker that died before running it.
+    pub(crate) claimed: bool,
+}
+
+/// The calls of one block, and what its backend keeps beside them under the same lock.
+#[doc(hidden)]
+pub struct CallQueue<B: RemoteBackend> {
+    /// The backend's side of the block: its options and how it reaches its workers.
+    pub(crate) backend: B,
+    state: Mutex<QueueState<B::State>>,
+    /// Signalled on every change a waiter may care about: work queued, calls answered, shutdown.
+    pub(crate) changed: Condvar,
+}
+
+/// Everything behind a block's lock.
+#[doc(hidden)]
+pub struct QueueState<S> {
+    /// Calls waiting to be sent, oldest first.
+    pub(crate) queue: VecDeque<Queued>,
+    pub(crate) submitted: usize,
+    /// Calls resolved or cancelled; the join waits until it reaches `submitted`.
+    pub(crate) finished: usize,
+    /// Calls that panicked, kept to report a panic nobody read.
+    pub(crate) panicked: Vec<RemoteJobRef>,
+    /// Why no call of this block can be sent (no worker can be had), if so: each fails at once
+    /// with `TaskError::WorkerStart`.
+    pub(crate) broken: Option<String>,
+    /// The backend's own state (its workers, as it sees them).
+    pub(crate) backend: S,
+}
+
+impl<B: RemoteBackend> CallQueue<B> {
+    pub(crate) fn new(backend: B, state: B::State, broken: Option<String>) -> Self {
+        CallQueue {
+            backend,
+            state: Mutex::new(QueueState {
+                queue: VecDeque::new(),
+                submitted: 0,
+                finished: 0,
+                panicked: Vec::new(),
+                broken,
+                backend: state,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, QueueState<B::State>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts calls finished (resolved or cancelled), keeps those that panicked, and wakes the
+    /// waiters.
+    pub(crate) fn finished(&self, count: usize, panicked: impl IntoIterator<Item = RemoteJobRef>) {
+        let mut state = self.lock();
+        state.finished += count;
+        state.panicked.extend(panicked);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Resolves a dispatched call with `outcome`, and counts it.
+    ///
+    /// # Safety
+    /// The call must have been claimed (`try_dispatch`) and not resolved yet.
+    pub(crate) unsafe fn resolve(&self, job: RemoteJobRef, outcome: Outcome<'_>) {
+        // SAFETY: forwarded from the caller.
+        let panicked = unsafe { job.resolve(outcome) };
+        self.finished(1, panicked);
+    }
+
+    /// Resolves calls that were not sent (or were sent to a worker that died before running
+    /// them) with `error`, and counts them; calls cancelled meanwhile are only counted.
+    pub(crate) fn fail(&self, jobs: Vec<Queued>, error: &TaskError) {
+        let mut count = 0;
+        let mut panicked = Vec::new();
+        for Queued { job, claimed } in jobs {
+            count += 1;
+            if !claimed && !job.job().try_dispatch() {
+                continue; // cancelled: dropping the reference is all there is to do
+            }
+            // SAFETY: claimed just above (or before it was queued again), and `job` holds the
+            // queue reference.
+            if let Some(job) = unsafe { job.resolve(Outcome::Failed(error.clone())) } {
+                panicked.push(job);
+            }
+        }
+        self.finished(count, panicked);
+    }
+}

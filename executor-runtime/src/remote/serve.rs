@@ -1,0 +1,99 @@
+//! Serving calls on the worker's side, the same for every remote backend: a call names its
+//! function and trampoline by offsets (see `remote::call`), which are checked to lie in the
+//! executable's code before anything runs; the call's result, or why it gave none, goes back as
+//! an outcome (`protocol::OutcomeHead`) with its run time, which sizes the pool's window.
+
+use std::time::Instant;
+
+use crate::remote::call::{CallStatus, ErasedTrampoline};
+use crate::remote::executable::{address_at, in_executable};
+use crate::remote::protocol::{CallHead, OutcomeHead};
+
+/// Runs one call: the trampoline at offset `trampoline` with the function at offset `function`,
+/// the encoded `arguments` and the raw `tail`; the result or message goes to `output` (cleared
+/// first). `None`, without running anything, if either offset is outside the executable's code.
+///
+/// # Safety
+/// The offsets must come from `remote::call::remote<n>` (or `chunk_call`) in a process running this
+/// same executable: a trampoline of type `ErasedTrampoline` and the function type that trampoline
+/// instance expects. The caller vouches for where the message came from (only the pool that
+/// started this worker can send it) and that the executables match (the handshake).
+pub(crate) unsafe fn run_call(
+    trampoline: i64,
+    function: i64,
+    arguments: &[u8],
+    tail: Option<Vec<u8>>,
+    output: &mut Vec<u8>,
+) -> Option<CallStatus> {
+    output.clear();
+    let (trampoline, function) = (
+        address_at(trampoline as isize),
+        address_at(function as isize),
+    );
+    if !in_executable(trampoline) || !in_executable(function) {
+        return None;
+    }
+    // SAFETY: the caller guarantees the pairing and the executable; both addresses point into
+    // the executable's code (checked above), where offsets mean the same in both processes.
+    Some(unsafe {
+        let trampoline = std::mem::transmute::<usize, ErasedTrampoline>(trampoline);
+        trampoline(function, arguments, tail, output)
+    })
+}
+
+/// Runs the call `head` names with its encoded `arguments` and raw `tail`, and writes its outcome:
+/// the head into `frame` (cleared first), the result or message into `output`. `None`, without
+/// running anything, if the call names code outside the executable.
+///
+/// # Safety
+/// As for [`run_call`], for the offsets in `head`.
+pub(crate) unsafe fn answer_call(
+    head: &CallHead,
+    arguments: &[u8],
+    tail: Option<Vec<u8>>,
+    frame: &mut Vec<u8>,
+    output: &mut Vec<u8>,
+) -> Option<()> {
+    let started = Instant::now();
+    // SAFETY: forwarded from the caller.
+    let status = unsafe { run_call(head.trampoline, head.function, arguments, tail, output) }?;
+    let elapsed_ns = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+    frame.clear();
+    let outcome = OutcomeHead {
+        id: head.id,
+        status,
+        elapsed_ns,
+    };
+    outcome.write(frame, output);
+    Some(())
+}
+
+/// Runs a pool's initializer (sent as a call); gives why the worker refuses to serve if it did not
+/// return.
+///
+/// # Safety
+/// As for [`run_call`].
+pub(crate) unsafe fn run_initializer(
+    trampoline: i64,
+    function: i64,
+    arguments: &[u8],
+) -> Option<String> {
+    let mut output = Vec::new();
+    // SAFETY: forwarded from the caller.
+    let Some(status) = (unsafe { run_call(trampoline, function, arguments, None, &mut output) })
+    else {
+        return Some("the initializer is not in the executable's code".to_string());
+    };
+    initializer_failure(status, &output)
+}
+
+/// Why a pool's initializer that ended with `status` and `output` makes its worker refuse to
+/// serve, if it did not return.
+pub(crate) fn initializer_failure(status: CallStatus, output: &[u8]) -> Option<String> {
+    let message = String::from_utf8_lossy(output);
+    match status {
+        CallStatus::Returned => None,
+        CallStatus::Panicked => Some(format!("the pool's initializer panicked: {message}")),
+        CallStatus::Transport => Some(format!("the pool's initializer failed: {message}")),
+    }
+}

@@ -1,0 +1,13 @@
+//! The task side: one call's life as its caller sees it, the same on every backend.
+//!
+//! - `completion`: the state machine and waiter list shared by a task and its future;
+//! - `future`: [`Future`](future::Future), the user's handle to one call;
+//! - `error`: [`TaskError`](error::TaskError), why a call gave no value;
+//! - `waiting`: `wait` and `as_completed`, waiting on many futures.
+//!
+//! The bottom layer: it imports nothing else of the crate.
+
+pub(crate) mod completion;
+pub(crate) mod error;
+pub(crate) mod future;
+pub(crate) mod waiting;
