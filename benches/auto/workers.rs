@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::super::plot::{write_workers_svg, Panel};
-use super::super::trace::{Trace, PERIOD};
-use super::super::{Setting, Workload, CPU_TASKS, HUNG, IO_TASKS};
-use super::super::{STARVATION_FIXED, STARVATION_SAFETY};
 use super::{ms, Report};
+use crate::plot::{write_workers_svg, Panel};
+use crate::trace::{Trace, PERIOD};
+use crate::{Setting, Workload, CPU_TASKS, HUNG, IO_TASKS};
+use crate::{STARVATION_FIXED, STARVATION_SAFETY};
 
 impl Report<'_> {
     /// The `Auto` trace of `workload` with the median wall time.

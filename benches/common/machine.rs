@@ -1,13 +1,14 @@
 //! The machine as the benchmarks that write reports (`report`, `auto`) describe it: its CPU, its
-//! load, how busy the rest of it was while they ran, and the versions of the tools.
+//! load, how busy the rest of it was while they ran ([`Meter`]), and the versions of the tools.
 
 use std::process::Command;
+use std::time::Instant;
 
 /// Linux reports CPU times in `USER_HZ` ticks, 100 a second on every architecture it runs on.
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// The machine's busy CPU time so far, in seconds, from `/proc/stat`.
-pub fn machine_busy_seconds() -> f64 {
+fn machine_busy_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks: Vec<f64> = stat
         .lines()
@@ -23,7 +24,7 @@ pub fn machine_busy_seconds() -> f64 {
 }
 
 /// This process's CPU time so far, and that of its waited-for children, in seconds.
-pub fn own_cpu_seconds() -> f64 {
+fn own_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // After the command name in brackets: field 3 (state) onwards; utime, stime, cutime and
     // cstime are fields 14 to 17.
@@ -66,7 +67,7 @@ pub fn first_line(command: &str, args: &[&str]) -> String {
 }
 
 /// The CPU's model name, and whether it runs under a hypervisor, from `/proc/cpuinfo`.
-pub fn cpu_model() -> (String, bool) {
+fn cpu_model() -> (String, bool) {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |name: &str| {
         cpuinfo
@@ -78,4 +79,47 @@ pub fn cpu_model() -> (String, bool) {
     let model = field("model name").unwrap_or_else(|| "unknown CPU".to_string());
     let virtualised = field("flags").is_some_and(|f| f.split(' ').any(|f| f == "hypervisor"));
     (model, virtualised)
+}
+
+/// The CPUs as both reports open their machine line: `2 vCPUs (model), a virtual machine`.
+pub fn cpus(cores: usize) -> String {
+    let (model, virtualised) = cpu_model();
+    format!(
+        "{cores} {} ({model}){}",
+        if virtualised { "vCPUs" } else { "cores" },
+        if virtualised {
+            ", a virtual machine"
+        } else {
+            ""
+        },
+    )
+}
+
+/// What other processes did to the machine while pieces of a bench ran: the CPU time the whole
+/// machine spent busy (`/proc/stat`) less this process's and its waited-for children's
+/// (`/proc/self/stat`), both in clock ticks of 10 ms, over the wall time measured.
+#[derive(Default, Clone, Copy)]
+pub struct Meter {
+    wall: f64,
+    others: f64,
+}
+
+impl Meter {
+    /// Runs `f`, and adds its wall time and what other processes took meanwhile.
+    pub fn measure<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let (busy, own, started) = (machine_busy_seconds(), own_cpu_seconds(), Instant::now());
+        let value = f();
+        self.wall += started.elapsed().as_secs_f64();
+        self.others += ((machine_busy_seconds() - busy) - (own_cpu_seconds() - own)).max(0.0);
+        value
+    }
+
+    /// The average number of cores the rest of the machine kept busy while measured.
+    pub fn cores(&self) -> f64 {
+        if self.wall > 0.0 {
+            self.others / self.wall
+        } else {
+            0.0
+        }
+    }
 }

@@ -1,0 +1,155 @@
+//! The targets of issue 6, each with its figure and whether it is met.
+
+use crate::common::stats::{summarise, Summary};
+use crate::figures::{ratios, show_ratio, show_summary, sig, Table, Unit};
+use crate::markdown::Report;
+use crate::peers::{PIPE, PROCESS, PROCSPAWN, RAYON, RAYON_WARM, THREAD, THREAD_WARM};
+use crate::python::{PY_FORK, PY_SPAWN, PY_THREAD};
+use crate::SCALING_WORKERS;
+
+/// One target of the issue: what, the figure, and whether it is met.
+pub struct Target {
+    pub what: &'static str,
+    pub figure: String,
+    pub met: Option<bool>,
+}
+
+impl Report {
+    pub fn targets(&self) -> Vec<Target> {
+        let tiny = self.table(0);
+        let one_mib = self.table(1);
+        let startup = self.table(3);
+        let mut out = Vec::new();
+
+        // A ratio between two rows of a table (a's cost ÷ b's cost), per run.
+        let ratio = |table: &Table, a: &str, b: &str| -> Option<Summary> {
+            summarise(ratios(&table.row(a)?.costs(), &table.row(b)?.costs()))
+        };
+        let at_least = |what, s: Option<Summary>, goal: f64, phrase: &str| Target {
+            what,
+            figure: s.map_or_else(
+                || "not measured".to_string(),
+                |s| format!("{} {phrase}", show_ratio(s)),
+            ),
+            met: s.map(|s| s.median >= goal),
+        };
+
+        for (what, thread, rayon) in [
+            (
+                "`pool!(Thread)` tiny tasks no slower than rayon: first block or scope of a run",
+                THREAD,
+                RAYON,
+            ),
+            (
+                "`pool!(Thread)` tiny tasks no slower than rayon: back to back",
+                THREAD_WARM,
+                RAYON_WARM,
+            ),
+        ] {
+            let s = ratio(tiny, thread, rayon);
+            out.push(Target {
+                what,
+                figure: s.map_or_else(
+                    || "not measured".to_string(),
+                    |s| format!("`pool!(Thread)` takes {} rayon's time", show_ratio(s)),
+                ),
+                met: s.map(|s| s.median <= 1.0),
+            });
+        }
+        out.push(at_least(
+            "`pool!(Thread)` tiny tasks ≥ 20× faster than Python's `ThreadPoolExecutor`",
+            ratio(tiny, PY_THREAD, THREAD),
+            20.0,
+            "faster",
+        ));
+        out.push(at_least(
+            "`pool!(Process)` tiny tasks ≥ 10× Python's `ProcessPoolExecutor` (fork)",
+            ratio(tiny, PY_FORK, PROCESS),
+            10.0,
+            "faster",
+        ));
+        out.push(at_least(
+            "`pool!(Process)` tiny tasks ≥ 10× Python's `ProcessPoolExecutor` (spawn)",
+            ratio(tiny, PY_SPAWN, PROCESS),
+            10.0,
+            "faster",
+        ));
+        out.push(at_least(
+            "`pool!(Process)` tiny tasks ≥ procspawn",
+            ratio(tiny, PROCSPAWN, PROCESS),
+            1.0,
+            "faster",
+        ));
+        let s = ratio(tiny, PROCESS, PIPE);
+        out.push(Target {
+            what: "`pool!(Process)` tiny tasks within 3× of the pipe ping-pong",
+            figure: s.map_or_else(
+                || "not measured".to_string(),
+                |s| format!("a task costs {} of a round trip", show_ratio(s)),
+            ),
+            met: s.map(|s| s.median <= 3.0),
+        });
+        let rate = one_mib
+            .row(PROCESS)
+            .and_then(|r| summarise(r.costs()))
+            .map(|s| Unit::Rate.show(s.median));
+        out.push(Target {
+            what: "`pool!(Process)` 1 MiB payloads ≥ 2.5 GB/s",
+            figure: one_mib
+                .row(PROCESS)
+                .and_then(|r| summarise(r.costs()))
+                .map_or_else(
+                    || "not measured".to_string(),
+                    |s| format!("{} GB/s", show_summary(s, Unit::Rate)),
+                ),
+            met: rate.map(|r| r >= 2.5),
+        });
+        for backend in [PROCESS, THREAD] {
+            let s = startup.row(backend).and_then(|r| summarise(r.costs()));
+            out.push(Target {
+                what: if backend == PROCESS {
+                    "`pool!(Process)` start-up of 2 workers ≤ 5 ms"
+                } else {
+                    "`pool!(Thread)` start-up of 2 workers ≤ 5 ms"
+                },
+                figure: s.map_or_else(
+                    || "not measured".to_string(),
+                    |s| format!("{} ms", show_summary(s, Unit::Millis)),
+                ),
+                met: s.map(|s| s.median * 1e3 <= 5.0),
+            });
+        }
+        for (label, cols) in &self.scaling.series {
+            for (i, &w) in SCALING_WORKERS.iter().enumerate() {
+                if w > self.scaling.cores {
+                    continue;
+                }
+                let s = summarise(cols[i].iter().copied());
+                out.push(Target {
+                    what: match (*label, w) {
+                        (THREAD, 1) => {
+                            "CPU-bound speedup ≥ 0.9 × workers: `pool!(Thread)`, 1 worker"
+                        }
+                        (THREAD, _) => {
+                            "CPU-bound speedup ≥ 0.9 × workers: `pool!(Thread)`, all cores"
+                        }
+                        (PROCESS, 1) => {
+                            "CPU-bound speedup ≥ 0.9 × workers: `pool!(Process)`, 1 worker"
+                        }
+                        (PROCESS, _) => {
+                            "CPU-bound speedup ≥ 0.9 × workers: `pool!(Process)`, all cores"
+                        }
+                        (_, 1) => "CPU-bound speedup ≥ 0.9 × workers: rayon, 1 worker",
+                        _ => "CPU-bound speedup ≥ 0.9 × workers: rayon, all cores",
+                    },
+                    figure: s.map_or_else(
+                        || "not measured".to_string(),
+                        |s| format!("{} with {w} (goal {})", show_ratio(s), sig(0.9 * w as f64)),
+                    ),
+                    met: s.map(|s| s.median >= 0.9 * w as f64),
+                });
+            }
+        }
+        out
+    }
+}
