@@ -7,14 +7,19 @@ use syn::{braced, parenthesized, token, Block, Expr, Ident, Token};
 
 /// The whole macro input.
 pub struct PoolInput {
+    /// The backend's keyword, not yet looked up (`valid` does, in `backends`).
     pub backend: Ident,
+    /// The options in the order written, duplicates included (`valid` reports them).
     pub options: Vec<PoolOption>,
+    /// The block, before its `submit`/`map` calls are rewritten.
     pub body: Block,
 }
 
 /// One `name = value` option.
 pub struct PoolOption {
     pub name: Ident,
+    /// Any expression: literals that can never be right are refused in `valid`, other values are
+    /// checked when the block is entered.
     pub value: Expr,
 }
 

@@ -21,9 +21,10 @@ use syn::spanned::Spanned;
 use syn::Ident;
 
 use crate::ast::PoolInput;
-use crate::valid::Backend;
+use crate::backends::{BackendSpec, Placement};
 
-pub fn expand(input: PoolInput, backend: Backend, scope: Ident) -> TokenStream {
+/// The block for `input`, whose body `rewrite` has already rewritten against `scope`.
+pub fn expand(input: &PoolInput, backend: &BackendSpec, scope: &Ident) -> TokenStream {
     let options = Ident::new("__executor_options", Span::mixed_site());
     let pool = Ident::new("__executor_pool", Span::mixed_site());
     let guard = Ident::new("__executor_guard", Span::mixed_site());
@@ -38,23 +39,8 @@ pub fn expand(input: PoolInput, backend: Backend, scope: Ident) -> TokenStream {
             let value = &option.value;
             quote_spanned! {value.span()=> #options.#name(#value); }
         });
-    let initializer = initializer(&input, backend, &options);
-    let open = match backend {
-        Backend::Thread => quote! {
-            // SAFETY: the pool and its join guard live in locals that user code cannot name
-            // (mixed-site hygiene), so the guard cannot be leaked: it is dropped, joining every
-            // task, before anything the tasks borrow goes out of scope.
-            unsafe { ::executor::__private::ThreadScope::new(#options) }
-        },
-        Backend::Auto => quote! {
-            // SAFETY: as for Thread: the guard lives in a local that user code cannot name.
-            unsafe { ::executor::__private::ThreadScope::new_auto(#options) }
-        },
-        // Calls to worker processes borrow nothing once submitted: no invariant to uphold.
-        Backend::Process => quote!(::executor::__private::ProcessScope::new(#options)),
-        // As for Process: calls are encoded at `submit` and borrow nothing.
-        Backend::Mpi => quote!(::executor::__private::MpiScope::new(#options)),
-    };
+    let initializer = initializer(input, backend.placement, &options);
+    let open = open(backend, &options);
     let body = &input.body;
 
     quote! {
@@ -81,10 +67,29 @@ pub fn expand(input: PoolInput, backend: Backend, scope: Ident) -> TokenStream {
     }
 }
 
+/// `::executor::__private::<opener>(options)`, from the backend's row; in an `unsafe` block when the
+/// constructor is an `unsafe fn`, for the reason the row's `opener.safety` gives (the hidden join
+/// guard). The block holds only the macro's own tokens: the options are a local computed before.
+fn open(backend: &BackendSpec, options: &Ident) -> TokenStream {
+    let path = backend
+        .opener
+        .path
+        .split("::")
+        .map(|segment| Ident::new(segment, Span::call_site()));
+    let call = quote!(::executor::__private:: #(#path)::* (#options));
+    match backend.opener.safety {
+        // SAFETY: the row's argument (`Opener::safety`); for the thread backends, that the join
+        // guard lives in a local the body cannot name, so it always joins before borrows end.
+        Some(_) => quote!(unsafe { #call }),
+        None => call,
+    }
+}
+
 /// `initializer = f` with `initargs = (a, b, ...)` (or one value, or none): each worker calls
-/// `f(a, b, ...)` once, before its first task. On Thread the arguments are cloned for each worker;
-/// on Process the call is encoded once, as a `submit` would be, and sent in each worker's hello.
-fn initializer(input: &PoolInput, backend: Backend, options: &Ident) -> TokenStream {
+/// `f(a, b, ...)` once, before its first task. On threads the arguments are cloned for each worker;
+/// for worker processes the call is encoded once, as a `submit` would be, and sent in each
+/// worker's hello (on Mpi, before the block's first call there).
+fn initializer(input: &PoolInput, placement: Placement, options: &Ident) -> TokenStream {
     let Some(init) = input.options.iter().find(|o| o.name == "initializer") else {
         return TokenStream::new();
     };
@@ -97,8 +102,8 @@ fn initializer(input: &PoolInput, backend: Backend, options: &Ident) -> TokenStr
         },
     };
     let span = init.name.span();
-    match backend {
-        Backend::Thread | Backend::Auto => {
+    match placement {
+        Placement::Local => {
             let values: Vec<Ident> = (0..args.len())
                 .map(|i| Ident::new(&format!("__executor_initarg{i}"), Span::mixed_site()))
                 .collect();
@@ -113,8 +118,7 @@ fn initializer(input: &PoolInput, backend: Backend, options: &Ident) -> TokenStr
                 });
             }
         }
-        // On Mpi the call goes to each worker before the block's first call there.
-        Backend::Process | Backend::Mpi => {
+        Placement::Remote => {
             let remote = format_ident!("remote{}", args.len(), span = span);
             let call = crate::rewrite::remote_call_value(&remote, func, &args, span);
             quote_spanned! {span=> #options.process_initializer(#call); }

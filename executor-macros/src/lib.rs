@@ -3,10 +3,14 @@
 //! The macro is a pipeline of plain functions over a typed model, one stage per module:
 //! `ast` parses the input, `valid` checks it, `rewrite` turns each `submit(...)` call in the body
 //! into a call on the pool, and `expand` generates the block that opens, uses and joins the pool;
-//! `pipeline` runs them in that order.
+//! `pipeline` runs them in that order. What differs between backends is one row each in
+//! `backends`, which the stages read. On an error, `fallback` emits the user's block with the
+//! error where it can, so that the compiler and the IDE still see the body.
 
 mod ast;
+mod backends;
 mod expand;
+mod fallback;
 mod pipeline;
 mod rewrite;
 mod valid;
@@ -33,7 +37,5 @@ use proc_macro::TokenStream;
 /// See the crate documentation of `executor` for the full contract.
 #[proc_macro]
 pub fn pool(input: TokenStream) -> TokenStream {
-    pipeline::expand_pool(input.into())
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    pipeline::expand_pool(input.into()).into()
 }

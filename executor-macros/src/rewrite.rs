@@ -6,6 +6,10 @@
 //! arguments parse as expressions (`vec![submit(f, 1)]`, `println!("{:?}", submit(f, 1).result())`).
 //! What is not: nested `pool!` invocations (their own expansion handles their `submit`s) and nested
 //! items (`fn`s declared in the block cannot reach the pool).
+//!
+//! A call that cannot be rewritten (`submit()`, `map(f)`) becomes its compile error, in place; the
+//! rest of the body is rewritten and expanded as usual, so the user's code around the mistake is
+//! still type-checked and seen by the IDE (see `fallback`).
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -14,6 +18,8 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
 use syn::{Error, Expr, ExprCall, ExprPath, Item, Macro, Token};
+
+use crate::backends::Placement;
 
 /// The most arguments `submit` passes to the function; `executor_runtime::__private::bind<n>`
 /// exists for each count up to this.
@@ -76,24 +82,28 @@ pub fn remote_call_value(remote: &Ident, func: &Expr, args: &[&Expr], span: Span
 /// Rewrites the `submit` calls of a body in place.
 pub struct SubmitRewriter {
     scope: Ident,
-    /// `bind` (Thread: a closure) or `remote` (Process: a function pointer and encoded arguments).
-    binder: &'static str,
-    rewritten: usize,
+    /// Local: a closure through `bind<n>`; remote: a function pointer and encoded arguments.
+    placement: Placement,
+    /// Calls replaced so far, rewritten or by their error: a macro's arguments are replaced only
+    /// when this grows while visiting them.
+    replaced: usize,
+    /// The errors, also in the body already; kept for the tests.
     errors: Vec<Error>,
 }
 
 impl SubmitRewriter {
     /// `scope` is the hygienic local that holds `&` the pool's scope.
-    pub fn new(scope: Ident, binder: &'static str) -> Self {
+    pub fn new(scope: Ident, placement: Placement) -> Self {
         SubmitRewriter {
             scope,
-            binder,
-            rewritten: 0,
+            placement,
+            replaced: 0,
             errors: Vec::new(),
         }
     }
 
     /// The errors found, combined, if any.
+    #[cfg(test)]
     pub fn into_result(self) -> Result<(), Error> {
         let mut errors = self.errors.into_iter();
         match errors.next() {
@@ -105,82 +115,100 @@ impl SubmitRewriter {
         }
     }
 
-    fn rewrite(&mut self, call: &ExprCall) -> Option<Expr> {
+    /// A call that cannot be rewritten, replaced by its error. The error is an expression of
+    /// the compiler's error type, which fits whatever the call's context expects, so it causes no
+    /// second error there (`map(f).count()` reports only the `map`). The arguments stay, evaluated
+    /// and discarded, so that their tokens still reach the compiler and the IDE.
+    fn failed(&mut self, call: &ExprCall, error: Error) -> Expr {
+        let compile_error = error.to_compile_error();
+        self.errors.push(error);
+        self.replaced += 1;
+        let args = call.args.iter();
+        let tokens = quote! {
+            {
+                let _ = (#(#args,)*);
+                #compile_error
+            }
+        };
+        syn::parse2(tokens).expect("a failed call's replacement is an expression")
+    }
+
+    fn rewrite(&mut self, call: &ExprCall) -> Expr {
         let submit_span = call.func.span();
         let mut args = call.args.iter();
         let Some(func) = args.next() else {
-            self.errors.push(Error::new(
+            let error = Error::new(
                 call.paren_token.span.join(),
                 "submit() needs a function to call: `submit(f, args...)`",
-            ));
-            return None;
+            );
+            return self.failed(call, error);
         };
         let args: Vec<&Expr> = args.collect();
         if args.len() > MAX_ARGS {
-            self.errors.push(Error::new_spanned(
+            let error = Error::new_spanned(
                 args[MAX_ARGS],
                 format!(
                     "submit passes at most {MAX_ARGS} arguments to the function; group the rest in a tuple or a struct"
                 ),
-            ));
-            return None;
+            );
+            return self.failed(call, error);
         }
-        self.rewritten += 1;
-        let bind = format_ident!("{}{}", self.binder, args.len(), span = submit_span);
+        self.replaced += 1;
+        let binder = self.placement.binder();
+        let bind = format_ident!("{binder}{}", args.len(), span = submit_span);
         let scope = &self.scope;
-        let tokens = if self.binder == "remote" {
-            remote_call(scope, &bind, func, &args, submit_span)
-        } else {
-            quote_spanned! {submit_span=>
+        let tokens = match self.placement {
+            Placement::Remote => remote_call(scope, &bind, func, &args, submit_span),
+            Placement::Local => quote_spanned! {submit_span=>
                 #scope.submit(::executor::__private::#bind(#func #(, #args)*))
-            }
+            },
         };
-        Some(syn::parse2(tokens).expect("the rewritten submit call is an expression"))
+        syn::parse2(tokens).expect("the rewritten submit call is an expression")
     }
 
     /// `map(f, items)` or `map(f, items, chunksize)` becomes the pool's `map`. The chunk size
     /// applies to Process; Thread evaluates and ignores it (as Python's `ThreadPoolExecutor.map`),
     /// so the same block compiles under both keywords.
-    fn rewrite_map(&mut self, call: &ExprCall) -> Option<Expr> {
+    fn rewrite_map(&mut self, call: &ExprCall) -> Expr {
         let span = call.func.span();
         let args: Vec<&Expr> = call.args.iter().collect();
         if !(2..=3).contains(&args.len()) {
-            self.errors.push(Error::new(
+            let error = Error::new(
                 call.paren_token.span.join(),
                 "map takes a function and an iterable, and on Process an optional chunk size: \
                  `map(f, items)` or `map(f, items, chunksize)`",
-            ));
-            return None;
+            );
+            return self.failed(call, error);
         }
-        self.rewritten += 1;
+        self.replaced += 1;
         let scope = &self.scope;
         let (func, items) = (args[0], args[1]);
-        let tokens = match (self.binder, args.get(2)) {
-            ("remote", Some(chunksize)) => {
+        let tokens = match (self.placement, args.get(2)) {
+            (Placement::Remote, Some(chunksize)) => {
                 quote_spanned! {span=> #scope.map(#func, #items, #chunksize) }
             }
-            ("remote", None) => quote_spanned! {span=> #scope.map(#func, #items, 1) },
-            (_, Some(chunksize)) => quote_spanned! {span=>
+            (Placement::Remote, None) => quote_spanned! {span=> #scope.map(#func, #items, 1) },
+            (Placement::Local, Some(chunksize)) => quote_spanned! {span=>
                 {
                     let _: usize = #chunksize;
                     #scope.map(#func, #items)
                 }
             },
-            (_, None) => quote_spanned! {span=> #scope.map(#func, #items) },
+            (Placement::Local, None) => quote_spanned! {span=> #scope.map(#func, #items) },
         };
-        Some(syn::parse2(tokens).expect("the rewritten map call is an expression"))
+        syn::parse2(tokens).expect("the rewritten map call is an expression")
     }
 
     /// Rewrites inside a macro's arguments when they parse as expressions. The tokens are replaced
     /// only if something was rewritten, so macros whose input is not expressions are untouched.
     fn rewrite_macro_arguments(&mut self, mac: &mut Macro) {
-        let before = self.rewritten;
+        let before = self.replaced;
         let comma_separated = Punctuated::<Expr, Token![,]>::parse_terminated;
         if let Ok(mut exprs) = comma_separated.parse2(mac.tokens.clone()) {
             for expr in exprs.iter_mut() {
                 self.visit_expr_mut(expr);
             }
-            if self.rewritten > before {
+            if self.replaced > before {
                 mac.tokens = exprs.into_token_stream();
             }
             return;
@@ -195,7 +223,7 @@ impl SubmitRewriter {
         if let Ok((mut element, semi, mut count)) = repeat.parse2(mac.tokens.clone()) {
             self.visit_expr_mut(&mut element);
             self.visit_expr_mut(&mut count);
-            if self.rewritten > before {
+            if self.replaced > before {
                 let mut tokens = TokenStream::new();
                 element.to_tokens(&mut tokens);
                 semi.to_tokens(&mut tokens);
@@ -242,13 +270,9 @@ impl VisitMut for SubmitRewriter {
         visit_mut::visit_expr_mut(self, expr);
         if let Expr::Call(call) = expr {
             if is_plain_submit(&call.func) {
-                if let Some(rewritten) = self.rewrite(call) {
-                    *expr = rewritten;
-                }
+                *expr = self.rewrite(call);
             } else if is_plain_call(&call.func, "map") {
-                if let Some(rewritten) = self.rewrite_map(call) {
-                    *expr = rewritten;
-                }
+                *expr = self.rewrite_map(call);
             }
         }
     }
@@ -277,7 +301,7 @@ mod tests {
 
     fn rewrite(body: TokenStream) -> String {
         let mut block: syn::Block = syn::parse2(body).unwrap();
-        let mut rewriter = SubmitRewriter::new(scope_ident(), "bind");
+        let mut rewriter = SubmitRewriter::new(scope_ident(), Placement::Local);
         rewriter.visit_block_mut(&mut block);
         rewriter.into_result().unwrap();
         block.into_token_stream().to_string()
@@ -326,13 +350,36 @@ mod tests {
     }
 
     #[test]
+    fn a_call_that_cannot_be_rewritten_becomes_its_error_with_its_arguments() {
+        let out = rewrite_with_errors(quote!({
+            println!("{:?}", map(f).count());
+            submit(g, 1)
+        }));
+        assert!(
+            out.contains(
+                "println ! (\"{:?}\" , { let _ = (f ,) ; :: core :: compile_error ! { \"map takes"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("bind1 (g , 1)"), "{out}");
+    }
+
+    /// The rewritten block, errors included, whether or not there are any.
+    fn rewrite_with_errors(body: TokenStream) -> String {
+        let mut block: syn::Block = syn::parse2(body).unwrap();
+        let mut rewriter = SubmitRewriter::new(scope_ident(), Placement::Local);
+        rewriter.visit_block_mut(&mut block);
+        block.into_token_stream().to_string()
+    }
+
+    #[test]
     fn missing_function_and_too_many_arguments_are_errors() {
         let mut block: syn::Block = syn::parse2(quote!({
             submit();
             submit(f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
         }))
         .unwrap();
-        let mut rewriter = SubmitRewriter::new(scope_ident(), "bind");
+        let mut rewriter = SubmitRewriter::new(scope_ident(), Placement::Local);
         rewriter.visit_block_mut(&mut block);
         let error = rewriter
             .into_result()

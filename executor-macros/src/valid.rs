@@ -1,73 +1,38 @@
-//! Checking: which backend, which options it takes, and option values that are wrong on sight.
+//! Checking: the backend, the options against its row in `backends` (those it takes, those it
+//! refuses with a reason), and option values that are wrong on sight.
 
 use std::collections::HashSet;
 
 use syn::{Error, Expr, ExprLit, ExprUnary, Lit, UnOp};
 
 use crate::ast::{PoolInput, PoolOption};
+use crate::backends::{self, BackendSpec};
 
-/// The backends `pool!` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Thread,
-    /// Threads, sized by measurement.
-    Auto,
-    Process,
-    /// Only with the `mpi` feature; without it, naming it is a compile error that names the feature.
-    Mpi,
-}
-
-/// Why `Mpi` is refused when the `mpi` feature is off: it builds on the system's MPI library,
-/// which a user must install and opt into.
-const MPI_NEEDS_FEATURE: &str =
-    "the `Mpi` backend needs the cargo feature `mpi` of the `executor` \
-     package: `executor = { ..., features = [\"mpi\"] }` (it builds on Open MPI and libclang: see \
-     the README, \"Running on a cluster\")";
-
-impl Backend {
-    fn options(self) -> &'static [&'static str] {
-        match self {
-            Backend::Thread => &[
-                "max_workers",
-                "thread_name_prefix",
-                "cancel_futures",
-                "initializer",
-                "initargs",
-            ],
-            Backend::Auto => &[
-                "max_workers",
-                "min_workers",
-                "thread_name_prefix",
-                "cancel_futures",
-                "initializer",
-                "initargs",
-            ],
-            Backend::Process => &[
-                "max_workers",
-                "cancel_futures",
-                "timeout",
-                "max_tasks_per_child",
-                "memory_limit",
-                "initializer",
-                "initargs",
-            ],
-            Backend::Mpi => &["max_workers", "cancel_futures", "initializer", "initargs"],
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Thread => "Thread",
-            Backend::Auto => "Auto",
-            Backend::Process => "Process",
-            Backend::Mpi => "Mpi",
-        }
+/// The backend the input names, from the table; an error if there is no such backend or this
+/// build lacks it. Checked on its own, before the options: which options are right depends on it,
+/// and `fallback` needs it to keep the body of a block whose options are wrong.
+pub fn backend(input: &PoolInput) -> Result<&'static BackendSpec, Error> {
+    let name = input.backend.to_string();
+    match backends::lookup(&name) {
+        Some(spec) => match spec.feature {
+            Some(feature) if !feature.enabled => {
+                Err(Error::new(input.backend.span(), feature.missing))
+            }
+            _ => Ok(spec),
+        },
+        None => Err(Error::new(
+            input.backend.span(),
+            format!(
+                "unknown backend `{name}`; expected {}",
+                backends::available_names()
+            ),
+        )),
     }
 }
 
-/// Checks the input; every problem found is reported, each at its own token.
-pub fn validate(input: &PoolInput) -> Result<Backend, Error> {
-    let backend = backend(input)?;
+/// Checks the options against the backend's row; every problem found is reported, each at its
+/// own token.
+pub fn options(input: &PoolInput, backend: &BackendSpec) -> Result<(), Error> {
     let mut errors: Option<Error> = None;
     let mut push = |error: Error| match &mut errors {
         Some(all) => all.combine(error),
@@ -76,52 +41,8 @@ pub fn validate(input: &PoolInput) -> Result<Backend, Error> {
     let mut seen = HashSet::new();
     for option in &input.options {
         let name = option.name.to_string();
-        let on_threads = matches!(backend, Backend::Thread | Backend::Auto);
-        if on_threads && name == "timeout" {
-            push(Error::new(
-                option.name.span(),
-                format!(
-                    "the {} backend has no `timeout`: a running thread cannot be stopped; \
-                     use `Process`, whose timed-out tasks are killed with their worker",
-                    backend.name()
-                ),
-            ));
-        } else if on_threads && name == "memory_limit" {
-            push(Error::new(
-                option.name.span(),
-                format!(
-                    "the {} backend has no `memory_limit`: threads share one process's memory; \
-                     use `Process`, which caps each worker process",
-                    backend.name()
-                ),
-            ));
-        } else if backend != Backend::Auto && name == "min_workers" {
-            push(Error::new(
-                option.name.span(),
-                format!(
-                    "the {} backend has no `min_workers`: its pool has a fixed size, \
-                     `max_workers`; `Auto` is the backend that sizes its pool between the two",
-                    backend.name()
-                ),
-            ));
-        } else if backend == Backend::Mpi && PROCESS_ONLY.contains(&name.as_str()) {
-            push(Error::new(
-                option.name.span(),
-                format!(
-                    "the Mpi backend has no `{name}` yet: its workers are MPI ranks, which the pool \
-                     neither starts nor stops per task; use `Process` for it"
-                ),
-            ));
-        } else if !backend.options().contains(&name.as_str()) {
-            let allowed: Vec<String> = backend.options().iter().map(|o| format!("`{o}`")).collect();
-            push(Error::new(
-                option.name.span(),
-                format!(
-                    "unknown option `{name}` for the {} backend; expected one of: {}",
-                    backend.name(),
-                    allowed.join(", ")
-                ),
-            ));
+        if let Some(refusal) = backend.refuse(&name) {
+            push(Error::new(option.name.span(), refusal));
         } else if !seen.insert(name.clone()) {
             push(Error::new(
                 option.name.span(),
@@ -154,28 +75,16 @@ pub fn validate(input: &PoolInput) -> Result<Backend, Error> {
     }
     match errors {
         Some(errors) => Err(errors),
-        None => Ok(backend),
+        None => Ok(()),
     }
 }
 
-/// Options of Process that Mpi does not take.
-const PROCESS_ONLY: &[&str] = &["timeout", "max_tasks_per_child", "memory_limit"];
-
-fn backend(input: &PoolInput) -> Result<Backend, Error> {
-    let name = input.backend.to_string();
-    match name.as_str() {
-        "Thread" => return Ok(Backend::Thread),
-        "Auto" => return Ok(Backend::Auto),
-        "Process" => return Ok(Backend::Process),
-        "Mpi" if cfg!(feature = "mpi") => return Ok(Backend::Mpi),
-        "Mpi" => return Err(Error::new(input.backend.span(), MPI_NEEDS_FEATURE)),
-        _ => {}
-    }
-    let mpi = if cfg!(feature = "mpi") { ", `Mpi`" } else { "" };
-    Err(Error::new(
-        input.backend.span(),
-        format!("unknown backend `{name}`; expected `Thread`, `Auto`, `Process`{mpi}"),
-    ))
+/// Both checks, in order: the backend, then its options.
+#[cfg(test)]
+fn validate(input: &PoolInput) -> Result<&'static BackendSpec, Error> {
+    let backend = backend(input)?;
+    options(input, backend)?;
+    Ok(backend)
 }
 
 /// Literal values that can never be right are refused here; other values are checked at block entry.
@@ -227,15 +136,17 @@ mod tests {
     use super::*;
     use quote::quote;
 
-    fn check(tokens: proc_macro2::TokenStream) -> Result<Backend, String> {
-        validate(&syn::parse2(tokens).unwrap()).map_err(|e| e.to_string())
+    fn check(tokens: proc_macro2::TokenStream) -> Result<&'static str, String> {
+        validate(&syn::parse2(tokens).unwrap())
+            .map(|backend| backend.name)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn thread_with_known_options_is_valid() {
         assert_eq!(
             check(quote!(Thread(max_workers = n, thread_name_prefix = "w") => {})),
-            Ok(Backend::Thread)
+            Ok("Thread")
         );
     }
 
@@ -246,7 +157,7 @@ mod tests {
             .starts_with("unknown backend `Fibers`"));
         assert_eq!(
             check(quote!(Auto(max_workers = 64, min_workers = 4) => {})),
-            Ok(Backend::Auto)
+            Ok("Auto")
         );
         assert!(check(quote!(Thread(min_workers = 2) => {}))
             .unwrap_err()
@@ -285,7 +196,7 @@ mod tests {
             .contains("at least 16 MiB (16777216 bytes), got 1000"));
         assert_eq!(
             check(quote!(Process(memory_limit = 16777216) => {})),
-            Ok(Backend::Process)
+            Ok("Process")
         );
     }
 
@@ -301,7 +212,7 @@ mod tests {
     fn mpi_takes_max_workers_and_refuses_process_only_options() {
         assert_eq!(
             check(quote!(Mpi(max_workers = 2, cancel_futures = false) => {})),
-            Ok(Backend::Mpi)
+            Ok("Mpi")
         );
         assert!(check(quote!(Mpi(timeout = d) => {}))
             .unwrap_err()

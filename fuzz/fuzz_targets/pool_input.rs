@@ -1,8 +1,9 @@
 //! The `pool!` macro's parser, outside a proc-macro context: the input, read as Rust source and
 //! lexed by proc-macro2 (inputs that do not lex are skipped, as rustc would reject them before the
-//! macro runs), goes through the macro's own pipeline: parse (`ast`), check (`valid`), rewrite the
-//! `submit`/`map` calls (`rewrite`) and generate the block (`expand`). Errors are expected; a
-//! panic or a hang is a finding. The expansion of an accepted input must parse
+//! macro runs), goes through the macro's own pipeline: parse (`ast`), check (`valid`, against the
+//! table in `backends`), rewrite the `submit`/`map` calls (`rewrite`) and generate the block
+//! (`expand`), or the errors with what `fallback` keeps of the block. Errors are expected; a panic
+//! or a hang is a finding. The expansion, of an accepted input or of one with errors, must parse
 //! as an expression again.
 
 #![no_main]
@@ -16,8 +17,14 @@ use proc_macro2::TokenStream;
 #[path = "../../executor-macros/src/ast.rs"]
 mod ast;
 #[allow(dead_code)]
+#[path = "../../executor-macros/src/backends.rs"]
+mod backends;
+#[allow(dead_code)]
 #[path = "../../executor-macros/src/expand.rs"]
 mod expand;
+#[allow(dead_code)]
+#[path = "../../executor-macros/src/fallback.rs"]
+mod fallback;
 #[path = "../../executor-macros/src/pipeline.rs"]
 mod pipeline;
 #[allow(dead_code)]
@@ -60,15 +67,8 @@ fn check(text: &str) {
     let Ok(tokens) = text.parse::<TokenStream>() else {
         return;
     };
-    match pipeline::expand_pool(tokens) {
-        Ok(expansion) => {
-            if let Err(error) = syn::parse2::<syn::Expr>(expansion.clone()) {
-                panic!("the expansion does not parse: {error}\n{expansion}");
-            }
-        }
-        Err(error) => {
-            // What the macro hands rustc for an error.
-            std::hint::black_box(error.into_compile_error());
-        }
+    let expansion = pipeline::expand_pool(tokens);
+    if let Err(error) = syn::parse2::<syn::Expr>(expansion.clone()) {
+        panic!("the expansion does not parse: {error}\n{expansion}");
     }
 }
