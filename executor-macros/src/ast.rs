@@ -6,21 +6,21 @@ use syn::punctuated::Punctuated;
 use syn::{braced, parenthesized, token, Block, Expr, Ident, Token};
 
 /// The whole macro input.
-pub struct PoolInput {
+pub(crate) struct PoolInput {
     /// The backend's keyword, not yet looked up (`valid` does, in `backends`).
-    pub backend: Ident,
+    pub(crate) backend: Ident,
     /// The options in the order written, duplicates included (`valid` reports them).
-    pub options: Vec<PoolOption>,
+    pub(crate) options: Vec<PoolOption>,
     /// The block, before its `submit`/`map` calls are rewritten.
-    pub body: Block,
+    pub(crate) body: Block,
 }
 
 /// One `name = value` option.
-pub struct PoolOption {
-    pub name: Ident,
+pub(crate) struct PoolOption {
+    pub(crate) name: Ident,
     /// Any expression: literals that can never be right are refused in `valid`, other values are
     /// checked when the block is entered.
-    pub value: Expr,
+    pub(crate) value: Expr,
 }
 
 const EXAMPLE: &str =

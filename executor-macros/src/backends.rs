@@ -7,7 +7,7 @@
 
 /// Where a backend runs its calls, which decides how `submit` and `map` are rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
+pub(crate) enum Placement {
     /// On threads of this process: a call is a closure, which may borrow from the caller (the
     /// hidden join guard makes that sound), and is passed through
     /// `::executor::__private::bind<n>`.
@@ -20,7 +20,7 @@ pub enum Placement {
 impl Placement {
     /// The prefix of the runtime's helpers that turn `f, a1, ..., an` into a call this placement
     /// can run: `bind<n>` or `remote<n>`.
-    pub fn binder(self) -> &'static str {
+    pub(crate) fn binder(self) -> &'static str {
         match self {
             Placement::Local => "bind",
             Placement::Remote => "remote",
@@ -30,61 +30,61 @@ impl Placement {
 
 /// How the block opens the pool: `::executor::__private::<path>(options)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Opener {
+pub(crate) struct Opener {
     /// The constructor, as a path under `::executor::__private` (`"ThreadScope::new"`).
-    pub path: &'static str,
+    pub(crate) path: &'static str,
     /// `Some(argument)` when the constructor is an `unsafe fn`: the argument, written as the
     /// `SAFETY:` comment of the `unsafe` block, for why the expansion meets its contract. The
     /// expansion wraps only the macro's own tokens in that block, never the user's.
-    pub safety: Option<&'static str>,
+    pub(crate) safety: Option<&'static str>,
 }
 
 /// A cargo feature a backend is built behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Feature {
+pub(crate) struct Feature {
     /// Whether the macro crate was built with it: the runtime has the backend only then.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// The compile error for naming the backend without it: which feature, and how to enable it.
-    pub missing: &'static str,
+    pub(crate) missing: &'static str,
 }
 
 /// An option a backend refuses with its own explanation rather than as unknown: one that a
 /// neighbouring backend takes, so that a user may well try it here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// The option's name, as written in `pool!(Backend(<option> = ...) => ...)`.
-    pub option: &'static str,
+    pub(crate) option: &'static str,
     /// What follows "the `<backend>` backend has no `<option>`" in the message: `": why; what to
     /// use instead"`, or `" yet: ..."` for an option the backend may gain.
-    pub why: &'static str,
+    pub(crate) why: &'static str,
 }
 
 /// One backend: its keyword and everything that depends on which backend a block names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackendSpec {
+pub(crate) struct BackendSpec {
     /// The keyword in `pool!(<name> => { ... })`.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// The options it takes, in the order the unknown-option error lists them.
-    pub options: &'static [&'static str],
+    pub(crate) options: &'static [&'static str],
     /// Options of other backends it refuses, each with why.
-    pub refusals: &'static [Refusal],
+    pub(crate) refusals: &'static [Refusal],
     /// Where calls run: whether tasks may borrow, and how `submit` and `map` are rewritten.
-    pub placement: Placement,
+    pub(crate) placement: Placement,
     /// The runtime constructor the block opens the pool with.
-    pub opener: Opener,
+    pub(crate) opener: Opener,
     /// `None` for a backend that is always built.
-    pub feature: Option<Feature>,
+    pub(crate) feature: Option<Feature>,
 }
 
 impl BackendSpec {
     /// Whether this build of the macro (and of the runtime, whose features follow the macro's)
     /// has the backend.
-    pub fn available(&self) -> bool {
+    pub(crate) fn available(&self) -> bool {
         self.feature.is_none_or(|feature| feature.enabled)
     }
 
     /// The message for an option this backend does not take, or `None` if it takes it.
-    pub fn refuse(&self, option: &str) -> Option<String> {
+    pub(crate) fn refuse(&self, option: &str) -> Option<String> {
         if let Some(refusal) = self.refusals.iter().find(|r| r.option == option) {
             return Some(format!(
                 "the {} backend has no `{option}`{}",
@@ -104,12 +104,12 @@ impl BackendSpec {
 }
 
 /// The row named `name`, whether or not this build has it.
-pub fn lookup(name: &str) -> Option<&'static BackendSpec> {
+pub(crate) fn lookup(name: &str) -> Option<&'static BackendSpec> {
     BACKENDS.iter().find(|spec| spec.name == name)
 }
 
 /// The keywords this build accepts, for the unknown-backend error: "`Thread`, `Auto`, ...".
-pub fn available_names() -> String {
+pub(crate) fn available_names() -> String {
     let names: Vec<String> = BACKENDS
         .iter()
         .filter(|spec| spec.available())
@@ -134,7 +134,7 @@ const THREAD_SCOPE_SAFETY: &str = "the pool and its join guard live in locals th
      every task, before anything the tasks borrow goes out of scope";
 
 /// Every backend `pool!` knows, in the order the unknown-backend error lists them.
-pub const BACKENDS: &[BackendSpec] = &[
+pub(crate) const BACKENDS: &[BackendSpec] = &[
     BackendSpec {
         name: "Thread",
         options: &[

@@ -24,7 +24,7 @@ use crate::ast::PoolInput;
 use crate::backends::{BackendSpec, Placement};
 
 /// The block for `input`, whose body `rewrite` has already rewritten against `scope`.
-pub fn expand(input: &PoolInput, backend: &BackendSpec, scope: &Ident) -> TokenStream {
+pub(crate) fn expand(input: &PoolInput, backend: &BackendSpec, scope: &Ident) -> TokenStream {
     let options = Ident::new("__executor_options", Span::mixed_site());
     let pool = Ident::new("__executor_pool", Span::mixed_site());
     let guard = Ident::new("__executor_guard", Span::mixed_site());

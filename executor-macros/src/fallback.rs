@@ -34,7 +34,7 @@ use crate::backends::{self, BackendSpec};
 /// The errors, with the expansion of the kept block if there is one: an expression either way,
 /// of the compiler's error type when nothing is kept (so that it fits any context, as a bare
 /// `compile_error!` does).
-pub fn expand(errors: Error, kept: Option<TokenStream>) -> TokenStream {
+pub(crate) fn expand(errors: Error, kept: Option<TokenStream>) -> TokenStream {
     let errors = errors.into_compile_error();
     quote! {
         {
@@ -47,7 +47,7 @@ pub fn expand(errors: Error, kept: Option<TokenStream>) -> TokenStream {
 /// The backend and block of an input that did not parse, if it still reads as
 /// `Backend(...) => { ... }` with a known backend and a block that parses; its options are not
 /// looked at.
-pub fn salvage(tokens: TokenStream) -> Option<(&'static BackendSpec, PoolInput)> {
+pub(crate) fn salvage(tokens: TokenStream) -> Option<(&'static BackendSpec, PoolInput)> {
     let mut tokens = tokens.into_iter().peekable();
     let backend = match tokens.next()? {
         TokenTree::Ident(ident) => ident,

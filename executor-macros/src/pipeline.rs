@@ -12,7 +12,7 @@ use crate::{ast, expand, fallback, rewrite, valid};
 
 /// The expansion of `pool!(input)`: always one expression, the pool's block or, for an input with
 /// errors, the errors with as much of the user's block as `fallback` keeps.
-pub fn expand_pool(input: TokenStream) -> TokenStream {
+pub(crate) fn expand_pool(input: TokenStream) -> TokenStream {
     let parsed: syn::Result<ast::PoolInput> = syn::parse2(input.clone());
     let input = match parsed {
         Ok(input) => input,

@@ -23,7 +23,7 @@ use crate::backends::Placement;
 
 /// The most arguments `submit` passes to the function; `executor_runtime::__private::bind<n>`
 /// exists for each count up to this.
-pub const MAX_ARGS: usize = 12;
+pub(crate) const MAX_ARGS: usize = 12;
 
 /// The Process form of a `submit` call. The arguments are evaluated first, in order; then each
 /// one's type picks how it crosses (`Probe`: owned, or a borrowed `&str`/`&[u8]`), and a borrowed
@@ -42,7 +42,12 @@ fn remote_call(
 
 /// The expression that builds the `RemoteCall` of `func(args...)` for a worker process: used by
 /// `submit` and by the `initializer` option.
-pub fn remote_call_value(remote: &Ident, func: &Expr, args: &[&Expr], span: Span) -> TokenStream {
+pub(crate) fn remote_call_value(
+    remote: &Ident,
+    func: &Expr,
+    args: &[&Expr],
+    span: Span,
+) -> TokenStream {
     // Unnameable by user code (mixed-site hygiene), but located at the `submit` call, so that an
     // error about one of them (an argument that is not `Serialize`) is reported there.
     let hidden = |name: String| Ident::new(&name, Span::mixed_site().located_at(span));
@@ -80,7 +85,7 @@ pub fn remote_call_value(remote: &Ident, func: &Expr, args: &[&Expr], span: Span
 }
 
 /// Rewrites the `submit` calls of a body in place.
-pub struct SubmitRewriter {
+pub(crate) struct SubmitRewriter {
     scope: Ident,
     /// Local: a closure through `bind<n>`; remote: a function pointer and encoded arguments.
     placement: Placement,
@@ -93,7 +98,7 @@ pub struct SubmitRewriter {
 
 impl SubmitRewriter {
     /// `scope` is the hygienic local that holds `&` the pool's scope.
-    pub fn new(scope: Ident, placement: Placement) -> Self {
+    pub(crate) fn new(scope: Ident, placement: Placement) -> Self {
         SubmitRewriter {
             scope,
             placement,
@@ -104,7 +109,7 @@ impl SubmitRewriter {
 
     /// The errors found, combined, if any.
     #[cfg(test)]
-    pub fn into_result(self) -> Result<(), Error> {
+    pub(crate) fn into_result(self) -> Result<(), Error> {
         let mut errors = self.errors.into_iter();
         match errors.next() {
             None => Ok(()),
@@ -290,7 +295,7 @@ impl VisitMut for SubmitRewriter {
 
 /// The name of the hidden local holding the scope: mixed-site hygiene makes it invisible to the
 /// user's tokens, so no user code can name, move or leak it.
-pub fn scope_ident() -> Ident {
+pub(crate) fn scope_ident() -> Ident {
     Ident::new("__executor_scope", Span::mixed_site())
 }
 

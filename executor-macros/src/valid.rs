@@ -11,7 +11,7 @@ use crate::backends::{self, BackendSpec};
 /// The backend the input names, from the table; an error if there is no such backend or this
 /// build lacks it. Checked on its own, before the options: which options are right depends on it,
 /// and `fallback` needs it to keep the body of a block whose options are wrong.
-pub fn backend(input: &PoolInput) -> Result<&'static BackendSpec, Error> {
+pub(crate) fn backend(input: &PoolInput) -> Result<&'static BackendSpec, Error> {
     let name = input.backend.to_string();
     match backends::lookup(&name) {
         Some(spec) => match spec.feature {
@@ -32,7 +32,7 @@ pub fn backend(input: &PoolInput) -> Result<&'static BackendSpec, Error> {
 
 /// Checks the options against the backend's row; every problem found is reported, each at its
 /// own token.
-pub fn options(input: &PoolInput, backend: &BackendSpec) -> Result<(), Error> {
+pub(crate) fn options(input: &PoolInput, backend: &BackendSpec) -> Result<(), Error> {
     let mut errors: Option<Error> = None;
     let mut push = |error: Error| match &mut errors {
         Some(all) => all.combine(error),
