@@ -36,11 +36,15 @@ pub(crate) fn expand_pool(input: TokenStream) -> TokenStream {
 }
 
 /// Rewrites the body's calls for the backend and generates the block. A call that cannot be
-/// rewritten is left as its error, in place (see `rewrite`).
+/// rewritten is left as its error, in place (see `rewrite`); one inside a macro's arguments, which
+/// the macro may drop, is reported instead of the block.
 fn generate(mut input: ast::PoolInput, backend: &BackendSpec) -> TokenStream {
     let scope = rewrite::scope_ident();
     let mut rewriter = rewrite::SubmitRewriter::new(scope.clone(), backend.placement);
     rewriter.visit_block_mut(&mut input.body);
+    if let Some(errors) = rewriter.errors_in_macros() {
+        return fallback::expand(errors, None);
+    }
     expand::expand(&input, backend, &scope)
 }
 
@@ -136,5 +140,19 @@ mod tests {
         );
         assert!(out.contains("bind1 (f , n)"), "{out}");
         assert!(out.contains("ThreadScope :: new"), "{out}");
+    }
+
+    #[test]
+    fn a_bad_call_inside_a_macro_is_reported_instead_of_the_body() {
+        // `ignore!` could drop its input, and the error in place with it: the block goes.
+        let out = expansion(quote!(Thread => {
+            ignore!(submit());
+            submit(f, 1)
+        }));
+        assert!(
+            out.starts_with("{ :: core :: compile_error ! { \"submit() needs a function to call"),
+            "{out}"
+        );
+        assert!(!out.contains("ThreadScope"), "{out}");
     }
 }

@@ -94,6 +94,12 @@ pub(crate) struct SubmitRewriter {
     replaced: usize,
     /// The errors, also in the body already; kept for the tests.
     errors: Vec<Error>,
+    /// How many macro calls' arguments are being visited: a call that fails in there is also
+    /// reported outside the body, since a macro may drop its input (`stringify!`, a user macro),
+    /// and the error in place with it.
+    in_macro: usize,
+    /// The errors of calls inside macro arguments (see `in_macro`).
+    errors_in_macros: Vec<Error>,
 }
 
 impl SubmitRewriter {
@@ -104,7 +110,19 @@ impl SubmitRewriter {
             placement,
             replaced: 0,
             errors: Vec::new(),
+            in_macro: 0,
+            errors_in_macros: Vec::new(),
         }
+    }
+
+    /// The errors of calls inside a macro's arguments, combined, if any: the block cannot be
+    /// kept with them in place (a macro that drops its input would drop the error), so the caller
+    /// reports them instead of the block.
+    pub(crate) fn errors_in_macros(&mut self) -> Option<Error> {
+        let mut errors = std::mem::take(&mut self.errors_in_macros).into_iter();
+        let mut first = errors.next()?;
+        first.extend(errors);
+        Some(first)
     }
 
     /// The errors found, combined, if any.
@@ -126,6 +144,9 @@ impl SubmitRewriter {
     /// and discarded, so that their tokens still reach the compiler and the IDE.
     fn failed(&mut self, call: &ExprCall, error: Error) -> Expr {
         let compile_error = error.to_compile_error();
+        if self.in_macro > 0 {
+            self.errors_in_macros.push(error.clone());
+        }
         self.errors.push(error);
         self.replaced += 1;
         let args = call.args.iter();
@@ -207,6 +228,12 @@ impl SubmitRewriter {
     /// Rewrites inside a macro's arguments when they parse as expressions. The tokens are replaced
     /// only if something was rewritten, so macros whose input is not expressions are untouched.
     fn rewrite_macro_arguments(&mut self, mac: &mut Macro) {
+        self.in_macro += 1;
+        self.rewrite_macro_arguments_counted(mac);
+        self.in_macro -= 1;
+    }
+
+    fn rewrite_macro_arguments_counted(&mut self, mac: &mut Macro) {
         let before = self.replaced;
         let comma_separated = Punctuated::<Expr, Token![,]>::parse_terminated;
         if let Ok(mut exprs) = comma_separated.parse2(mac.tokens.clone()) {

@@ -112,7 +112,7 @@ fn check_value(option: &PoolOption) -> Result<(), Error> {
     }
 }
 
-/// The runtime's smallest `memory_limit` (`executor_runtime::memory_limit::MIN_MEMORY_LIMIT`).
+/// The runtime's smallest `memory_limit` (`MIN_MEMORY_LIMIT` in `executor-runtime/src/block/options.rs`).
 const MIN_MEMORY_LIMIT: i128 = 16 << 20;
 
 /// The value of an integer literal, possibly negated (`4`, `-1`); `None` for anything else.

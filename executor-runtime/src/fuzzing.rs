@@ -298,7 +298,7 @@ fn arguments(input: &[u8], tail: Option<Vec<u8>>) -> usize {
     ) -> usize {
         usize::from(black_box(Args::decode_and_call(f, input, tail)).is_ok())
     }
-    /// A `map` chunk, as `remote::chunk_trampoline` decodes it.
+    /// A `map` chunk, as `remote::call::chunk_trampoline` decodes it.
     fn chunk<T: serde::de::DeserializeOwned + 'static>(
         mut input: &[u8],
         mut tail: Option<Vec<u8>>,

@@ -423,7 +423,7 @@ impl Ranks {
         initializer: &crate::block::options::ProcessInitializer,
     ) -> bool {
         let Ok(arguments) = &initializer.arguments else {
-            return false; // the block is broken from the start (`MpiScope::new`)
+            return false; // the block is broken from the start (`MpiBackend::open`)
         };
         let id = self.next_call_id;
         self.next_call_id += 1;

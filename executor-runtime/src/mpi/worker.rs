@@ -2,8 +2,8 @@
 //!
 //! # Which processes are workers
 //!
-//! The function that `process::worker` places in `.init_array` calls [`enter_if_asked`] before
-//! `main` in every program built with the `mpi` feature. A process becomes an Mpi worker when:
+//! The function that the crate root places in `.init_array` calls [`enter_if_asked`] before `main`
+//! in every program built with the `mpi` feature, after the Process backend's entry. A process becomes an Mpi worker when:
 //!
 //! - *launched*: the launcher says it is a rank other than 0 of a job of several ranks
 //!   (`OMPI_COMM_WORLD_RANK` from `mpirun`, `PMIX_RANK` from a PMIx launcher such as `srun

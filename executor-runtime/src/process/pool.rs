@@ -106,7 +106,7 @@ pub struct ProcessState {
     pub(crate) watching: bool,
 }
 
-/// See [`ProcessQueue::next_step`].
+/// What to do after a change to the workers or the queue: see `ProcessQueue::next_step`.
 #[doc(hidden)]
 pub struct NextStep {
     start: Option<(usize, u64)>,

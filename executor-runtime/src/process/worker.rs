@@ -5,9 +5,10 @@
 //! The pool starts a worker by executing its own executable again (`std::env::current_exe()`; no
 //! `fork`, which in a process with other threads can leave the child holding a lock forever). The
 //! child inherits one end of a Unix socket pair, and the environment variable
-//! `__EXECUTOR_WORKER_FD` names its descriptor. This module places a function in the executable's
+//! `__EXECUTOR_WORKER_FD` names its descriptor. The crate root places a function in the executable's
 //! `.init_array`, which the dynamic loader runs before `main`, in every program linked with this
-//! crate. It does nothing unless the variable is set *and* names an inherited socket. A worker
+//! crate; it calls [`enter_if_asked`], which does nothing unless the variable is set *and* names
+//! an inherited socket. A worker
 //! removes the variable (so its own children are ordinary processes), reads the parent's hello,
 //! serves calls until the socket closes, and exits: the program's `main` (or the test harness,
 //! under `cargo test`) never runs in a worker. So there is nothing to call in `main`, no function to

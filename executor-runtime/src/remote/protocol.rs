@@ -29,7 +29,7 @@ const RESULT_TOO_LARGE: &[u8] = b"the result is larger than the 4 GiB message li
 pub(crate) struct CallHead {
     /// Numbers the call on its worker's channel; its outcome carries it back.
     pub(crate) id: u64,
-    /// Offsets from the executable's anchor (see `remote::call::offset_of`).
+    /// Offsets from the executable's anchor (see `remote::executable::offset_of`).
     pub(crate) trampoline: i64,
     pub(crate) function: i64,
     /// The last `tail_len` bytes of the arguments are a raw byte vector (see `wire::Parts`).

@@ -80,7 +80,8 @@ impl<B: RemoteBackend> RemoteScope<B> {
         JoinGuard::new(self)
     }
 
-    /// Queues a call; `submit(f, args...)` in a `pool!(Process => ...)` block becomes this.
+    /// Queues a call; `submit(f, args...)` in a `pool!(Process => ...)` or `pool!(Mpi => ...)`
+    /// block becomes this.
     pub fn submit<R>(&self, call: RemoteCall<R>) -> Future<R>
     where
         R: DeserializeOwned + Send + 'static,

@@ -111,7 +111,7 @@ fn receive_outcomes(
         ) = match OutcomeHead::parse(payload) {
             Ok(outcome) => outcome,
             Err(ReadError::Malformed(why)) => return End::Protocol(why),
-            Err(_) => return End::Protocol("an outcome message was too short".to_string()),
+            Err(other) => return End::Protocol(other.to_string()),
         };
         let job = {
             let mut state = shared.lock();
