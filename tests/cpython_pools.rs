@@ -9,6 +9,9 @@
 //! through files in a directory of their own, where Python uses a `multiprocessing` semaphore or
 //! event. A hang is turned into a failure: such tests run the block on a thread of their own and
 //! fail if it is not done within [`LIMIT`].
+//!
+//! Over 500 lines: one file per CPython test module, so that each case is found under its CPython
+//! name in one place.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};

@@ -19,6 +19,9 @@
 //! variable, waits for it (with a deadline, so a hang fails the test instead of stalling it), and
 //! relays its output. The scenario asserts its properties itself, after printing its figures on lines
 //! that start with `LOADFIG`.
+//!
+//! Over 500 lines: every soak test shares the memory meter and the streaming runners here, and
+//! splitting them would put the meter in a third place.
 
 use std::collections::VecDeque;
 use std::io::Read;

@@ -3,6 +3,8 @@
 //! alone (its first block spawns the workers), and the tests check what the helpers report.
 //!
 //! Needs Open MPI (`mpirun` on the `PATH`); run with `cargo test --features mpi --test mpi`.
+//!
+//! Over 500 lines: each helper that `mpirun` runs sits beside the test that reads its report.
 
 #![cfg(feature = "mpi")]
 

@@ -15,6 +15,9 @@
 //!
 //! Compiled only with the cargo feature `fuzzing` (which the fuzz crate enables) and in this
 //! crate's unit tests: users' builds do not carry it. Not a stable API.
+//!
+//! Over 500 lines with its unit tests (about 225 lines), which feed each entry point the malformed
+//! inputs it must refuse.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
