@@ -12,8 +12,9 @@
 //!   on the pool, and evaluates to a [`Future<R>`](Future), where `R` is what `f` returns. `f` may be
 //!   a function, a path (`module::f`, `Type::method`, `f::<T>`) or a closure.
 //! - Leaving `BLOCK` in any way (falling off the end, `?`, `return`, `break`, `continue`, a panic)
-//!   first waits for every task submitted in it; on an early exit the tasks not yet started are
-//!   cancelled, unless the option `cancel_futures = false` is given. `?`, `return`, `break` and
+//!   first waits for every task submitted in it, and every one of them runs (as with Python's
+//!   `with` block and `std::thread::scope`); with the option `cancel_futures = true`, an early
+//!   exit cancels the tasks not yet started instead. `?`, `return`, `break` and
 //!   `continue` act on the enclosing function or loop, exactly as in a plain block: the body is not
 //!   wrapped in a closure.
 //! - Tasks may borrow anything that outlives the `pool!` expression, as with `std::thread::scope`;
@@ -115,16 +116,23 @@
 //!     }
 //! }
 //!
-//! fn hoard(mib: usize) -> usize {
-//!     vec![1u8; mib << 20].len()
+//! /// Fills `mib` MiB and sums them: work that needs the memory, so that no optimiser removes the
+//! /// allocation (a `vec![..].len()` alone compiles to no allocation at all in release builds).
+//! fn hoard(mib: usize) -> u64 {
+//!     let mut block = vec![0u8; mib << 20];
+//!     for (i, byte) in block.iter_mut().enumerate() {
+//!         *byte = i as u8;
+//!     }
+//!     std::hint::black_box(&block).iter().map(|&b| u64::from(b)).sum()
 //! }
 //!
-//! let (hung, hoarded, fine) = pool!(Process(timeout = Duration::from_millis(200), memory_limit = 64 << 20) => {
+//! let (hung, hoarded, fine) = pool!(Process(timeout = Duration::from_millis(500), memory_limit = 64 << 20) => {
 //!     (submit(hang).result(), submit(hoard, 1024).result(), submit(hoard, 8).result())
 //! });
 //! assert!(matches!(hung, Err(TaskError::TimedOut { .. })));
 //! assert!(matches!(hoarded, Err(TaskError::MemoryLimitExceeded { requested, .. }) if requested == 1 << 30));
-//! assert_eq!(fine, Ok(8 << 20));
+//! // 8 MiB of the bytes 0, 1, ..., 255 over and over.
+//! assert_eq!(fine, Ok((8 << 20) / 256 * (255 * 256 / 2)));
 //! ```
 
 //! # On MPI ranks (feature `mpi`)

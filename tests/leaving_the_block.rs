@@ -2,9 +2,10 @@
 //! `continue` act on the enclosing function or loop, as in a plain block.
 //!
 //! Each test submits tasks that sleep before they record that they finished, leaves the block
-//! early, and checks the tasks by the time control reached the code after it. With
-//! `cancel_futures = false` every task has run; by default an early exit cancels the tasks that
-//! had not started, and no task runs after the block.
+//! early, and checks the tasks by the time control reached the code after it. By default (as
+//! Python's `with` block, `std::thread::scope` and `rayon::scope`) every task has run; with
+//! `cancel_futures = true` an early exit cancels the tasks that had not started, and no task runs
+//! after the block.
 
 use std::panic;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -144,14 +145,35 @@ macro_rules! thread_contract {
             assert_eq!(done.load(Ordering::SeqCst), TASKS);
         }
 
-        /// The default: `?` (or any early exit) cancels the tasks that had not started; the running one
-        /// finishes, and nothing runs after the block.
+        /// The default: `?` leaves the block only after every task submitted in it has run, the
+        /// queued ones included (the program: 4 tasks of 150 ms on 2 workers, then `?`).
         #[test]
-        fn an_early_exit_cancels_the_tasks_not_started() {
+        fn by_default_an_early_exit_runs_every_task_submitted() {
+            fn parse_after_submitting(done: &AtomicUsize) -> Result<u32, std::num::ParseIntError> {
+                pool!($backend(max_workers = 2) => {
+                    for _ in 0..4 {
+                        let _ = submit(|| {
+                            std::thread::sleep(Duration::from_millis(150));
+                            done.fetch_add(1, Ordering::SeqCst);
+                        });
+                    }
+                    let n: u32 = "x".parse()?;
+                    Ok(n)
+                })
+            }
+            let done = AtomicUsize::new(0);
+            assert!(parse_after_submitting(&done).is_err());
+            assert_eq!(done.load(Ordering::SeqCst), 4, "every task ran");
+        }
+
+        /// With `cancel_futures = true`: `?` (or any early exit) cancels the tasks that had not
+        /// started; the running one finishes, and nothing runs after the block.
+        #[test]
+        fn with_cancel_futures_an_early_exit_cancels_the_tasks_not_started() {
             let ran = Arc::new(AtomicUsize::new(0));
             let cancelled = Arc::new(AtomicUsize::new(0));
             let result: Result<u32, std::num::ParseIntError> = (|| {
-                pool!($backend(max_workers = 1) => {
+                pool!($backend(max_workers = 1, cancel_futures = true) => {
                     let futures: Vec<_> = (0..TASKS)
                         .map(|_| {
                             let ran = Arc::clone(&ran);
@@ -193,11 +215,34 @@ fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
+/// The default on Process too: every call submitted runs before `?` leaves the block.
 #[test]
-fn an_early_exit_cancels_the_calls_not_sent_to_a_worker() {
+fn by_default_an_early_exit_runs_every_call_submitted() {
+    fn parse_after_submitting() -> (Result<u32, std::num::ParseIntError>, Vec<executor::Future<u64>>) {
+        let mut futures = Vec::new();
+        let parsed = (|| {
+            pool!(Process(max_workers = 2) => {
+                for _ in 0..4 {
+                    futures.push(submit(sleep_ms, 150));
+                }
+                let n: u32 = "x".parse()?;
+                Ok(n)
+            })
+        })();
+        (parsed, futures)
+    }
+    let (parsed, futures) = parse_after_submitting();
+    assert!(parsed.is_err());
+    for future in futures {
+        assert_eq!(future.result(), Ok(150), "every call ran");
+    }
+}
+
+#[test]
+fn with_cancel_futures_an_early_exit_cancels_the_calls_not_sent_to_a_worker() {
     let cancelled = Arc::new(AtomicUsize::new(0));
     let result: Result<u32, std::num::ParseIntError> = (|| {
-        pool!(Process(max_workers = 1) => {
+        pool!(Process(max_workers = 1, cancel_futures = true) => {
             let futures: Vec<_> = (0..TASKS).map(|_| submit(sleep_ms, 100)).collect();
             count_cancellations(&futures, &cancelled);
             let n: u32 = "not a number".parse()?;

@@ -312,9 +312,24 @@ fn helper_every_feature_of_a_block() {
     });
     assert_eq!(sums, [44850, 45150, 45450]);
 
-    // Leaving early cancels what has not started, and still joins.
-    let cancelled = (|| {
+    // Leaving early runs every call submitted, by default...
+    let futures = (|| {
         pool!(Mpi(max_workers = 1) => {
+            let futures: Vec<_> = (0..200).map(|i| submit(add, i, 0)).collect();
+            if futures.len() == 200 {
+                return futures;
+            }
+            Vec::new()
+        })
+    })();
+    assert_eq!(futures.len(), 200);
+    for (i, future) in futures.into_iter().enumerate() {
+        assert_eq!(future.result(), Ok(i as u64), "call {i} ran");
+    }
+
+    // ... and with `cancel_futures = true` cancels what has not started, and still joins.
+    let cancelled = (|| {
+        pool!(Mpi(max_workers = 1, cancel_futures = true) => {
             let futures: Vec<_> = (0..2000).map(|i| submit(add, i, 0)).collect();
             if futures.len() == 2000 {
                 return futures.len();

@@ -1,7 +1,13 @@
 //! `pool!` blocks nest, a task may open a `pool!` block of its own, and a task may wait on
-//! another task of its own pool, all without deadlock.
+//! another task of its own pool, all without deadlock. Every way of waiting keeps that promise:
+//! `result`, `exception`, `wait`, `as_completed` and `map`'s iterator, each run by a task on a
+//! pool of one worker whose work is queued behind it (each test fails after 30 s rather than
+//! hang).
 
-use executor::{pool, Future};
+mod common;
+
+use common::within;
+use executor::{as_completed, pool, wait, Future, ALL_COMPLETED, FIRST_COMPLETED};
 
 fn add(a: u64, b: u64) -> u64 {
     a + b
@@ -71,6 +77,69 @@ macro_rules! thread_contract {
                 chained.result().unwrap()
             });
             assert_eq!(value, 42);
+        }
+
+        #[test]
+        fn a_task_may_wait_on_tasks_of_its_own_pool_with_one_worker() {
+            let all = within("wait(ALL_COMPLETED) in a task", || {
+                pool!($backend(max_workers = 1) => {
+                    submit(|| {
+                        let inner = vec![submit(add, 2, 3), submit(add, 4, 5)];
+                        let waited = wait(inner, ALL_COMPLETED, None);
+                        assert!(waited.not_done.is_empty());
+                        waited.done.into_iter().map(|f| f.result().unwrap()).sum::<u64>()
+                    })
+                    .result()
+                    .unwrap()
+                })
+            });
+            assert_eq!(all, 14);
+            let first = within("wait(FIRST_COMPLETED) in a task", || {
+                pool!($backend(max_workers = 1) => {
+                    submit(|| wait(vec![submit(add, 1, 1)], FIRST_COMPLETED, None).done.len())
+                        .result()
+                        .unwrap()
+                })
+            });
+            assert_eq!(first, 1);
+        }
+
+        #[test]
+        fn a_task_may_take_tasks_of_its_own_pool_as_they_complete_with_one_worker() {
+            let values = within("as_completed in a task", || {
+                pool!($backend(max_workers = 1) => {
+                    submit(|| {
+                        let inner: Vec<_> = (0..3).map(|i| submit(add, i, 10)).collect();
+                        let mut values: Vec<u64> = as_completed(inner, None)
+                            .map(|f| f.unwrap().result().unwrap())
+                            .collect();
+                        values.sort();
+                        values
+                    })
+                    .result()
+                    .unwrap()
+                })
+            });
+            assert_eq!(values, [10, 11, 12]);
+        }
+
+        #[test]
+        fn a_task_may_map_and_read_errors_on_its_own_pool_with_one_worker() {
+            let (mapped, error) = within("map and exception in a task", || {
+                pool!($backend(max_workers = 1) => {
+                    submit(|| {
+                        let mapped: Vec<u64> = map(|x: u64| x * 2, 0..5u64).map(|r| r.unwrap()).collect();
+                        let failing = submit(|| -> u64 { panic!("inner") });
+                        let error = failing.exception();
+                        assert!(failing.result().is_err());
+                        (mapped, error.is_some())
+                    })
+                    .result()
+                    .unwrap()
+                })
+            });
+            assert_eq!(mapped, [0, 2, 4, 6, 8]);
+            assert!(error);
         }
 
         fn thread_level_over_processes(depth: u32) -> u64 {

@@ -2,7 +2,7 @@
 //!
 //! Both backends use the same guard over their own [`Pool`]. Leaving the block normally calls
 //! [`JoinGuard::finish`]; leaving it early (`?`, `return`, `break`, a panic) drops the guard,
-//! which first cancels the tasks not yet started (unless `cancel_futures = false`). Either way it
+//! which first cancels the tasks not yet started if the block says `cancel_futures = true`. Either way it
 //! waits for every task and reports panics nobody read, as `std::thread::scope` does.
 
 use std::thread;

@@ -91,9 +91,11 @@ impl PoolOptions {
 impl PoolOptions {
     /// `cancel_futures = bool`: whether leaving the block early (`?`, `return`, `break`, a panic)
     /// cancels the tasks that have not started, as Python's `shutdown(cancel_futures=True)`.
-    /// Default `true`: an early exit usually means the rest of the work is no longer wanted. Tasks
-    /// already running always finish, and the block waits for them either way; with `false` it
-    /// waits for every task. Falling off the end of the block never cancels anything.
+    /// Default `false`, as Python's `with` block (`shutdown(wait=True, cancel_futures=False)`),
+    /// `std::thread::scope` and `rayon::scope`: every task submitted runs, so a fire-and-forget
+    /// `submit` is not dropped by a later `?`. With `true`, an early exit cancels the tasks not
+    /// started (their futures say `Cancelled`); tasks already running always finish, and the
+    /// block waits for them either way. Falling off the end of the block never cancels anything.
     pub fn cancel_futures(&mut self, cancel: bool) -> &mut Self {
         self.cancel_futures = Some(cancel);
         self
@@ -154,7 +156,9 @@ impl PoolOptions {
     }
 
     pub(crate) fn cancels_on_early_exit(&self) -> bool {
-        self.cancel_futures.unwrap_or(true)
+        // Python's `with` block, `std::thread::scope` and `rayon::scope` run every task handed to
+        // them: a `?` after a fire-and-forget `submit` must not drop it.
+        self.cancel_futures.unwrap_or(false)
     }
 }
 

@@ -269,10 +269,17 @@ impl<R> Future<R> {
         if completion.is_finished() {
             return true;
         }
-        if completion.state() == PENDING && self.task().run_here_if_pending() {
+        if self.run_here_if_pending() {
             return true;
         }
         completion.wait_until(deadline)
+    }
+
+    /// Runs the task on the calling thread, if it has not started and the caller is a worker of
+    /// the pool it was submitted to (see [`Task::run_here_if_pending`]): what every wait does
+    /// before it blocks, so that a worker waiting on its own pool never deadlocks. Whether it ran.
+    pub(crate) fn run_here_if_pending(&self) -> bool {
+        self.completion().state() == PENDING && self.task().run_here_if_pending()
     }
 }
 

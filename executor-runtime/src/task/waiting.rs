@@ -1,7 +1,10 @@
 //! Waiting on many futures: [`wait`] and [`as_completed`], as in `concurrent.futures`.
 //!
 //! Both register one shared signal with every pending future (the future's task reports its index
-//! there when it finishes), so a wait wakes once per finished task and never polls.
+//! there when it finishes), so a wait wakes once per finished task and never polls. Before either
+//! blocks, a worker of the futures' own pool runs one of their tasks that has not started, as
+//! `Future::result` does: a task that waits on tasks queued behind it in a full pool would
+//! otherwise wait for ever.
 
 use std::fmt;
 use std::sync::Arc;
@@ -119,6 +122,9 @@ pub fn wait<R>(
         if met || futures.is_empty() {
             break;
         }
+        if futures.iter().any(Future::run_here_if_pending) {
+            continue; // ran one here: look again before blocking
+        }
         match deadline {
             None => thread::park(),
             Some(deadline) => {
@@ -234,6 +240,9 @@ impl<R> Iterator for AsCompleted<R> {
                     self.remaining -= 1;
                     return Some(Ok(future));
                 }
+            }
+            if self.futures.iter().flatten().any(Future::run_here_if_pending) {
+                continue; // ran one here: its signal is waiting
             }
             match self.deadline {
                 None => thread::park(),
