@@ -218,7 +218,10 @@ fn sleep_ms(ms: u64) -> u64 {
 /// The default on Process too: every call submitted runs before `?` leaves the block.
 #[test]
 fn by_default_an_early_exit_runs_every_call_submitted() {
-    fn parse_after_submitting() -> (Result<u32, std::num::ParseIntError>, Vec<executor::Future<u64>>) {
+    fn parse_after_submitting() -> (
+        Result<u32, std::num::ParseIntError>,
+        Vec<executor::Future<u64>>,
+    ) {
         let mut futures = Vec::new();
         let parsed = (|| {
             pool!(Process(max_workers = 2) => {

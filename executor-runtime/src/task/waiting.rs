@@ -241,7 +241,12 @@ impl<R> Iterator for AsCompleted<R> {
                     return Some(Ok(future));
                 }
             }
-            if self.futures.iter().flatten().any(Future::run_here_if_pending) {
+            if self
+                .futures
+                .iter()
+                .flatten()
+                .any(Future::run_here_if_pending)
+            {
                 continue; // ran one here: its signal is waiting
             }
             match self.deadline {
