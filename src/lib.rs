@@ -164,10 +164,11 @@ assert_eq!(answers[3].0, 9);
 // The macro expands to `::executor::...` paths; this makes them resolve inside this crate too.
 extern crate self as executor;
 
-pub use executor_macros::pool;
+pub use executor_macros::{backend, pool};
 pub use executor_runtime::{
     as_completed, current_worker, wait, AsCompleted, Backend, Future, ReturnWhen, TaskError,
-    WaitTimeout, Waited, WorkerDeath, WorkerInfo, ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION,
+    WaitTimeout, Waitable, Waited, WorkerDeath, WorkerInfo, ALL_COMPLETED, FIRST_COMPLETED,
+    FIRST_EXCEPTION,
 };
 
 #[doc(hidden)]

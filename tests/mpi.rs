@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::helper_enabled;
-use executor::{current_worker, pool, Backend, TaskError, WorkerDeath};
+use executor::{as_completed, backend, current_worker, pool, Backend, TaskError, WorkerDeath};
 use serde::{Deserialize, Serialize};
 
 /// A generous bound for one helper run: a hang fails the test instead of the CI job.
@@ -198,6 +198,28 @@ fn helper_every_feature_of_a_block() {
     });
     assert_eq!(sums, (1..=200).collect::<Vec<_>>());
     assert_eq!(counted, Ok(("https://example.com".to_string(), 2)));
+
+    // Results that know their inputs, through a name for the backend.
+    backend!(Ranks = Mpi(max_workers = 2));
+    let (mut keyed, mut unordered) = pool!(Ranks => {
+        let futures: Vec<_> = (0..5u64).map(|i| (i, submit(add, i, 100))).collect();
+        let keyed: Vec<(u64, u64)> = as_completed(futures, None)
+            .map(|done| {
+                let (i, future) = done.unwrap();
+                (i, future.result().unwrap())
+            })
+            .collect();
+        let unordered: Vec<(u64, Result<u64, TaskError>)> =
+            map_unordered(|x: u64| x * 3, 0..7u64, 2).collect();
+        (keyed, unordered)
+    });
+    keyed.sort();
+    assert_eq!(keyed, (0..5).map(|i| (i, i + 100)).collect::<Vec<_>>());
+    unordered.sort_by_key(|(x, _)| *x);
+    assert_eq!(
+        unordered,
+        (0..7).map(|x| (x, Ok(3 * x))).collect::<Vec<_>>()
+    );
     assert_eq!(doubled, Ok(42));
     assert_eq!(power, Ok(1024));
 

@@ -7,8 +7,8 @@
 use proc_macro2::TokenStream;
 use syn::visit_mut::VisitMut;
 
-use crate::backends::BackendSpec;
-use crate::{ast, expand, fallback, rewrite, valid};
+use crate::backends::{self, BackendSpec};
+use crate::{ast, expand, fallback, named, rewrite, valid};
 
 /// The expansion of `pool!(input)`: always one expression, the pool's block or, for an input with
 /// errors, the errors with as much of the user's block as `fallback` keeps.
@@ -21,6 +21,11 @@ pub(crate) fn expand_pool(input: TokenStream) -> TokenStream {
             return fallback::expand(error, kept);
         }
     };
+    let name = input.backend.to_string();
+    if backends::lookup(&name).is_none() && !named::near_builtin(&name) {
+        // Not a keyword: a name declared with `backend!`, whose macro re-opens the block.
+        return named::delegate(&input);
+    }
     let backend = match valid::backend(&input) {
         Ok(backend) => backend,
         Err(error) => return fallback::expand(error, None),
@@ -118,13 +123,22 @@ mod tests {
 
     #[test]
     fn an_unknown_backend_keeps_no_body() {
-        let out = expansion(quote!(Fibers => { submit(f, 1) }));
+        let out = expansion(quote!(Thred => { submit(f, 1) }));
         assert_eq!(
             out,
-            "{ :: core :: compile_error ! { \"unknown backend `Fibers`; expected `Thread`, `Auto`, `Process`"
+            "{ :: core :: compile_error ! { \"unknown backend `Thred`; expected `Thread`, `Auto`, `Process`"
                 .to_owned()
                 + if cfg!(feature = "mpi") { ", `Mpi`" } else { "" }
                 + "\" } }"
+        );
+    }
+
+    #[test]
+    fn another_name_is_handed_to_the_macro_backend_declared_for_it() {
+        let out = expansion(quote!(Fetch(thread_name_prefix = "f") => { submit(f, 1) }));
+        assert_eq!(
+            out,
+            "Fetch ! { @ executor_pool (thread_name_prefix = \"f\") => { submit (f , 1) } }"
         );
     }
 

@@ -192,35 +192,39 @@ impl SubmitRewriter {
         syn::parse2(tokens).expect("the rewritten submit call is an expression")
     }
 
-    /// `map(f, items)` or `map(f, items, chunksize)` becomes the pool's `map`. The chunk size
-    /// applies to Process; Thread evaluates and ignores it (as Python's `ThreadPoolExecutor.map`),
-    /// so the same block compiles under both keywords.
-    fn rewrite_map(&mut self, call: &ExprCall) -> Expr {
+    /// `map(f, items)` or `map(f, items, chunksize)` becomes the pool's `map`, and
+    /// `map_unordered(...)` its `map_unordered` (`method`). The chunk size applies to Process;
+    /// Thread evaluates and ignores it (as Python's `ThreadPoolExecutor.map`), so the same block
+    /// compiles under both keywords.
+    fn rewrite_map(&mut self, call: &ExprCall, method: &str) -> Expr {
         let span = call.func.span();
         let args: Vec<&Expr> = call.args.iter().collect();
         if !(2..=3).contains(&args.len()) {
             let error = Error::new(
                 call.paren_token.span.join(),
-                "map takes a function and an iterable, and on Process an optional chunk size: \
-                 `map(f, items)` or `map(f, items, chunksize)`",
+                format!(
+                    "{method} takes a function and an iterable, and on Process an optional chunk \
+                     size: `{method}(f, items)` or `{method}(f, items, chunksize)`"
+                ),
             );
             return self.failed(call, error);
         }
         self.replaced += 1;
         let scope = &self.scope;
+        let method = Ident::new(method, span);
         let (func, items) = (args[0], args[1]);
         let tokens = match (self.placement, args.get(2)) {
             (Placement::Remote, Some(chunksize)) => {
-                quote_spanned! {span=> #scope.map(#func, #items, #chunksize) }
+                quote_spanned! {span=> #scope.#method(#func, #items, #chunksize) }
             }
-            (Placement::Remote, None) => quote_spanned! {span=> #scope.map(#func, #items, 1) },
+            (Placement::Remote, None) => quote_spanned! {span=> #scope.#method(#func, #items, 1) },
             (Placement::Local, Some(chunksize)) => quote_spanned! {span=>
                 {
                     let _: usize = #chunksize;
-                    #scope.map(#func, #items)
+                    #scope.#method(#func, #items)
                 }
             },
-            (Placement::Local, None) => quote_spanned! {span=> #scope.map(#func, #items) },
+            (Placement::Local, None) => quote_spanned! {span=> #scope.#method(#func, #items) },
         };
         syn::parse2(tokens).expect("the rewritten map call is an expression")
     }
@@ -304,7 +308,9 @@ impl VisitMut for SubmitRewriter {
             if is_plain_submit(&call.func) {
                 *expr = self.rewrite(call);
             } else if is_plain_call(&call.func, "map") {
-                *expr = self.rewrite_map(call);
+                *expr = self.rewrite_map(call, "map");
+            } else if is_plain_call(&call.func, "map_unordered") {
+                *expr = self.rewrite_map(call, "map_unordered");
             }
         }
     }

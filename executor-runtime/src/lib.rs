@@ -57,7 +57,7 @@ pub use block::identity::{current_worker, Backend, WorkerInfo};
 pub use task::error::{TaskError, WorkerDeath};
 pub use task::future::Future;
 pub use task::waiting::{
-    as_completed, wait, AsCompleted, ReturnWhen, WaitTimeout, Waited, ALL_COMPLETED,
+    as_completed, wait, AsCompleted, ReturnWhen, WaitTimeout, Waitable, Waited, ALL_COMPLETED,
     FIRST_COMPLETED, FIRST_EXCEPTION,
 };
 
@@ -72,12 +72,12 @@ pub mod __private {
     pub use crate::mpi::pool::{MpiBackend, MpiScope};
     pub use crate::process::pool::{NextStep, ProcessBackend, ProcessScope, ProcessState};
     pub use crate::remote::call::*;
-    pub use crate::remote::map::{RemoteMap, RemotePool};
+    pub use crate::remote::map::{RemoteMap, RemoteMapUnordered, RemotePool};
     pub use crate::remote::queue::{CallQueue, QueueState};
     pub use crate::remote::scope::{RemoteBackend, RemoteScope};
     pub use crate::remote::shape::*;
     pub use crate::thread::bind::*;
-    pub use crate::thread::map::ThreadMap;
+    pub use crate::thread::map::{ThreadMap, ThreadMapUnordered};
     pub use crate::thread::pool::ThreadScope;
     /// The rsmpi crate, for `benches/mpi.rs`'s floor (a ping-pong in a process with no pool).
     #[cfg(feature = "mpi")]

@@ -13,7 +13,7 @@ use crate::block::join_guard::{JoinGuard, Pool};
 use crate::block::map::AHEAD_PER_WORKER;
 use crate::block::options::PoolOptions;
 use crate::remote::call::RemoteCall;
-use crate::remote::map::{RemoteMap, RemotePool};
+use crate::remote::map::{RemoteMap, RemoteMapUnordered, RemotePool};
 use crate::remote::queue::{new_job, CallQueue, QueueState, Queued};
 use crate::task::error::TaskError;
 use crate::task::future::Future;
@@ -132,6 +132,28 @@ impl<B: RemoteBackend> RemoteScope<B> {
     {
         let ahead = AHEAD_PER_WORKER * B::workers(&self.queue);
         RemoteMap::new(self, items.into_iter(), f, chunksize, ahead)
+    }
+}
+
+impl<B: RemoteBackend> RemoteScope<B> {
+    /// `map_unordered(f, items[, chunksize])` in a block becomes this: as `map`, with each result
+    /// paired with its item (a clone kept here), chunk by chunk in the order the chunks finish.
+    ///
+    /// # Panics
+    /// If `chunksize` is 0.
+    pub fn map_unordered<I, T, R>(
+        &self,
+        f: fn(T) -> R,
+        items: I,
+        chunksize: usize,
+    ) -> RemoteMapUnordered<'_, Self, I::IntoIter, T, R>
+    where
+        I: IntoIterator<Item = T>,
+        T: Clone + serde::Serialize + DeserializeOwned + 'static,
+        R: serde::Serialize + DeserializeOwned + Send + 'static,
+    {
+        let ahead = AHEAD_PER_WORKER * B::workers(&self.queue);
+        RemoteMapUnordered::new(self, items.into_iter(), f, chunksize, ahead)
     }
 }
 

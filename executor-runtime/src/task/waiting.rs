@@ -40,14 +40,61 @@ pub const FIRST_EXCEPTION: ReturnWhen = ReturnWhen::FirstException;
 /// Python's `concurrent.futures.ALL_COMPLETED`.
 pub const ALL_COMPLETED: ReturnWhen = ReturnWhen::AllCompleted;
 
-/// What [`wait`] gives back: the futures that finished and the ones that did not, each in the order
-/// they were given.
+/// What [`wait`] and [`as_completed`] take: a [`Future`], or a future with a key of yours beside
+/// it, `(key, future)`, which comes back with it: the input the task was given, a URL, an index.
+/// Python's idiom is a dict from future to input; here the key travels with the future.
+///
+/// ```
+/// use executor::{as_completed, pool};
+///
+/// fn double(x: u64) -> u64 {
+///     2 * x
+/// }
+///
+/// let mut pairs = pool!(Thread => {
+///     let keyed: Vec<_> = [3, 1, 2].into_iter().map(|x| (x, submit(double, x))).collect();
+///     as_completed(keyed, None)
+///         .map(|done| {
+///             let (x, future) = done.unwrap();
+///             (x, future.result().unwrap())
+///         })
+///         .collect::<Vec<_>>()
+/// });
+/// pairs.sort();
+/// assert_eq!(pairs, [(1, 2), (2, 4), (3, 6)]);
+/// ```
+pub trait Waitable {
+    /// What the future's task returns.
+    type Output;
+
+    /// The future to wait on.
+    fn future(&self) -> &Future<Self::Output>;
+}
+
+impl<R> Waitable for Future<R> {
+    type Output = R;
+
+    fn future(&self) -> &Future<R> {
+        self
+    }
+}
+
+impl<K, R> Waitable for (K, Future<R>) {
+    type Output = R;
+
+    fn future(&self) -> &Future<R> {
+        &self.1
+    }
+}
+
+/// What [`wait`] gives back: the futures (or `(key, future)` pairs, see [`Waitable`]) that finished
+/// and the ones that did not, each in the order they were given.
 #[derive(Debug)]
-pub struct Waited<R> {
+pub struct Waited<F> {
     /// Finished: a value, an error, or cancelled.
-    pub done: Vec<Future<R>>,
+    pub done: Vec<F>,
     /// Not finished when the wait returned.
-    pub not_done: Vec<Future<R>>,
+    pub not_done: Vec<F>,
 }
 
 /// A wait that ran out of time.
@@ -93,13 +140,14 @@ impl std::error::Error for WaitTimeout {}
 ///     assert_eq!(first.result(), Ok(1));
 /// });
 /// ```
-pub fn wait<R>(
-    futures: impl IntoIterator<Item = Future<R>>,
+pub fn wait<F: Waitable>(
+    futures: impl IntoIterator<Item = F>,
     when: ReturnWhen,
     timeout: Option<Duration>,
-) -> Waited<R> {
+) -> Waited<F> {
     let deadline = timeout.map(|t| Instant::now() + t);
-    let futures: Vec<Future<R>> = futures.into_iter().collect();
+    let items: Vec<F> = futures.into_iter().collect();
+    let futures: Vec<&Future<F::Output>> = items.iter().map(Waitable::future).collect();
     let signal = Signal::for_current_thread();
     for (index, future) in futures.iter().enumerate() {
         // Whether it registered or had already finished, the scan below sees the state.
@@ -122,7 +170,7 @@ pub fn wait<R>(
         if met || futures.is_empty() {
             break;
         }
-        if futures.iter().any(Future::run_here_if_pending) {
+        if futures.iter().any(|f| f.run_here_if_pending()) {
             continue; // ran one here: look again before blocking
         }
         match deadline {
@@ -136,7 +184,7 @@ pub fn wait<R>(
             }
         }
     }
-    let (done, not_done) = futures.into_iter().partition(|f| f.done());
+    let (done, not_done) = items.into_iter().partition(|f| f.future().done());
     Waited { done, not_done }
 }
 
@@ -163,37 +211,33 @@ pub fn wait<R>(
 /// });
 /// assert_eq!(order, [10, 300, 600]);
 /// ```
-pub fn as_completed<R>(
-    futures: impl IntoIterator<Item = Future<R>>,
+pub fn as_completed<F: Waitable>(
+    futures: impl IntoIterator<Item = F>,
     timeout: Option<Duration>,
-) -> AsCompleted<R> {
-    let deadline = timeout.map(|t| (Instant::now() + t, t));
-    let futures: Vec<Option<Future<R>>> = futures.into_iter().map(Some).collect();
-    let signal = Signal::for_current_thread();
-    let mut ready = Vec::new();
-    for (index, future) in futures.iter().enumerate() {
-        let future = future.as_ref().expect("all present");
-        if !future
-            .completion()
-            .register(Waiter::Signal(Arc::clone(&signal), index))
-        {
-            ready.push(index);
-        }
-    }
-    ready.reverse(); // popped from the back: keep the given order
-    AsCompleted {
-        remaining: futures.len(),
-        futures,
-        signal,
-        ready,
-        deadline,
+) -> AsCompleted<F> {
+    let mut set = AsCompleted {
+        remaining: 0,
+        futures: Vec::new(),
+        signal: Signal::for_current_thread(),
+        ready: Vec::new(),
+        deadline: timeout.map(|t| (Instant::now() + t, t)),
         ended: false,
+    };
+    for future in futures {
+        let index = set.futures.len();
+        if !set.register(&future, index) {
+            set.ready.push(index);
+        }
+        set.futures.push(Some(future));
     }
+    set.remaining = set.futures.len();
+    set.ready.reverse(); // popped from the back: keep the given order
+    set
 }
 
 /// The iterator of [`as_completed`].
-pub struct AsCompleted<R> {
-    futures: Vec<Option<Future<R>>>,
+pub struct AsCompleted<F> {
+    futures: Vec<Option<F>>,
     remaining: usize,
     signal: Arc<Signal>,
     /// Indices of finished futures not yielded yet, next at the back.
@@ -202,7 +246,33 @@ pub struct AsCompleted<R> {
     ended: bool,
 }
 
-impl<R> AsCompleted<R> {
+impl<F: Waitable> AsCompleted<F> {
+    /// Adds a future to those being waited on (`map_unordered` keeps its window full this way).
+    /// One that has already finished comes out after those already waiting to come out.
+    pub(crate) fn push(&mut self, item: F) {
+        let index = self.futures.len();
+        if !self.register(&item, index) {
+            // Finished already: in line after those found finished before it (a window's worth
+            // of indices at most, so the shift costs nothing).
+            self.ready.insert(0, index);
+        }
+        self.futures.push(Some(item));
+        self.remaining += 1;
+    }
+
+    /// Asks `item`'s future to report to this set's signal as `index`; `false` if it has already
+    /// finished (and will not report).
+    fn register(&self, item: &F, index: usize) -> bool {
+        item.future()
+            .completion()
+            .register(Waiter::Signal(Arc::clone(&self.signal), index))
+    }
+
+    /// How many futures have not come out yet.
+    pub(crate) fn len(&self) -> usize {
+        self.remaining
+    }
+
     /// The futures not yielded yet, in the order given.
     ///
     /// ```
@@ -218,13 +288,13 @@ impl<R> AsCompleted<R> {
     ///     pending.into_iter().for_each(|f| f.result().unwrap());
     /// });
     /// ```
-    pub fn into_pending(self) -> Vec<Future<R>> {
+    pub fn into_pending(self) -> Vec<F> {
         self.futures.into_iter().flatten().collect()
     }
 }
 
-impl<R> Iterator for AsCompleted<R> {
-    type Item = Result<Future<R>, WaitTimeout>;
+impl<F: Waitable> Iterator for AsCompleted<F> {
+    type Item = Result<F, WaitTimeout>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.ended || self.remaining == 0 {
@@ -245,7 +315,7 @@ impl<R> Iterator for AsCompleted<R> {
                 .futures
                 .iter()
                 .flatten()
-                .any(Future::run_here_if_pending)
+                .any(|f| f.future().run_here_if_pending())
             {
                 continue; // ran one here: its signal is waiting
             }
@@ -264,7 +334,7 @@ impl<R> Iterator for AsCompleted<R> {
     }
 }
 
-impl<R> fmt::Debug for AsCompleted<R> {
+impl<F> fmt::Debug for AsCompleted<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsCompleted")
             .field("remaining", &self.remaining)

@@ -340,6 +340,22 @@ impl<'scope> ThreadScope<'scope> {
         crate::thread::map::ThreadMap::new(self, items.into_iter(), f)
     }
 
+    /// `map_unordered(f, items)` in a block becomes this: `f` on each item, each result paired
+    /// with its item (a clone kept here), in the order the tasks finish; in flight as `map`.
+    pub fn map_unordered<I, F, R>(
+        &'scope self,
+        f: F,
+        items: I,
+    ) -> crate::thread::map::ThreadMapUnordered<'scope, I::IntoIter, F, R>
+    where
+        I: IntoIterator,
+        I::Item: Clone + Send + 'scope,
+        F: Fn(I::Item) -> R + Clone + Send + 'scope,
+        R: Send + 'scope,
+    {
+        crate::thread::map::ThreadMapUnordered::new(self, items.into_iter(), f)
+    }
+
     /// How many tasks a `map` keeps in flight.
     pub(crate) fn map_ahead(&self) -> usize {
         crate::block::map::AHEAD_PER_WORKER * self.shared.limit.load(Ordering::Relaxed).max(1)

@@ -1,0 +1,6 @@
+// A near miss of a keyword is an unknown backend, with the list of keywords.
+use executor::pool;
+
+fn main() {
+    pool!(Thred => {});
+}

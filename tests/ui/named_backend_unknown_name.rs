@@ -1,0 +1,9 @@
+// A name that no `backend!` declared is the compiler's error at the name, with the declared name
+// it is close to.
+use executor::{backend, pool};
+
+backend!(Fetch = Thread(max_workers = 4));
+
+fn main() {
+    pool!(Fecth => {});
+}
