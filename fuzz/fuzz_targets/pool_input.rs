@@ -2,7 +2,8 @@
 //! lexed by proc-macro2 (inputs that do not lex are skipped, as rustc would reject them before the
 //! macro runs), goes through the macro's own pipeline: parse (`ast`), check (`valid`, against the
 //! table in `backends`), rewrite the `submit`/`map` calls (`rewrite`) and generate the block
-//! (`expand`), or the errors with what `fallback` keeps of the block. Errors are expected; a panic
+//! (`expand`), or the errors with what `fallback` keeps of the block; a name that is not a keyword
+//! is handed to the macro of a named backend (`named`). Errors are expected; a panic
 //! or a hang is a finding. The expansion, of an accepted input or of one with errors, must parse
 //! as an expression again.
 
@@ -25,6 +26,9 @@ mod expand;
 #[allow(dead_code)]
 #[path = "../../executor-macros/src/fallback.rs"]
 mod fallback;
+#[allow(dead_code)]
+#[path = "../../executor-macros/src/named.rs"]
+mod named;
 #[path = "../../executor-macros/src/pipeline.rs"]
 mod pipeline;
 #[allow(dead_code)]
