@@ -245,6 +245,19 @@ fn helper_every_feature_of_a_block() {
     assert_eq!(summed, Ok((1 << 20, 2 << 20)));
     assert_eq!(returned, Ok(vec![3u8; 1 << 20]));
 
+    // Arguments over the 4 GiB message limit fail at `submit`, unsent, as on Process (the vector
+    // is `calloc`'d and moves into the call without a copy: its pages are never touched).
+    let (huge, after) = pool!(Mpi => {
+        let huge = submit(checksum, vec![0u8; (4 << 30) + 1]);
+        (huge.result(), submit(add, 1, 1).result())
+    });
+    assert!(
+        matches!(&huge, Err(TaskError::Transport(why))
+            if why.starts_with("the arguments are larger than the 4 GiB message limit")),
+        "{huge:?}"
+    );
+    assert_eq!(after, Ok(2));
+
     // map, in order, in chunks.
     let squares: Vec<u64> = pool!(Mpi => {
         map(square, 0..1000u64, 7).map(Result::unwrap).collect()

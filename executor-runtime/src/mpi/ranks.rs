@@ -442,8 +442,9 @@ impl Ranks {
             function: initializer.function as i64,
             tail_len: 0,
         };
-        // An initializer's arguments over the frame limit go as none: it then fails, and with it
-        // the block, as any call whose arguments are missing.
+        // An initializer's arguments over the frame limit are refused where they are encoded
+        // (the block is then broken from the start); were they not, they would go as none, and
+        // the initializer would fail, and with it the block.
         if head.write(arguments.len(), &mut message) {
             message.extend_from_slice(arguments);
         } else {

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::block::options::{PoolOptions, ProcessInitializer};
 use crate::remote::executable::{in_executable, offset_of};
+use crate::remote::protocol;
 use crate::remote::shape::Shape;
 use crate::remote::wire;
 use crate::task::error::{drop_payload, panic_message};
@@ -68,7 +69,8 @@ where
 
 impl<R> RemoteCall<R> {
     /// A call of the function at `function` through `trampoline`, with the arguments `encode`
-    /// writes; it cannot be sent (and says why) if either address is outside the executable.
+    /// writes; it cannot be sent (and says why) if either address is outside the executable, or
+    /// the arguments cannot be encoded or are over the message limit (`protocol::MAX_ARGUMENTS`).
     fn new(
         function: usize,
         trampoline: ErasedTrampoline,
@@ -85,9 +87,11 @@ impl<R> RemoteCall<R> {
                         crate::task::error::drop_payload(payload);
                         Err(format!("a `Serialize` implementation panicked: {message}"))
                     });
+            // Arguments no message can carry fail here, unsent, rather than in the worker.
             encoded
-                .map(|()| parts)
                 .map_err(|why| format!("could not encode the arguments: {why}"))
+                .and_then(|()| protocol::check_arguments_len(parts.len()))
+                .map(|()| parts)
         } else {
             Err(
                 "the function is not in the program's executable (it is in a shared library), \

@@ -14,6 +14,7 @@
 //!
 //! On the wire and the worker's side:
 //! - `wire`: frames and the value encoding;
+//! - `custom_error`: the message of an error a type's own `Serialize` raised, which postcard drops;
 //! - `protocol`: a call's and an outcome's fixed fields, written and parsed once;
 //! - `serve`: running one call in a worker and writing its outcome;
 //! - `executable`: which program a worker runs, and where its code lies.
@@ -25,6 +26,7 @@
 //! It imports only the task and block layers.
 
 pub(crate) mod call;
+pub(crate) mod custom_error;
 pub(crate) mod executable;
 pub(crate) mod map;
 pub(crate) mod protocol;

@@ -24,6 +24,23 @@ pub(crate) const KEEP_BUFFER: usize = 64 << 20;
 /// What the 4 GiB frame limit means for a result, in the message that replaces it.
 const RESULT_TOO_LARGE: &[u8] = b"the result is larger than the 4 GiB message limit";
 
+/// The most bytes a call's encoded arguments may take: a frame, less room for the fixed fields of
+/// any message that carries them (a call's [`CALL_FIELDS`], or the hello that carries a Process
+/// pool's initializer, 65 bytes).
+pub(crate) const MAX_ARGUMENTS: usize = wire::MAX_FRAME - 1024;
+
+/// Refuses arguments that no message can carry, saying so in the terms the result side uses.
+/// Checked where the arguments are encoded, at `submit`, so that such a call fails there, alone,
+/// and is never sent.
+pub(crate) fn check_arguments_len(len: usize) -> Result<(), String> {
+    if len > MAX_ARGUMENTS {
+        return Err(format!(
+            "the arguments are larger than the 4 GiB message limit: {len} bytes"
+        ));
+    }
+    Ok(())
+}
+
 /// The fixed fields of a call message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CallHead {
@@ -208,6 +225,27 @@ mod tests {
         assert_eq!(message.head, head);
         assert_eq!(&streamed[CALL_FIELDS..], b"ab");
         assert_eq!(message.tail.as_deref(), Some(&b"123"[..]));
+    }
+
+    #[test]
+    fn arguments_that_fit_a_call_message_are_accepted_and_larger_ones_refused() {
+        assert!(check_arguments_len(0).is_ok());
+        assert!(check_arguments_len(MAX_ARGUMENTS).is_ok());
+        let mut frame = Vec::new();
+        assert!(CallHead {
+            id: 1,
+            trampoline: 0,
+            function: 0,
+            tail_len: 0,
+        }
+        .write(MAX_ARGUMENTS, &mut frame));
+        assert_eq!(
+            check_arguments_len(MAX_ARGUMENTS + 1).unwrap_err(),
+            format!(
+                "the arguments are larger than the 4 GiB message limit: {} bytes",
+                MAX_ARGUMENTS + 1
+            )
+        );
     }
 
     #[test]

@@ -27,8 +27,9 @@ pub(crate) struct Request {
 
 impl Request {
     /// Appends the frame header and fixed fields of this call's message, numbered `id`; returns
-    /// whether its arguments follow. Arguments over the frame limit are left out: the worker then
-    /// reports them missing, which fails this call alone.
+    /// whether its arguments follow. Arguments over the frame limit do not get here (`submit`
+    /// fails such a call, see `protocol::check_arguments_len`); were they to, they would be left
+    /// out, so that the frame stays well formed, and the worker would fail this call alone.
     pub(crate) fn write_call_head(&self, id: u64, out: &mut Vec<u8>) -> bool {
         let head = CallHead {
             id,

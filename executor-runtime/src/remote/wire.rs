@@ -15,6 +15,8 @@ use std::io::{self, Read, Write};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::remote::custom_error::custom_message;
+
 /// First byte of every frame.
 const MAGIC: u8 = 0xEC;
 /// Bumped whenever a message's layout changes.
@@ -78,7 +80,19 @@ pub(crate) fn encode_value<T: Serialize + 'static>(
         output.extend_from_slice(bytes);
         return Ok(());
     }
-    encode_into(value, output).map_err(|e| e.to_string())
+    encode_into(value, output).map_err(|e| explain(e, value))
+}
+
+/// Why `value` could not be encoded: postcard's message, except for an error that the value's own
+/// `Serialize` raised, whose message postcard drops ("Serde Serialization Error"): that message is
+/// found again (see `custom_error`; this runs the `Serialize` a second time).
+fn explain<T: Serialize + ?Sized>(error: postcard::Error, value: &T) -> String {
+    if matches!(error, postcard::Error::SerdeSerCustom) {
+        if let Some(message) = custom_message(value) {
+            return message;
+        }
+    }
+    error.to_string()
 }
 
 /// An encoded message kept in parts, so that a large byte vector is sent from the caller's own
@@ -118,7 +132,7 @@ impl Parts {
         &mut self,
         value: &T,
     ) -> Result<(), String> {
-        encode_into(value, self.encoded()).map_err(|e| e.to_string())
+        encode_into(value, self.encoded()).map_err(|e| explain(e, value))
     }
 
     /// Appends a byte slice as a raw byte vector (what a `Vec<u8>` decodes from), copying it.
@@ -481,6 +495,23 @@ mod tests {
         assert_eq!(bytes, big);
         assert_eq!(bytes.as_ptr(), tail_buffer, "the tail's buffer itself");
         assert!(tail.is_none() && input.is_empty());
+    }
+
+    #[test]
+    fn a_custom_serialize_error_keeps_its_own_message() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("my message"))
+            }
+        }
+        let mut output = Vec::new();
+        assert_eq!(
+            encode_value(&(1u8, Refuses), &mut output).unwrap_err(),
+            "my message"
+        );
+        let mut parts = Parts::default();
+        assert_eq!(parts.push_value(Some(Refuses)).unwrap_err(), "my message");
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crossbeam_utils::CachePadded;
 use crate::task::completion::Completion;
 use crate::task::error::TaskError;
 use crate::task::future::{Future, Task};
-use crate::thread::governor::{self, Governed, Policy};
+use crate::thread::governor::Policy;
 use crate::thread::job::{Job, JobRef, ThreadTask};
 
 mod auto;
@@ -210,14 +210,11 @@ impl<'scope> ThreadScope<'scope> {
                 min <= max_workers,
                 "pool! option `min_workers` ({min}) must not be above `max_workers` ({max_workers})"
             );
-            AutoSizing {
-                policy: Policy {
-                    cores: crate::block::options::cpus(),
-                    min,
-                    max: max_workers,
-                },
-                gauges: Mutex::new(Vec::new()),
-            }
+            AutoSizing::new(Policy {
+                cores: crate::block::options::cpus(),
+                min,
+                max: max_workers,
+            })
         });
         let limit = auto
             .as_ref()
@@ -256,10 +253,9 @@ impl<'scope> ThreadScope<'scope> {
             joined: AtomicBool::new(false),
             _invariant: PhantomData,
         };
-        if scope.shared.auto.is_some() {
-            let shared: Arc<dyn Governed> = scope.shared.clone();
-            governor::govern(Arc::downgrade(&shared));
-        }
+        // An Auto pool is put under the governor once its first worker has started
+        // (`auto_worker_started`), so that the governor never takes the one thread that worker
+        // needs.
         scope
     }
 

@@ -305,34 +305,44 @@ struct Registry {
     wake: Condvar,
 }
 
-/// Puts `pool` under the governor, starting the governor thread the first time.
+/// Puts `pool` under the governor, starting the governor thread if none runs yet. If it cannot
+/// start (no thread to be had: `RLIMIT_NPROC`, memory), the pool keeps its target, its starting
+/// size, and says so in the log; the next pool tries again.
 pub(crate) fn govern(pool: Weak<dyn Governed>) {
-    static REGISTRY: OnceLock<Option<Arc<Registry>>> = OnceLock::new();
+    static REGISTRY: Mutex<Option<Arc<Registry>>> = Mutex::new(None);
     if !can_measure() {
         return;
     }
-    let registry = REGISTRY.get_or_init(|| {
-        let registry = Arc::new(Registry {
-            pools: Mutex::new(Vec::new()),
-            wake: Condvar::new(),
-        });
-        let governor = Arc::clone(&registry);
-        let started = std::thread::Builder::new()
-            .name("executor-governor".into())
-            .spawn(move || run(&governor));
-        match started {
-            Ok(_) => Some(registry),
-            Err(error) => {
-                log::warn!(
-                    target: "executor::auto",
-                    "could not start the governor thread ({error}): Auto pools keep their \
-                     starting size (max(min_workers, cores))"
-                );
-                None
+    let registry = {
+        let mut slot = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some(registry) => Arc::clone(registry),
+            None => {
+                let registry = Arc::new(Registry {
+                    pools: Mutex::new(Vec::new()),
+                    wake: Condvar::new(),
+                });
+                let governor = Arc::clone(&registry);
+                let started = std::thread::Builder::new()
+                    .name("executor-governor".into())
+                    .spawn(move || run(&governor));
+                if let Err(error) = started {
+                    if let Some(pool) = pool.upgrade() {
+                        log::warn!(
+                            target: "executor::auto",
+                            "pool {}: could not start the governor thread ({error}): the pool \
+                             keeps its starting size ({} workers, or as many as can start)",
+                            pool.id(),
+                            pool.target(),
+                        );
+                    }
+                    return;
+                }
+                *slot = Some(Arc::clone(&registry));
+                registry
             }
         }
-    });
-    let Some(registry) = registry else { return };
+    };
     let mut pools = registry.pools.lock().unwrap_or_else(|e| e.into_inner());
     pools.push(Governing::new(pool));
     if pools.len() == 1 {

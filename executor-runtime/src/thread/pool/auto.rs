@@ -1,20 +1,64 @@
 //! The Auto backend's side of the pool: what it keeps for the governor, how a surplus worker
 //! parks, and the pool as the governor sees it ([`Governed`]).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::Shared;
-use crate::thread::governor::{Governed, Policy, WorkerGauge};
+use crate::thread::governor::{self, Governed, Policy, WorkerGauge};
 
 /// What an `Auto` pool keeps for the governor.
 pub(super) struct AutoSizing {
     pub(super) policy: Policy,
     /// By worker index.
     pub(super) gauges: Mutex<Vec<Arc<WorkerGauge>>>,
+    /// Set when the first worker has started and the pool was put under the governor.
+    pub(super) governed: AtomicBool,
+    /// Set when a worker could not be started and the log said so (once per pool).
+    pub(super) short_of_threads: AtomicBool,
+}
+
+impl AutoSizing {
+    pub(super) fn new(policy: Policy) -> Self {
+        AutoSizing {
+            policy,
+            gauges: Mutex::new(Vec::new()),
+            governed: AtomicBool::new(false),
+            short_of_threads: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Shared {
+    /// Auto: a worker has started. After the first, the pool is put under the governor (which
+    /// starts the governor thread if none runs yet). Not before: where threads are scarce
+    /// (`RLIMIT_NPROC`), the pool's first worker must have the thread the governor would take; a
+    /// pool whose governor cannot start keeps its starting size, and runs.
+    pub(super) fn auto_worker_started(shared: &Arc<Shared>) {
+        let Some(auto) = &shared.auto else { return };
+        if auto.governed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let pool: Arc<dyn Governed> = shared.clone();
+        governor::govern(Arc::downgrade(&pool));
+    }
+
+    /// Auto: worker `index` could not be started; says so once per pool (a pool with no worker at
+    /// all fails as Thread does, in `spawn_worker`).
+    pub(super) fn auto_worker_failed(&self, index: usize, error: &std::io::Error) {
+        let Some(auto) = &self.auto else { return };
+        let started = self.spawned.load(Ordering::SeqCst);
+        if started == 0 || auto.short_of_threads.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        log::warn!(
+            target: "executor::auto",
+            "pool {}: could not start worker {index} ({error}); it runs on the {started} \
+             worker(s) it has, and tries again when it needs more",
+            self.id,
+        );
+    }
+
     /// Auto: parks the calling worker while the pool has more workers taking tasks than its
     /// target. Returns `true` if the pool shut down meanwhile.
     pub(super) fn park_while_over_limit(&self, gauge: &WorkerGauge) -> bool {

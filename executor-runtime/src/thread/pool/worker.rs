@@ -60,7 +60,10 @@ impl Shared {
         };
         drop(threads);
         let error = match spawned {
-            Ok(Some(())) => return true,
+            Ok(Some(())) => {
+                Shared::auto_worker_started(shared);
+                return true;
+            }
             Ok(None) => None, // joined: nothing left to run
             Err(error) => Some(error),
         };
@@ -71,6 +74,7 @@ impl Shared {
         if let Some(error) = error {
             // With at least one worker the task still runs, on fewer threads; with none it
             // never would, so say so rather than hang.
+            shared.auto_worker_failed(index, &error);
             assert!(
                 shared.spawned.load(Ordering::SeqCst) > 0,
                 "pool!: could not start a worker thread: {error}"
