@@ -126,7 +126,9 @@
 //!     std::hint::black_box(&block).iter().map(|&b| u64::from(b)).sum()
 //! }
 //!
-//! let (hung, hoarded, fine) = pool!(Process(timeout = Duration::from_millis(500), memory_limit = 64 << 20) => {
+//! // A generous timeout: a worker that runs out of memory prints its report (with a backtrace,
+//! // under `RUST_BACKTRACE=1`) before it aborts, which takes a loaded machine 100 ms or more.
+//! let (hung, hoarded, fine) = pool!(Process(timeout = Duration::from_secs(1), memory_limit = 64 << 20) => {
 //!     (submit(hang).result(), submit(hoard, 1024).result(), submit(hoard, 8).result())
 //! });
 //! assert!(matches!(hung, Err(TaskError::TimedOut { .. })));
