@@ -566,15 +566,13 @@ fn helper_whose_worker_retires_when_no_replacement_can_start() {
         return;
     };
     let dir = dir.into_string().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let outcomes = pool!(Process(max_workers = 1, max_tasks_per_child = 1) => {
+    let refuse = Path::new(&dir).join("refuse").to_str().unwrap().to_string();
+    let outcomes = pool!(Process(max_workers = 1, max_tasks_per_child = 1, initializer = refuse_if_marked, initargs = refuse) => {
         let futures: Vec<_> = (0..3).map(|i| submit(report_wait_return, dir.clone(), i)).collect();
         wait_until("the first call started", || Path::new(&dir).join("started-0").exists());
-        // "Rebuild" the executable: new workers refuse to serve. Then the only worker finishes
-        // its one call and retires.
-        let replacement = exe.with_extension("new");
-        std::fs::copy(&exe, &replacement).unwrap();
-        std::fs::rename(&replacement, &exe).unwrap();
+        // From now on new workers refuse to serve (their initializer panics). Then the only
+        // worker finishes its one call and retires.
+        std::fs::write(Path::new(&dir).join("refuse"), b"").unwrap();
         std::fs::write(Path::new(&dir).join("gate"), b"").unwrap();
         futures.into_iter().map(|f| f.result()).collect::<Vec<_>>()
     });
@@ -586,15 +584,18 @@ fn helper_whose_worker_retires_when_no_replacement_can_start() {
     }
 }
 
+/// The initializer of the helper above: workers started once the marker file exists refuse.
+fn refuse_if_marked(marker: String) {
+    assert!(!Path::new(&marker).exists(), "the marker file exists");
+}
+
 /// A worker retires at `max_tasks_per_child` while calls are queued, and no replacement can
-/// start (the executable was replaced on disk, so new workers refuse): the queued calls fail,
+/// start (new workers refuse: their initializer panics): the queued calls fail,
 /// saying why, instead of waiting forever (Python: `BrokenProcessPool`, "could not be started").
 #[test]
 fn test_failed_worker_replacement_breaks_pool() {
     let place = MeetingPlace::new("failed-replacement");
-    let binary = place.0.join("helper");
-    std::fs::copy(std::env::current_exe().unwrap(), &binary).unwrap();
-    let mut helper = Command::new(&binary)
+    let mut helper = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "helper_whose_worker_retires_when_no_replacement_can_start",
@@ -621,7 +622,7 @@ fn test_failed_worker_replacement_breaks_pool() {
     for line in &outcomes[1..] {
         assert!(
             line.starts_with("outcome: error: no worker process could run the task")
-                && line.contains("replaced on disk"),
+                && line.contains("the marker file exists"),
             "{line}"
         );
     }

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use executor::{pool, TaskError};
 
+mod common;
+
 thread_local! {
     static GREETING: Cell<Option<(u64, &'static str)>> = const { Cell::new(None) };
 }
@@ -112,4 +114,81 @@ fn test_failing_initializer_process() {
         futures.into_iter().map(|f| f.result()).collect()
     });
     assert_failed_by_the_initializer(results);
+}
+
+/// Replaces the pool's 30 s handshake limit in a helper process (a test hook of the runtime).
+const HANDSHAKE_TIMEOUT_ENV: &str = "__EXECUTOR_HANDSHAKE_TIMEOUT_MS";
+/// Makes this binary's workers stall before `main` (see `stall_worker_if_asked`).
+const STALL_ENV: &str = "EXECUTOR_TEST_STALL_WORKER";
+
+/// Runs before the runtime's own start-up function (a prioritised `.init_array` entry runs before
+/// the plain ones): in a worker of a helper that asks for it, never returns, so the worker never
+/// answers the hello (as a child stuck before `main` would).
+#[used]
+#[cfg_attr(target_os = "linux", link_section = ".init_array.00200")]
+static STALL_WORKER_BEFORE_MAIN: extern "C" fn() = stall_worker_if_asked;
+
+extern "C" fn stall_worker_if_asked() {
+    if std::env::var_os(STALL_ENV).is_some() && std::env::var_os("__EXECUTOR_WORKER_FD").is_some() {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+}
+
+fn load_model(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}
+
+#[test]
+#[ignore = "helper of the tests of the handshake's limit"]
+fn helper_with_a_slow_initializer() {
+    if !common::helper_enabled() {
+        return;
+    }
+    let outcome = pool!(Process(max_workers = 1, initializer = load_model, initargs = 3_000) => {
+        submit(one).result()
+    });
+    match outcome {
+        Ok(value) => println!("outcome: ok: {value}"),
+        Err(error) => println!("outcome: error: {error}"),
+    }
+}
+
+/// Runs the helper above with the handshake limit at 1 s (and `extra` in its environment); gives
+/// its outcome line.
+fn slow_initializer_outcome(extra: &[(&str, &str)]) -> String {
+    let mut command = common::helper_command(
+        &std::env::current_exe().unwrap(),
+        "helper_with_a_slow_initializer",
+    );
+    command.env(HANDSHAKE_TIMEOUT_ENV, "1000");
+    command.envs(extra.iter().copied());
+    let output = common::within("the helper", move || command.output().unwrap());
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    let line = out
+        .lines()
+        .find_map(|l| l.find("outcome: ").map(|at| &l[at..]));
+    line.unwrap_or_else(|| panic!("no outcome: {out}"))
+        .to_string()
+}
+
+/// An initializer that takes longer than the handshake's limit (3 s against 1 s here; 30 s in
+/// real use, against loading a model): the worker acknowledges the hello before it runs the
+/// initializer, which then has no limit.
+#[test]
+fn an_initializer_may_take_longer_than_the_handshake_limit() {
+    assert_eq!(slow_initializer_outcome(&[]), "outcome: ok: 1");
+}
+
+/// A worker that never answers the hello is given up on after the handshake's limit, and the
+/// calls say so.
+#[test]
+fn a_worker_that_never_answers_is_reported_as_such() {
+    let outcome = slow_initializer_outcome(&[(STALL_ENV, "1")]);
+    assert!(
+        outcome.starts_with("outcome: error: no worker process could run the task: the worker")
+            && outcome.ends_with("did not answer the handshake within 1s, and was killed"),
+        "{outcome}"
+    );
 }

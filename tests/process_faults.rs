@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use executor::{pool, TaskError, WorkerDeath};
 
+mod common;
+
 fn square(x: u64) -> u64 {
     x * x
 }
@@ -290,5 +292,140 @@ fn a_call_that_overruns_its_timeout_is_killed_with_its_worker() {
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
         started.elapsed()
+    );
+}
+
+#[test]
+#[ignore = "helper of a_worker_death_is_reported_when_sigchld_is_ignored"]
+fn helper_that_ignores_sigchld() {
+    if !common::helper_enabled() {
+        return;
+    }
+    // SAFETY: sets a signal's disposition; nothing else in this process handles SIGCHLD.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    let outcomes = pool!(Process(max_workers = 2) => {
+        let aborted = submit(abort);
+        let exited = submit(exit_with, 3);
+        let fine = submit(square, 4);
+        [aborted.result(), exited.result(), fine.result()]
+    });
+    for outcome in outcomes {
+        match outcome {
+            Err(TaskError::WorkerDied { death, .. }) => println!("outcome: died: {death:?}"),
+            other => println!("outcome: {other:?}"),
+        }
+    }
+}
+
+/// With `SIGCHLD` ignored the kernel reaps the workers itself, so their exit status is lost: a
+/// worker that aborts or exits is still reported as dead, saying that how is not known (it used to
+/// be blamed for breaking the protocol).
+#[test]
+fn a_worker_death_is_reported_when_sigchld_is_ignored() {
+    let mut command = common::helper_command(
+        &std::env::current_exe().unwrap(),
+        "helper_that_ignores_sigchld",
+    );
+    let output = common::within("the helper", move || command.output().unwrap());
+    let out = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.find("outcome: ").map(|at| &l[at..]))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "outcome: died: StatusUnknown",
+            "outcome: died: StatusUnknown",
+            "outcome: Ok(16)"
+        ],
+        "{out}"
+    );
+}
+
+fn length(bytes: Vec<u8>) -> usize {
+    let len = bytes.len();
+    // Freeing it takes a while; this call returns at once.
+    std::mem::forget(bytes);
+    len
+}
+
+/// `timeout` times the call, not the moving of its arguments: a 512 MiB argument takes far longer
+/// than 100 ms to cross, and the call that returns at once does not time out; a call that runs
+/// past the timeout still does.
+#[test]
+fn the_timeout_counts_the_call_not_the_moving_of_its_argument() {
+    const LARGE: usize = 1 << 29;
+    let (sent, stuck) = common::within("the block", || {
+        pool!(Process(max_workers = 1, timeout = Duration::from_millis(100)) => {
+            let sent = submit(length, vec![1u8; LARGE]).result();
+            let stuck = submit(sleep_ms, 60_000).result();
+            (sent, stuck)
+        })
+    });
+    assert_eq!(sent, Ok(LARGE));
+    assert_eq!(
+        stuck,
+        Err(TaskError::TimedOut {
+            after: Duration::from_millis(100)
+        })
+    );
+}
+
+#[test]
+#[ignore = "helper of a_worker_that_cannot_start_says_why"]
+fn helper_over_its_process_limit() {
+    if !common::helper_enabled() {
+        return;
+    }
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lowers this process's limit on processes and, as root (which the limit does not
+    // bind), drops to the user `nobody`; the helper runs nothing but the block below afterwards.
+    let limited = unsafe {
+        libc::setrlimit(libc::RLIMIT_NPROC, &none) == 0
+            && (libc::geteuid() != 0
+                || (libc::setgroups(0, std::ptr::null()) == 0
+                    && libc::setgid(65534) == 0
+                    && libc::setuid(65534) == 0))
+    };
+    if !limited {
+        println!("outcome: skipped: {}", std::io::Error::last_os_error());
+        return;
+    }
+    match pool!(Process(max_workers = 1) => { submit(square, 3).result() }) {
+        Err(error) => println!("outcome: error: {error}"),
+        Ok(value) => println!("outcome: ok: {value}"),
+    }
+}
+
+/// A worker that cannot start for `RLIMIT_NPROC` says what could not start, and names the limit
+/// (the message used to be "thread: Resource temporarily unavailable"). The helper drops to the
+/// user `nobody` first, since root ignores the limit.
+#[test]
+fn a_worker_that_cannot_start_says_why() {
+    let mut command = common::helper_command(
+        &std::env::current_exe().unwrap(),
+        "helper_over_its_process_limit",
+    );
+    let output = common::within("the helper", move || command.output().unwrap());
+    let out = String::from_utf8_lossy(&output.stdout);
+    let outcome = out
+        .lines()
+        .find_map(|l| l.find("outcome: ").map(|at| &l[at..]))
+        .unwrap_or_else(|| panic!("no outcome: {out}"));
+    if outcome.starts_with("outcome: skipped") {
+        eprintln!("cannot drop privileges here, not tested: {outcome}");
+        return;
+    }
+    assert!(
+        outcome.starts_with(
+            "outcome: error: no worker process could run the task: could not start a worker \
+             process ("
+        ) && outcome.contains("Resource temporarily unavailable")
+            && outcome.contains("RLIMIT_NPROC"),
+        "{outcome}"
     );
 }

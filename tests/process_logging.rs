@@ -23,6 +23,24 @@ impl log::Log for Recorder {
 
 static RECORDER: Recorder = Recorder(Mutex::new(Vec::new()));
 
+/// Installs the recorder once for all the tests of this file (they may run at the same time).
+fn record() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&RECORDER).unwrap();
+        log::set_max_level(log::LevelFilter::Debug);
+    });
+}
+
+fn has(level: log::Level, text: &str) -> bool {
+    RECORDER
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(l, message)| *l == level && message.contains(text))
+}
+
 fn abort() -> u32 {
     std::process::abort()
 }
@@ -33,8 +51,7 @@ fn pid() -> u32 {
 
 #[test]
 fn starts_deaths_and_replacements_are_logged() {
-    log::set_logger(&RECORDER).unwrap();
-    log::set_max_level(log::LevelFilter::Debug);
+    record();
 
     let (died, after) = pool!(Process(max_workers = 1) => {
         let died = submit(abort);
@@ -68,5 +85,32 @@ fn starts_deaths_and_replacements_are_logged() {
             &format!("worker 0 (pid {replacement}) exited")
         ),
         "{records:#?}"
+    );
+}
+
+/// Stops the (idle) worker: it will not read the end of its input.
+fn stop(pid: u32) {
+    // SAFETY: sends a signal to our own worker process.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) }, 0);
+}
+
+/// A worker that does not exit when its block ends is killed after the grace, and that is logged.
+#[test]
+fn a_worker_killed_for_not_exiting_is_logged() {
+    record();
+    let pid = pool!(Process(max_workers = 1) => {
+        let worker = submit(pid).result().unwrap();
+        stop(worker);
+        worker
+    });
+    assert!(
+        has(
+            log::Level::Warn,
+            &format!(
+                "worker 0 (pid {pid}) was killed by signal 9 (SIGKILL): it did not exit within 2s"
+            )
+        ),
+        "{:#?}",
+        RECORDER.0.lock().unwrap()
     );
 }

@@ -25,19 +25,9 @@ fn helper_reports_that_main_ran() {
     }
     println!("main ran");
     // The variable is still set: a pool refuses to start workers rather than risk a loop.
-    let refused = std::panic::catch_unwind(
-        || pool!(Process(max_workers = 1) => { submit(square, 3).result() }),
-    );
-    match refused {
-        Err(payload) => println!(
-            "pool refused: {}",
-            payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or(payload.downcast_ref::<&str>().copied())
-                .unwrap_or("?")
-        ),
-        Ok(outcome) => println!("pool ran: {outcome:?}"),
+    match pool!(Process(max_workers = 1) => { submit(square, 3).result() }) {
+        Err(error) => println!("pool refused: {error}"),
+        Ok(value) => println!("pool ran: {value}"),
     }
 }
 
@@ -59,8 +49,12 @@ fn stdout_of(mut command: Command) -> String {
 fn the_variable_without_a_descriptor_is_a_normal_run() {
     let out = stdout_of(helper());
     assert!(out.contains("main ran"), "{out}");
+    // The calls fail, saying which variable and what to do, rather than the block panicking.
     assert!(
-        out.contains("pool refused: pool!(Process): this process was started as a worker but did not become one"),
+        out.contains(
+            "pool refused: no worker process could run the task: the environment variable \
+             __EXECUTOR_WORKER_FD is set (to \"3\"), but this process is not a Process worker"
+        ) && out.contains("Unset __EXECUTOR_WORKER_FD"),
         "{out}"
     );
 }
@@ -112,4 +106,31 @@ fn a_socket_that_does_not_speak_the_protocol_runs_nothing() {
     assert!(!out.contains("main ran"), "{out}");
     assert!(!output.status.success(), "{:?}", output.status);
     assert!(answer.is_empty(), "the worker answered {answer:?}");
+}
+
+/// A pool that hangs up before its hello: the process exits with the protocol error's code, 70,
+/// every time (its watchdog used to race the handshake and exit 0 most times).
+#[test]
+fn a_hang_up_before_the_hello_is_an_error_exit() {
+    for _ in 0..8 {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&theirs);
+        let mut command = helper();
+        // SAFETY: between fork and exec the closure only calls `dup2`, which is async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().unwrap();
+        drop(theirs);
+        drop(ours);
+        let output = child.wait_with_output().unwrap();
+        let out = String::from_utf8_lossy(&output.stdout);
+        assert!(!out.contains("main ran"), "{out}");
+        assert_eq!(output.status.code(), Some(70), "{:?}", output.status);
+    }
 }

@@ -100,6 +100,7 @@ pub fn frames(data: &[u8]) -> Summary {
             )),
             Kind::Call => whole_call(&payload),
             Kind::Outcome => outcome(&payload),
+            Kind::Accepted => Ok(usize::from(black_box(payload.is_empty()))),
         };
         summary.count(parsed);
     }
@@ -147,14 +148,20 @@ pub fn worker_stream(data: &[u8]) -> Summary {
     }
 }
 
-/// Reads `data` as the pool reads a worker's channel: the answer to the hello, then outcomes
+/// Reads `data` as the pool reads a worker's channel: the answer to the hello (after its
+/// acknowledgement, when the pool has an initializer), then outcomes
 /// (fixed fields, and the result decoded as several types, or the message), until the input ends
 /// or breaks the protocol.
 pub fn parent_stream(data: &[u8]) -> Summary {
     let mut input = data;
     let mut summary = Summary::default();
     let mut payload = Vec::new();
-    match summary.next_frame(&mut input, &mut payload) {
+    let mut answer = summary.next_frame(&mut input, &mut payload);
+    if answer == Some(Kind::Accepted) && payload.is_empty() {
+        // The initializer ran; its outcome follows.
+        answer = summary.next_frame(&mut input, &mut payload);
+    }
+    match answer {
         Some(Kind::Ready) => {}
         Some(Kind::Refused) => {
             summary.end = Some(format!("refused: {}", String::from_utf8_lossy(&payload)));
@@ -545,6 +552,7 @@ mod tests {
             Kind::Refused,
             Kind::Call,
             Kind::Outcome,
+            Kind::Accepted,
         ] {
             for len in [0, 1, 8, 17, 31, 32, 33, 49, 57, 64, 600] {
                 let mut bytes = frame(kind, &garbage[..len]);

@@ -38,7 +38,8 @@ pub(crate) fn start(shared: &Arc<ProcessQueue>, slot: usize, generation: u64) {
         Ok(half) => half,
         Err(error) => {
             reap_quietly(child);
-            return start_failed(shared, slot, generation, format!("socket: {error}"));
+            let why = format!("could not duplicate the socket of worker {slot}: {error}");
+            return start_failed(shared, slot, generation, why);
         }
     };
     log::debug!(
@@ -55,7 +56,8 @@ pub(crate) fn start(shared: &Arc<ProcessQueue>, slot: usize, generation: u64) {
         Ok(handle) => handle,
         Err(error) => {
             reap_quietly(child);
-            return start_failed(shared, slot, generation, format!("thread: {error}"));
+            let what = format!("the thread that sends calls to worker {slot}");
+            return start_failed(shared, slot, generation, could_not_start(&what, &error));
         }
     };
     let reader = {
@@ -74,9 +76,17 @@ pub(crate) fn start(shared: &Arc<ProcessQueue>, slot: usize, generation: u64) {
                 .name(format!("executor-p{}-timeouts", shared.backend.id))
                 .spawn(move || watch_timeouts(&shared, timeout))
         };
-        if let Ok(handle) = watcher {
-            state.backend.watching = true;
-            state.backend.threads.push(handle);
+        match watcher {
+            Ok(handle) => {
+                state.backend.watching = true;
+                state.backend.threads.push(handle);
+            }
+            // Tried again with the next worker's start.
+            Err(error) => log::warn!(
+                "executor: process pool {}: {}",
+                shared.backend.id,
+                could_not_start("the thread that enforces the timeout", &error)
+            ),
         }
     }
     match reader {
@@ -85,8 +95,22 @@ pub(crate) fn start(shared: &Arc<ProcessQueue>, slot: usize, generation: u64) {
             // The child went into the closure that failed to start and was killed and reaped
             // with it. The writer stops when it sees the slot dead.
             drop(state);
-            start_failed(shared, slot, generation, format!("thread: {error}"));
+            let what = format!("the thread that reads the answers of worker {slot}");
+            start_failed(shared, slot, generation, could_not_start(&what, &error));
         }
+    }
+}
+
+/// Why `what` (a worker process, or one of a link's threads) could not start. `EAGAIN` from
+/// `posix_spawn` or `pthread_create` ("Resource temporarily unavailable") nearly always means the
+/// user's limit on processes and threads, which the message then names.
+fn could_not_start(what: &str, error: &io::Error) -> String {
+    match error.raw_os_error() {
+        Some(libc::EAGAIN) => format!(
+            "could not start {what}: {error} (the limit on this user's threads and processes, \
+             RLIMIT_NPROC (`ulimit -u`), or the system's, was probably reached)"
+        ),
+        _ => format!("could not start {what}: {error}"),
     }
 }
 
@@ -143,7 +167,7 @@ fn spawn_worker(
         (name, &value),
         stderr.as_ref().map(|pipe| pipe.write.as_raw_fd()),
     )
-    .map_err(|e| format!("cannot execute {}: {e}", path.display()))?;
+    .map_err(|e| could_not_start(&format!("a worker process ({})", path.display()), &e))?;
     drop(child_end);
     let relay = match (stderr, shared.backend.memory_limit) {
         (Some(StderrPipe { read, write }), Some(limit)) => {
@@ -151,7 +175,8 @@ fn spawn_worker(
             memory_limit::apply(child.id(), limit)
                 .map_err(|e| format!("cannot set the memory limit of {limit} bytes: {e}"))?;
             let name = format!("executor-p{}-stderr-{slot}", shared.backend.id);
-            Some(StderrRelay::start(read, name).map_err(|e| format!("thread: {e}"))?)
+            let what = format!("the thread that relays the standard error of worker {slot}");
+            Some(StderrRelay::start(read, name).map_err(|e| could_not_start(&what, &e))?)
         }
         _ => None,
     };
@@ -274,9 +299,6 @@ fn writer_loop(shared: &ProcessQueue, slot: usize, generation: u64, mut out: Soc
             state.backend.next_call_id += 1;
             batch.push((id, job.job().request()));
             let link = &mut state.backend.links[slot];
-            if link.in_flight.is_empty() {
-                link.head_since = Some(Instant::now());
-            }
             link.in_flight.push_back((id, job));
             link.sent += 1;
         }
@@ -287,7 +309,9 @@ fn writer_loop(shared: &ProcessQueue, slot: usize, generation: u64, mut out: Soc
         }
 
         frame.clear();
+        let mut last = None;
         for (id, request) in batch.drain(..) {
+            last = Some(id);
             if !request.write_call_head(id, &mut frame) {
                 continue;
             }
@@ -301,10 +325,35 @@ fn writer_loop(shared: &ProcessQueue, slot: usize, generation: u64, mut out: Soc
                     frame.clear();
                 }
             }
+            if frame.is_empty() && shared.backend.timeout.is_some() {
+                // It ended with a large part, now written: it may run from now on.
+                written(shared, slot, generation, id);
+            }
         }
         if !frame.is_empty() && out.write_all(&frame).is_err() {
             return out.give_up();
         }
+        if let (Some(id), Some(_)) = (last, shared.backend.timeout) {
+            written(shared, slot, generation, id);
+        }
+    }
+}
+
+/// Every call up to `id` has been written whole to worker `slot`: if the oldest call in flight is
+/// among them, its clock starts now (`timeout` times the call, not the moving of its arguments).
+fn written(shared: &ProcessQueue, slot: usize, generation: u64, id: u64) {
+    let mut state = shared.lock();
+    let link = &mut state.backend.links[slot];
+    if link.generation != generation {
+        return;
+    }
+    link.written_below = link.written_below.max(id + 1);
+    let head_written = link
+        .in_flight
+        .front()
+        .is_some_and(|&(head, _)| head < link.written_below);
+    if head_written && link.head_since.is_none() && !link.receiving {
+        link.head_since = Some(Instant::now());
     }
 }
 
@@ -337,5 +386,33 @@ fn watch_timeouts(shared: &ProcessQueue, timeout: Duration) {
             }
         }
         thread::sleep(tick);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a failed start says: what could not start, the system's words, and for `EAGAIN` (what
+    /// `RLIMIT_NPROC` gives, which root ignores, so the tests cannot reach it) the likely limit.
+    #[test]
+    fn a_failed_start_says_what_could_not_start_and_names_the_process_limit() {
+        let limit = io::Error::from_raw_os_error(libc::EAGAIN);
+        assert_eq!(
+            could_not_start("the thread that sends calls to worker 0", &limit),
+            format!(
+                "could not start the thread that sends calls to worker 0: {limit} (the limit on \
+                 this user's threads and processes, RLIMIT_NPROC (`ulimit -u`), or the system's, \
+                 was probably reached)"
+            )
+        );
+        assert!(limit
+            .to_string()
+            .contains("Resource temporarily unavailable"));
+        let missing = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(
+            could_not_start("a worker process (/bin/app)", &missing),
+            format!("could not start a worker process (/bin/app): {missing}")
+        );
     }
 }

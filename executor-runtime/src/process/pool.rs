@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use crate::block::options::{cpus, PoolOptions, ProcessInitializer};
 use crate::process::link;
 use crate::process::worker::WORKER_ENV;
-use crate::remote::executable::{executable_identity, on_disk};
+use crate::remote::executable::executable_identity;
 use crate::remote::queue::{CallQueue, QueueState, Queued, RemoteJobRef};
 use crate::remote::scope::{RemoteBackend, RemoteScope};
 use crate::task::error::TaskError;
@@ -47,6 +47,14 @@ static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 /// After this many worker starts in a row fail (or are refused), queued calls fail instead of waiting.
 const START_ATTEMPTS: usize = 3;
 
+/// How long leaving a block waits for a worker to exit after its last answer and the end of its
+/// input, before it kills it. An idle worker that reads the end of its input only flushes its
+/// standard output and runs the process's exit handlers, which takes microseconds to a few
+/// milliseconds; 2 s covers that on a loaded machine by a factor of hundreds, while a worker that
+/// cannot exit (a leftover thread holds `stdout().lock()`, an `atexit` handler that never returns,
+/// a worker stopped by `SIGSTOP`) delays the block by no more than that.
+pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(2);
+
 /// One worker slot, as the pool's state sees it.
 pub(crate) struct LinkState {
     /// Bumped when the slot gets a new worker, so the threads of a dead one recognise it is gone.
@@ -62,9 +70,14 @@ pub(crate) struct LinkState {
     /// The worker accepted the handshake. Calls are claimed and sent only then, so a worker that
     /// never answers, or refuses, holds no call.
     pub(crate) ready: bool,
-    /// Since when the oldest call in flight has been running (the worker runs them in order: from
-    /// its sending to an idle worker, or from the answer to the call before it).
+    /// Since when the oldest call in flight has been running, for `timeout`: from when its last
+    /// byte was written to an idle worker, or from the answer to the call before it (the worker
+    /// runs them in order); `None` while it is still being written or its outcome is being read.
     pub(crate) head_since: Option<Instant>,
+    /// Calls with a smaller id have been written out whole (their clock may start).
+    pub(crate) written_below: u64,
+    /// The head call's outcome is arriving (its header was read): its clock has stopped.
+    pub(crate) receiving: bool,
     /// The pool killed this worker because its call overran the timeout.
     pub(crate) timed_out: bool,
     /// Its reader is about to reap it: its pid may be reused from then on, so nothing signals it.
@@ -73,6 +86,8 @@ pub(crate) struct LinkState {
     pub(crate) sent: usize,
     /// It served its `max_tasks_per_child` and was told to exit.
     pub(crate) retiring: bool,
+    /// Leaving the block killed it: it had not exited [`EXIT_GRACE`] after the end of its input.
+    pub(crate) overstayed: bool,
 }
 
 /// The Process backend's side of a block: its options and the executable its workers run.
@@ -88,7 +103,8 @@ pub struct ProcessBackend {
     pub(crate) max_tasks_per_child: Option<usize>,
     /// Run by each worker before it answers the handshake.
     pub(crate) initializer: Option<Arc<ProcessInitializer>>,
-    /// The executable's path and identity (compared in the handshake).
+    /// The executable's path (the workers' `argv[0]`: they run `/proc/self/exe`, the parent's own
+    /// image, whatever the path now names) and identity (compared in the handshake).
     pub(crate) executable: Result<(PathBuf, [u64; 5]), String>,
 }
 
@@ -118,22 +134,20 @@ impl RemoteBackend for ProcessBackend {
     type State = ProcessState;
     type Wake = NextStep;
 
-    /// # Panics
-    /// In a process that was started as a worker but did not become one (the worker entry did not
-    /// run): starting workers from there would start workers without end.
+    /// In a process whose environment has `__EXECUTOR_WORKER_FD` (set for workers only) but that
+    /// is not a worker, every call fails with `TaskError::WorkerStart` naming the variable:
+    /// starting workers from there could start workers without end.
     fn open(options: &PoolOptions) -> (Self, ProcessState, Option<String>) {
-        assert!(
-            std::env::var_os(WORKER_ENV).is_none(),
-            "pool!(Process): this process was started as a worker but did not become one \
-             (the executor runtime's start-up function did not run); refusing to start more workers"
-        );
         let initializer_error = options
             .process_initializer
             .as_ref()
             .and_then(|init| init.arguments.as_ref().err().cloned());
-        let executable = std::env::current_exe()
-            .map(on_disk)
-            .map_err(|e| format!("cannot find the current executable: {e}"))
+        let executable = stray_worker_variable()
+            .map_or(Ok(()), Err)
+            .and_then(|()| {
+                std::env::current_exe()
+                    .map_err(|e| format!("cannot find the current executable: {e}"))
+            })
             .and_then(|path| {
                 executable_identity()
                     .map(|identity| (path, identity))
@@ -194,10 +208,12 @@ impl RemoteBackend for ProcessBackend {
     }
 
     /// Stops the workers (an idle one exits at the end of its input) and joins the link threads,
-    /// which reap them.
+    /// which reap them. A worker still alive [`EXIT_GRACE`] later is killed, so leaving a block
+    /// never waits on a worker that does not exit.
     fn close(queue: &Arc<ProcessQueue>) {
         queue.lock().backend.shutdown = true;
         queue.changed.notify_all();
+        queue.stop_overstaying_workers(Instant::now() + EXIT_GRACE);
         loop {
             let threads = std::mem::take(&mut queue.lock().backend.threads);
             if threads.is_empty() {
@@ -213,6 +229,47 @@ impl RemoteBackend for ProcessBackend {
 }
 
 impl ProcessQueue {
+    /// Waits until every worker has exited, and kills those still alive at `deadline` (called when
+    /// every call is finished and the writers end the workers' input). A killed worker's reader
+    /// then sees its channel close, reaps it and logs it.
+    fn stop_overstaying_workers(&self, deadline: Instant) {
+        /// How often to look again after the deadline, for a worker whose start was under way.
+        const TICK: Duration = Duration::from_millis(50);
+        let mut state = self.lock();
+        loop {
+            if !state.backend.links.iter().any(|l| l.alive) {
+                return;
+            }
+            let now = Instant::now();
+            let wait = if now < deadline {
+                deadline - now
+            } else {
+                for (slot, link) in state.backend.links.iter_mut().enumerate() {
+                    if !link.alive || link.reaping || link.overstayed || link.pid == 0 {
+                        continue;
+                    }
+                    link.overstayed = true;
+                    log::warn!(
+                        "executor: process pool {} kills worker {slot} (pid {}): it did not exit \
+                         within {EXIT_GRACE:?} of the end of its input",
+                        self.backend.id,
+                        link.pid
+                    );
+                    // SAFETY: `kill` only sends a signal. The pid is still our unreaped child's:
+                    // its reader marks the link `reaping` under this lock, which we hold, before it
+                    // reaps; an exited but unreaped child keeps its pid.
+                    unsafe { libc::kill(link.pid as libc::pid_t, libc::SIGKILL) };
+                }
+                TICK
+            };
+            state = self
+                .changed
+                .wait_timeout(state, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// Starts another worker if queued calls outnumber idle workers. Called with the lock held;
     /// the start itself (fork and exec) happens in `link::start`, after the lock is dropped.
     pub(crate) fn slot_to_start(
@@ -245,10 +302,13 @@ impl ProcessQueue {
                     average_ns: 0.0,
                     ready: false,
                     head_since: None,
+                    written_below: 0,
+                    receiving: false,
                     timed_out: false,
                     reaping: false,
                     sent: 0,
                     retiring: false,
+                    overstayed: false,
                 });
                 state.links.len() - 1
             }
@@ -261,10 +321,13 @@ impl ProcessQueue {
         link.average_ns = 0.0;
         link.ready = false;
         link.head_since = None;
+        link.written_below = 0;
+        link.receiving = false;
         link.timed_out = false;
         link.reaping = false;
         link.sent = 0;
         link.retiring = false;
+        link.overstayed = false;
         Some((slot, link.generation))
     }
 
@@ -305,6 +368,19 @@ impl ProcessQueue {
             link::start(self, slot, generation);
         }
     }
+}
+
+/// Why this process must not start workers, if `__EXECUTOR_WORKER_FD` is in its environment: the
+/// pool sets it only for its workers, which remove it before `main`, so here it was inherited by
+/// mistake (or the worker entry did not run), and workers started from here would inherit it too.
+fn stray_worker_variable() -> Option<String> {
+    let value = std::env::var_os(WORKER_ENV)?;
+    Some(format!(
+        "the environment variable {WORKER_ENV} is set (to {value:?}), but this process is not a \
+         Process worker (the descriptor it names is not a socket from a pool); the pool sets it \
+         only for its workers, so it refuses to start workers from here. Unset {WORKER_ENV} \
+         before starting the program (for example `env -u {WORKER_ENV} ...`)"
+    ))
 }
 
 /// The environment entry that makes a child a worker: its socket's descriptor.

@@ -83,17 +83,23 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// Executes `path` with the socket `channel` at [`WORKER_FD`], `env` added to the environment,
-/// stdin from `/dev/null`, stdout shared with this process, stderr shared too or `stderr` where
-/// given, and no signal blocked.
+/// What a worker executes: this process's own executable, the image it runs, even when the file
+/// it was started from has since been replaced or deleted (the kernel resolves the link to the
+/// open file, not to a path); a path could by then name another program.
+const OWN_EXECUTABLE: &std::ffi::CStr = c"/proc/self/exe";
+
+/// Executes this process's own executable ([`OWN_EXECUTABLE`]) with `name` as `argv[0]`, the
+/// socket `channel` at [`WORKER_FD`], `env` added to the environment, stdin from `/dev/null`,
+/// stdout shared with this process, stderr shared too or `stderr` where given, and no signal
+/// blocked.
 pub(crate) fn spawn(
-    path: &Path,
+    name: &Path,
     channel: RawFd,
     env: (&str, &OsStr),
     stderr: Option<RawFd>,
 ) -> io::Result<WorkerProcess> {
-    let program = CString::new(path.as_os_str().as_bytes())?;
-    let argv = [program.as_ptr(), std::ptr::null()];
+    let name = CString::new(name.as_os_str().as_bytes())?;
+    let argv = [name.as_ptr(), std::ptr::null()];
     let mut environment: Vec<CString> = std::env::vars_os()
         .filter(|(name, _)| name != env.0)
         .filter_map(|(name, value)| {
@@ -127,7 +133,7 @@ pub(crate) fn spawn(
     };
     let channel = moved.as_ref().map_or(channel, |fd| fd.as_raw_fd());
 
-    // SAFETY: every pointer passed below is valid for the duration of the calls: `program`, `argv`,
+    // SAFETY: every pointer passed below is valid for the duration of the calls: `name`, `argv`,
     // `environment` and `envp` live until the end of this function and are NUL-terminated, as
     // `posix_spawn` requires; `actions` and `attributes` are initialised before use and destroyed
     // once. The descriptors named in the file actions are open (`channel`, `null`, `stderr`).
@@ -168,9 +174,11 @@ pub(crate) fn spawn(
         }
         let mut pid: libc::pid_t = 0;
         if result.is_ok() {
+            // Until it executes, the child runs this process's image, so its `/proc/self/exe`
+            // is this process's executable.
             result = check(libc::posix_spawn(
                 &mut pid,
-                program.as_ptr(),
+                OWN_EXECUTABLE.as_ptr(),
                 &actions,
                 &attributes,
                 argv.as_ptr().cast(),

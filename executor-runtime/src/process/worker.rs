@@ -2,8 +2,9 @@
 //!
 //! # How a process is told it is a worker
 //!
-//! The pool starts a worker by executing its own executable again (`std::env::current_exe()`; no
-//! `fork`, which in a process with other threads can leave the child holding a lock forever). The
+//! The pool starts a worker by executing its own executable again (`/proc/self/exe`, the image it
+//! runs even if the file was since replaced or deleted; no `fork`, which in a process with other
+//! threads can leave the child holding a lock forever). The
 //! child inherits one end of a Unix socket pair, and the environment variable
 //! `__EXECUTOR_WORKER_FD` names its descriptor. The crate root places a function in the executable's
 //! `.init_array`, which the dynamic loader runs before `main`, in every program linked with this
@@ -18,8 +19,9 @@
 //!
 //! Each call names a function and a trampoline by their offsets from an anchor function (see
 //! `remote`). The hello carries the identity of the parent's executable (device, inode, size and
-//! modification time of `/proc/self/exe`); a worker whose executable differs (the file was rebuilt
-//! while the pool ran) refuses, since the offsets would name other code.
+//! modification time of `/proc/self/exe`); a worker whose executable differs refuses, since the
+//! offsets would name other code. (Workers run `/proc/self/exe`, so a rebuilt file does not
+//! differ; the check guards against a mistake in that.)
 //!
 //! # Lifetime
 //!
@@ -30,7 +32,7 @@
 use std::io::{self, BufReader, BufWriter, Write};
 use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use crate::block::identity::{self, Backend, WorkerInfo};
 use crate::block::options::ProcessInitializer;
@@ -200,8 +202,8 @@ impl<'a> Hello<'a> {
     }
 }
 
-/// Reads the hello, becomes worker number `index` of the pool, runs its initializer, and answers;
-/// gives the exit code if it refuses.
+/// Reads the hello, becomes worker number `index` of the pool, acknowledges the hello if the pool
+/// has an initializer, runs it, and answers; gives the exit code if it refuses or the pool hung up.
 fn handshake(
     reader: &mut BufReader<UnixStream>,
     writer: &mut BufWriter<UnixStream>,
@@ -222,8 +224,8 @@ fn handshake(
     let mut refusal = match executable_identity() {
         Ok(own) if own == parent_exe => None,
         Ok(_) => Some(format!(
-            "the worker's executable {} is not the one the pool runs (it was replaced on disk, \
-             probably rebuilt, after the program started)",
+            "the worker's executable {} is not the one the pool runs (its device, inode, size or \
+             modification time differ)",
             std::env::current_exe()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| "(unknown path)".to_string())
@@ -234,6 +236,11 @@ fn handshake(
     };
     identity::become_process_worker(WorkerInfo::new(Backend::Process, index, None));
     if let (None, Some((trampoline, function, arguments))) = (&refusal, initializer) {
+        // Acknowledge the hello first: the pool's handshake timeout then covers only a worker
+        // that does not answer at all, and the initializer may take as long as it needs.
+        if wire::write_frame(writer, Kind::Accepted, &[]).is_err() || writer.flush().is_err() {
+            return Err(EXIT_PROTOCOL);
+        }
         // SAFETY: as for a call (see `serve`): both offsets come from `remote<n>` in the parent,
         // in the same executable (checked just before).
         refusal = unsafe { run_initializer(trampoline, function, arguments) };
@@ -243,13 +250,22 @@ fn handshake(
         Some(why) => (Kind::Refused, why.clone().into_bytes()),
     };
     if wire::write_frame(writer, kind, &answer).is_err() || writer.flush().is_err() {
-        return Err(0);
+        // The pool hung up before the handshake completed.
+        return Err(EXIT_PROTOCOL);
     }
     match refusal {
-        None => Ok(()),
+        None => {
+            HANDSHAKE_DONE.store(true, Ordering::SeqCst);
+            Ok(())
+        }
         Some(_) => Err(EXIT_REFUSED),
     }
 }
+
+/// The handshake completed: from then on the pool's hang-up is the end of work (exit code 0);
+/// before, it is a broken handshake ([`EXIT_PROTOCOL`]), whichever of the watchdog and the
+/// handshake sees it first.
+static HANDSHAKE_DONE: AtomicBool = AtomicBool::new(false);
 
 fn set_cloexec(fd: RawFd) {
     // SAFETY: `fcntl` with `F_SETFD` only changes the descriptor's flags; `fd` is ours.
@@ -319,8 +335,13 @@ fn start_watchdog(fd: RawFd) {
             }
             let hung_up = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
             if ready < 0 || poll_fd.revents & hung_up != 0 {
+                let code = if HANDSHAKE_DONE.load(Ordering::SeqCst) {
+                    0
+                } else {
+                    EXIT_PROTOCOL
+                };
                 // SAFETY: `_exit` ends the process at once; nothing runs after it.
-                unsafe { libc::_exit(0) };
+                unsafe { libc::_exit(code) };
             }
         });
     if spawned.is_err() {

@@ -8,9 +8,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// The path of the executable on disk. When the file was replaced after the program started, Linux
-/// names the running one `path (deleted)`; the workers start from `path`, the replacement, and the
-/// handshake then tells the two apart.
+/// The path of the executable on disk, for the Mpi backend, which spawns ranks by path (possibly
+/// on other machines, where `/proc/self/exe` would not name it). When the file was replaced after
+/// the program started, Linux names the running one `path (deleted)`; the ranks start from `path`,
+/// the replacement, and the handshake's digest then tells the two apart. (The Process backend
+/// starts its workers from `/proc/self/exe`, the running image itself.)
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub(crate) fn on_disk(path: PathBuf) -> PathBuf {
     match path.to_str().and_then(|p| p.strip_suffix(" (deleted)")) {
         Some(original) => PathBuf::from(original),

@@ -42,6 +42,10 @@ pub(crate) enum Kind {
     Call = 4,
     /// Worker → parent: a call's outcome (id, status, run time, result or message).
     Outcome = 5,
+    /// Worker → parent, before `Ready` when the pool has an initializer: the hello was read and
+    /// accepted, and the initializer runs now (empty payload). The pool's handshake timeout
+    /// stops here, so an initializer may take as long as it needs.
+    Accepted = 6,
 }
 
 impl Kind {
@@ -52,6 +56,7 @@ impl Kind {
             3 => Kind::Refused,
             4 => Kind::Call,
             5 => Kind::Outcome,
+            6 => Kind::Accepted,
             _ => return None,
         })
     }

@@ -57,7 +57,8 @@ pub enum TaskError {
         requested: u64,
     },
     /// No worker process could be started for the task, or the worker refused it (for example
-    /// because the executable on disk is no longer the one the pool runs). The text says why.
+    /// because the pool's initializer panicked, or the worker did not answer the handshake). The
+    /// text says why.
     WorkerStart(String),
 }
 
@@ -74,6 +75,11 @@ pub enum WorkerDeath {
     /// It is gone, and how it ended is not known here: an MPI worker rank is not a child of the
     /// process that opened the block, so its exit status cannot be read (Mpi backend).
     Vanished,
+    /// It ended (its channel closed and it is gone), but its exit status was taken by someone
+    /// else, so how is not known (Process backend): the program ignores `SIGCHLD` (`SIG_IGN`,
+    /// which makes the kernel reap children itself), or a `SIGCHLD` handler or another thread
+    /// reaped it (`waitpid(-1, ...)`).
+    StatusUnknown,
 }
 
 impl fmt::Display for WorkerDeath {
@@ -88,6 +94,10 @@ impl fmt::Display for WorkerDeath {
                 f.write_str("broke the protocol (closed or wrote to its channel) and was stopped")
             }
             WorkerDeath::Vanished => f.write_str("ended (an MPI rank: how is not known)"),
+            WorkerDeath::StatusUnknown => f.write_str(
+                "ended, but how is not known: its exit status was taken by someone else \
+                 (SIGCHLD is ignored, or another handler or thread reaped it)",
+            ),
         }
     }
 }
@@ -205,6 +215,15 @@ mod tests {
                 },
                 "the worker process (pid 42) running the task broke the protocol (closed or wrote \
                  to its channel) and was stopped",
+            ),
+            (
+                TaskError::WorkerDied {
+                    pid: 42,
+                    death: WorkerDeath::StatusUnknown,
+                },
+                "the worker process (pid 42) running the task ended, but how is not known: its \
+                 exit status was taken by someone else (SIGCHLD is ignored, or another handler or \
+                 thread reaped it)",
             ),
             (
                 TaskError::Transport("could not encode the arguments: too deep".into()),

@@ -6,7 +6,7 @@
 use std::io::{self, BufReader};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,25 @@ use crate::remote::window::next_window;
 use crate::remote::wire::{self, Kind, ReadError};
 use crate::task::error::{TaskError, WorkerDeath};
 
-/// How long a new worker has to answer the hello.
+/// How long a new worker has to acknowledge the hello. The worker acknowledges as soon as it has
+/// read the hello and checked the executable, before it runs the pool's initializer (which may
+/// take as long as it needs), so this covers only a child that does not answer at all: stuck
+/// before `main`, or not a worker.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Replaces [`HANDSHAKE_TIMEOUT`], in milliseconds, for the tests (`tests/initializer.rs`), which
+/// cannot wait 30 s for a worker that never answers. Not a documented setting.
+const HANDSHAKE_TIMEOUT_ENV: &str = "__EXECUTOR_HANDSHAKE_TIMEOUT_MS";
+
+fn handshake_timeout() -> Duration {
+    static TIMEOUT: OnceLock<Duration> = OnceLock::new();
+    *TIMEOUT.get_or_init(|| {
+        std::env::var(HANDSHAKE_TIMEOUT_ENV)
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map_or(HANDSHAKE_TIMEOUT, Duration::from_millis)
+    })
+}
 
 /// How a link ended.
 enum End {
@@ -30,6 +47,8 @@ enum End {
     Refused(String),
     /// The worker sent something that is not the protocol.
     Protocol(String),
+    /// The worker did not acknowledge the hello in time.
+    Silent(Duration),
 }
 
 pub(super) fn reader_loop(
@@ -39,14 +58,10 @@ pub(super) fn reader_loop(
     worker: (WorkerProcess, Option<StderrRelay>),
     input: UnixStream,
 ) {
-    // A child that never answers the hello (stuck before `main`, or not a worker at all) is given
-    // up on, rather than left holding a slot.
-    let _ = input.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
     let mut reader = BufReader::with_capacity(1 << 16, input);
     let mut payload = Vec::new();
-    let (ready, end) = match wire::read_frame(&mut reader, &mut payload) {
-        Ok(Kind::Ready) => {
-            let _ = reader.get_ref().set_read_timeout(None);
+    let (ready, end) = match handshake(&mut reader, &mut payload) {
+        Ok(()) => {
             {
                 let mut state = shared.lock();
                 state.backend.start_failures = 0;
@@ -60,31 +75,44 @@ pub(super) fn reader_loop(
                 receive_outcomes(shared, slot, &mut reader, &mut payload),
             )
         }
-        Ok(Kind::Refused) => (
-            false,
-            End::Refused(String::from_utf8_lossy(&payload).into_owned()),
-        ),
-        Ok(other) => (
-            false,
-            End::Protocol(format!("unexpected {other:?} message")),
-        ),
-        Err(ReadError::Malformed(why)) => (false, End::Protocol(why)),
-        Err(ReadError::Io(error))
-            if matches!(
-                error.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            (
-                false,
-                End::Protocol(format!(
-                    "no answer to the handshake within {HANDSHAKE_TIMEOUT:?}"
-                )),
-            )
-        }
-        Err(_) => (false, End::Closed),
+        Err(end) => (false, end),
     };
     finish(shared, slot, generation, worker, ready, end);
+}
+
+/// Waits for the worker's acknowledgement of the hello (a child that never gives one, stuck before
+/// `main` or not a worker at all, is given up on rather than left holding a slot), then, with no
+/// time limit, for its answer: ready, or refused.
+fn handshake(reader: &mut BufReader<UnixStream>, payload: &mut Vec<u8>) -> Result<(), End> {
+    let limit = handshake_timeout();
+    let _ = reader.get_ref().set_read_timeout(Some(limit));
+    let mut acknowledged = false;
+    loop {
+        let read = wire::read_frame(reader, payload);
+        let first = !acknowledged;
+        if first && read.is_ok() {
+            acknowledged = true;
+            let _ = reader.get_ref().set_read_timeout(None);
+        }
+        return match read {
+            // The initializer runs now, for as long as it takes.
+            Ok(Kind::Accepted) if first && payload.is_empty() => continue,
+            Ok(Kind::Ready) => Ok(()),
+            Ok(Kind::Refused) => Err(End::Refused(String::from_utf8_lossy(payload).into_owned())),
+            Ok(other) => Err(End::Protocol(format!("unexpected {other:?} message"))),
+            Err(ReadError::Malformed(why)) => Err(End::Protocol(why)),
+            Err(ReadError::Io(error))
+                if !acknowledged
+                    && matches!(
+                        error.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                Err(End::Silent(limit))
+            }
+            Err(_) => Err(End::Closed),
+        };
+    }
 }
 
 /// Resolves calls as their outcomes arrive, until the channel ends.
@@ -95,9 +123,22 @@ fn receive_outcomes(
     payload: &mut Vec<u8>,
 ) -> End {
     loop {
-        match wire::read_frame(reader, payload) {
-            Ok(Kind::Outcome) => {}
-            Ok(other) => return End::Protocol(format!("unexpected {other:?} message")),
+        let len = match wire::read_header(reader) {
+            Ok((Kind::Outcome, len)) => len,
+            Ok((other, _)) => return End::Protocol(format!("unexpected {other:?} message")),
+            Err(ReadError::Malformed(why)) => return End::Protocol(why),
+            Err(_) => return End::Closed,
+        };
+        if shared.backend.timeout.is_some() {
+            // The head call is done: the time its result takes to arrive is not its run time.
+            let mut state = shared.lock();
+            let link = &mut state.backend.links[slot];
+            link.head_since = None;
+            link.receiving = true;
+        }
+        payload.clear();
+        match wire::read_into(reader, payload, len) {
+            Ok(()) => {}
             Err(ReadError::Malformed(why)) => return End::Protocol(why),
             Err(_) => return End::Closed,
         }
@@ -121,7 +162,13 @@ fn receive_outcomes(
                 _ => return End::Protocol(format!("an answer to call {id}, which was not sent")),
             }
             let (_, job) = link.in_flight.pop_front().expect("checked above");
-            link.head_since = (!link.in_flight.is_empty()).then(Instant::now);
+            link.receiving = false;
+            // The next call runs from now on, if all of it has been written.
+            link.head_since = link
+                .in_flight
+                .front()
+                .is_some_and(|&(next, _)| next < link.written_below)
+                .then(Instant::now);
             adapt_window(link, elapsed_ns);
             job
         };
@@ -164,6 +211,10 @@ fn finish(
             log::warn!("executor: worker {slot} (pid {pid}) broke the protocol: {why}");
             true
         }
+        End::Silent(_) => {
+            child.kill();
+            false
+        }
     };
     if broke_protocol {
         child.kill();
@@ -175,6 +226,9 @@ fn finish(
             (None, Some(signal)) => WorkerDeath::Signaled(signal),
             (None, None) => WorkerDeath::BrokeProtocol,
         },
+        // Someone else took its exit status: `SIGCHLD` is ignored (the kernel reaps children
+        // itself) or a handler of this program reaped it. Its channel closed: it is gone.
+        Err(error) if error.raw_os_error() == Some(libc::ECHILD) => WorkerDeath::StatusUnknown,
         Err(_) => WorkerDeath::BrokeProtocol,
     };
     let over_limit = match (death, &relay, shared.backend.memory_limit) {
@@ -193,12 +247,21 @@ fn finish(
     let timed_out = link.timed_out;
     let mut in_flight: Vec<RemoteJobRef> = link.in_flight.drain(..).map(|(_, job)| job).collect();
     let retiring = link.retiring;
-    let orderly = ready
+    let overstayed = link.overstayed;
+    let orderly = (ready || overstayed)
         && (state.backend.shutdown || retiring)
         && in_flight.is_empty()
-        && death == WorkerDeath::Exited(0);
+        && (overstayed || matches!(death, WorkerDeath::Exited(0) | WorkerDeath::StatusUnknown));
     if orderly {
-        log::debug!("executor: worker {slot} (pid {pid}) exited");
+        if overstayed {
+            log::warn!(
+                "executor: worker {slot} (pid {pid}) {death}: it did not exit within {:?} of the \
+                 end of its input",
+                crate::process::pool::EXIT_GRACE
+            );
+        } else {
+            log::debug!("executor: worker {slot} (pid {pid}) exited");
+        }
         // A retired worker's replacement starts now if calls are waiting.
         let step = shared.next_step(&mut state);
         drop(state);
@@ -219,6 +282,14 @@ fn finish(
         End::Refused(why) => {
             log::warn!("executor: worker {slot} (pid {pid}) refused to serve: {why}");
             shared.start_failed(&mut state, why.clone());
+        }
+        End::Silent(limit) => {
+            let why = format!(
+                "the worker (pid {pid}) did not answer the handshake within {limit:?}, and was \
+                 killed"
+            );
+            log::warn!("executor: {why}");
+            shared.start_failed(&mut state, why);
         }
         _ if !ready => {
             let why = format!("the worker (pid {pid}) {death} before its handshake");
