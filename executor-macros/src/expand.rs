@@ -42,12 +42,13 @@ pub(crate) fn expand(input: &PoolInput, backend: &BackendSpec, scope: &Ident) ->
     let initializer = initializer(input, backend.placement, &options);
     let open = open(backend, &options);
     let body = &input.body;
+    let facade = crate::facade::path();
 
     quote! {
         {
             let #options = {
                 #[allow(unused_mut)]
-                let mut #options = ::executor::__private::PoolOptions::new();
+                let mut #options = #facade::__private::PoolOptions::new();
                 #(#setters)*
                 #initializer
                 #options
@@ -76,7 +77,8 @@ fn open(backend: &BackendSpec, options: &Ident) -> TokenStream {
         .path
         .split("::")
         .map(|segment| Ident::new(segment, Span::call_site()));
-    let call = quote!(::executor::__private:: #(#path)::* (#options));
+    let facade = crate::facade::path();
+    let call = quote!(#facade::__private:: #(#path)::* (#options));
     match backend.opener.safety {
         // SAFETY: the row's argument (`Opener::safety`); for the thread backends, that the join
         // guard lives in a local the body cannot name, so it always joins before borrows end.
@@ -108,11 +110,12 @@ fn initializer(input: &PoolInput, placement: Placement, options: &Ident) -> Toke
                 .map(|i| Ident::new(&format!("__executor_initarg{i}"), Span::mixed_site()))
                 .collect();
             let function = Ident::new("__executor_initializer", Span::mixed_site());
+            let facade = crate::facade::path();
             quote_spanned! {span=>
                 #options.thread_initializer({
                     let #function = #func;
                     #(let #values = #args;)*
-                    ::executor::__private::ThreadInitializer::new(move || {
+                    #facade::__private::ThreadInitializer::new(move || {
                         #function(#(::std::clone::Clone::clone(&#values)),*)
                     })
                 });

@@ -11,6 +11,7 @@
 mod ast;
 mod backends;
 mod expand;
+mod facade;
 mod fallback;
 mod named;
 mod pipeline;

@@ -134,6 +134,7 @@ fn expand(named: &NamedBackend) -> syn::Result<TokenStream> {
             quote!(#backend(#(#options),*, $($option)+)),
         )
     };
+    let facade = crate::facade::path();
     let misuse = format!(
         "`{name}` is a backend declared with `backend!`: use it as `pool!({name} => {{ ... }})`"
     );
@@ -141,10 +142,10 @@ fn expand(named: &NamedBackend) -> syn::Result<TokenStream> {
         #[allow(unused_macros)]
         macro_rules! #name {
             (@executor_pool () $($rest:tt)*) => {
-                ::executor::pool!(#alone $($rest)*)
+                #facade::pool!(#alone $($rest)*)
             };
             (@executor_pool ($($option:tt)+) $($rest:tt)*) => {
-                ::executor::pool!(#with_more $($rest)*)
+                #facade::pool!(#with_more $($rest)*)
             };
             ($($other:tt)*) => {
                 ::core::compile_error!(#misuse)

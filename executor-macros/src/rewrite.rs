@@ -62,6 +62,7 @@ pub(crate) fn remote_call_value(
         .collect();
     let signature = format_ident!("signature{}", args.len(), span = span);
     let prepared = hidden("__executor_prepared".into());
+    let facade = crate::facade::path();
     // The `unsafe` block carries the macro's span, not the user's: lints such as
     // `#![forbid(unsafe_code)]` apply to code the user wrote, and this block is the macro's. It
     // holds no generic call, so a type error (an argument that is not `Serialize`) is reported at
@@ -70,13 +71,13 @@ pub(crate) fn remote_call_value(
     quote_spanned! {span=>
         {
             #[allow(unused_imports)]
-            use ::executor::__private::{OwnedPass as _, OwnedProbe as _};
+            use #facade::__private::{OwnedPass as _, OwnedProbe as _};
             let #call = ();
             #(let #values = #args;)*
-            let #shapes = (#(::executor::__private::Probe(&#values).shape(),)*);
-            #(let #passed = ::executor::__private::Pass(#values).pass(&#call);)*
-            let #function = ::executor::__private::#signature(#func, #(&#passed),*);
-            let #prepared = ::executor::__private::#remote(#shapes, #function, #(#passed),*);
+            let #shapes = (#(#facade::__private::Probe(&#values).shape(),)*);
+            #(let #passed = #facade::__private::Pass(#values).pass(&#call);)*
+            let #function = #facade::__private::#signature(#func, #(&#passed),*);
+            let #prepared = #facade::__private::#remote(#shapes, #function, #(#passed),*);
             // SAFETY: borrowed arguments went through `Pass` for the lifetime of `#call`, local to
             // this block, and `#function` takes exactly those types (`signature<n>`).
             #unsafe_call
@@ -183,10 +184,11 @@ impl SubmitRewriter {
         let binder = self.placement.binder();
         let bind = format_ident!("{binder}{}", args.len(), span = submit_span);
         let scope = &self.scope;
+        let facade = crate::facade::path();
         let tokens = match self.placement {
             Placement::Remote => remote_call(scope, &bind, func, &args, submit_span),
             Placement::Local => quote_spanned! {submit_span=>
-                #scope.submit(::executor::__private::#bind(#func #(, #args)*))
+                #scope.submit(#facade::__private::#bind(#func #(, #args)*))
             },
         };
         syn::parse2(tokens).expect("the rewritten submit call is an expression")

@@ -24,6 +24,9 @@ mod backends;
 #[path = "../../executor-macros/src/expand.rs"]
 mod expand;
 #[allow(dead_code)]
+#[path = "../../executor-macros/src/facade.rs"]
+mod facade;
+#[allow(dead_code)]
 #[path = "../../executor-macros/src/fallback.rs"]
 mod fallback;
 #[allow(dead_code)]
