@@ -31,7 +31,7 @@
 //! `ThreadPoolExecutor()` (`benches/python/auto.py`, against the same server). In each run every
 //! setting is timed once per workload, interleaved; a setting whose first run took 2 s or more
 //! is timed in the first run only. While each `Auto` block runs, a sampler thread counts the
-//! threads named `auto-*` every 2 ms, and a logger keeps the governor's `executor::auto` records.
+//! threads named `auto-*` every 2 ms, and a logger keeps the governor's `concurrent_futures::auto` records.
 //!
 //! The bench's parts, under `benches/auto/`: `settings.rs`, `workloads.rs` (the blocks, and how
 //! each is run and timed), `starvation.rs`, `server.rs` (the I/O workload's HTTP server),
@@ -47,7 +47,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 /// Runs the block as one `pool!` under `$setting` and gives its value (the caller has
-/// `executor::pool` in scope). Defined before the modules, which use it.
+/// `concurrent_futures::pool` in scope). Defined before the modules, which use it.
 macro_rules! in_pool {
     ($setting:expr, { $($body:tt)* }) => {
         match $setting {

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Instant;
 
-use executor::__private::mpi;
-use executor::pool;
+use concurrent_futures::__private::mpi;
+use concurrent_futures::pool;
 use mpi::traits::*;
 
 const TASKS: usize = 20_000;

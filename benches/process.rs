@@ -8,9 +8,9 @@
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
+use concurrent_futures::pool;
 use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
-use executor::pool;
 
 const TASKS: usize = 20_000;
 const PAYLOADS: usize = 200;

@@ -11,9 +11,9 @@
 
 use std::sync::OnceLock;
 
+use concurrent_futures::pool;
 use divan::counter::ItemsCount;
 use divan::Bencher;
-use executor::pool;
 
 const TASKS: usize = 20_000;
 const WORKERS: usize = 2;

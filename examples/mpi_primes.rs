@@ -21,7 +21,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use executor::{current_worker, pool};
+use concurrent_futures::{current_worker, pool};
 
 #[path = "shared/primes.rs"]
 mod primes;

@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use executor::pool;
+use concurrent_futures::pool;
 
 #[path = "shared/primes.rs"]
 mod primes;

@@ -25,7 +25,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use executor::{backend, pool};
+use concurrent_futures::{backend, pool};
 use indicatif::{ProgressBar, ProgressStyle};
 use scraper::{Html, Selector};
 

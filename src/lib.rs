@@ -38,7 +38,7 @@
 //! # Example
 //!
 //! ```
-//! use executor::pool;
+//! use concurrent_futures::pool;
 //!
 //! fn word_count(text: &str) -> usize {
 //!     text.split_whitespace().count()
@@ -55,7 +55,7 @@
 //! The same work on worker processes: change the word.
 //!
 //! ```
-//! use executor::{pool, TaskError};
+//! use concurrent_futures::{pool, TaskError};
 //!
 //! fn word_count(text: &str) -> usize {
 //!     text.split_whitespace().count()
@@ -84,7 +84,7 @@
 //! ```
 //! use std::sync::mpsc;
 //! use std::time::Duration;
-//! use executor::pool;
+//! use concurrent_futures::pool;
 //!
 //! fn fetch(i: u32) -> u32 {
 //!     std::thread::sleep(Duration::from_millis(50)); // stands for a slow server
@@ -108,7 +108,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use executor::{pool, TaskError};
+//! use concurrent_futures::{pool, TaskError};
 //!
 //! fn hang() -> u8 {
 //!     loop {
@@ -147,7 +147,7 @@
     feature = "mpi",
     doc = r#"
 ```no_run
-use executor::{current_worker, pool};
+use concurrent_futures::{current_worker, pool};
 
 fn where_am_i(x: u64) -> (u64, Option<usize>, Option<String>) {
     let me = current_worker().unwrap();
@@ -163,18 +163,18 @@ assert_eq!(answers[3].0, 9);
 "#
 )]
 
-// The macro expands to `::executor::...` paths; this makes them resolve inside this crate too.
-extern crate self as executor;
+// The macro expands to `::concurrent_futures::...` paths; this makes them resolve inside this crate too.
+extern crate self as concurrent_futures;
 
-pub use executor_macros::{backend, pool};
-pub use executor_runtime::{
+pub use concurrent_futures_macros::{backend, pool};
+pub use concurrent_futures_runtime::{
     as_completed, current_worker, wait, AsCompleted, Backend, Future, ReturnWhen, TaskError,
     WaitTimeout, Waitable, Waited, WorkerDeath, WorkerInfo, ALL_COMPLETED, FIRST_COMPLETED,
     FIRST_EXCEPTION,
 };
 
 #[doc(hidden)]
-pub use executor_runtime::__private;
+pub use concurrent_futures_runtime::__private;
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use executor::{current_worker, pool, Backend};
+use concurrent_futures::{current_worker, pool, Backend};
 
 mod common;
 use common::within;
@@ -209,7 +209,7 @@ fn the_cap_still_bounds_the_starvation_guard() {
 }
 
 /// A task that computes until `enough` tasks have run at once (or 10 s pass).
-fn spin_until(seen: &Concurrency, enough: usize) -> (usize, executor::WorkerInfo) {
+fn spin_until(seen: &Concurrency, enough: usize) -> (usize, concurrent_futures::WorkerInfo) {
     seen.enter();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut x = 1u64;
@@ -314,12 +314,12 @@ fn map_keeps_a_window_sized_by_the_current_target_not_the_cap() {
     );
 }
 
-/// The governor's decisions, as it logs them (target `executor::auto`), for every pool.
+/// The governor's decisions, as it logs them (target `concurrent_futures::auto`), for every pool.
 struct Decisions(Mutex<Vec<String>>);
 
 impl log::Log for Decisions {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.target() == "executor::auto"
+        metadata.target() == "concurrent_futures::auto"
     }
 
     fn log(&self, record: &log::Record) {

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use executor::pool;
+use concurrent_futures::pool;
 
 fn count_words(text: &str) -> usize {
     text.split_whitespace().count()

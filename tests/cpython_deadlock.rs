@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use executor::{current_worker, pool, Backend, TaskError, WorkerDeath};
+use concurrent_futures::{current_worker, pool, Backend, TaskError, WorkerDeath};
 use serde::de::Error as _;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use executor::{current_worker, pool, TaskError, WorkerDeath};
+use concurrent_futures::{current_worker, pool, TaskError, WorkerDeath};
 use serde::{Deserialize, Serialize};
 
 mod common;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use executor::{current_worker, pool, TaskError};
+use concurrent_futures::{current_worker, pool, TaskError};
 
 mod common;
 use common::{within, HANG_LIMIT as LIMIT};
@@ -268,7 +268,7 @@ fn test_hang_issue12364_process() {
 /// gh-94440: a call submitted and at once cancelled right before the block is left does not
 /// hang the exit. Whether the cancel wins the race with the idle worker varies, so the case runs
 /// several times; either way the future agrees with what `cancel()` said.
-fn check_gh94440(outcome: (bool, executor::Future<u64>)) {
+fn check_gh94440(outcome: (bool, concurrent_futures::Future<u64>)) {
     let (cancelled, future) = outcome;
     assert!(future.done());
     assert_eq!(future.cancelled(), cancelled);

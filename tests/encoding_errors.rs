@@ -2,7 +2,7 @@
 //! `TaskError::Transport` that says why, in the user's terms where the user gave some, and every
 //! other call of the block completes.
 
-use executor::{pool, TaskError};
+use concurrent_futures::{pool, TaskError};
 use serde::ser::Error as _;
 use serde::{Deserialize, Serialize, Serializer};
 

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 #![deny(warnings)]
 
-use executor::pool;
+use concurrent_futures::pool;
 
 fn shout(text: &str) -> String {
     text.to_uppercase()

@@ -4,7 +4,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use executor::{pool, TaskError};
+use concurrent_futures::{pool, TaskError};
 
 /// A task that reports it started and then holds its worker until released.
 fn hold(started: mpsc::Sender<()>, release: mpsc::Receiver<()>) -> &'static str {

@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use executor::{
+use concurrent_futures::{
     as_completed, pool, wait, TaskError, ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION,
 };
 

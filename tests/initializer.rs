@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use executor::{pool, TaskError};
+use concurrent_futures::{pool, TaskError};
 
 mod common;
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use executor::{pool, TaskError};
+use concurrent_futures::{pool, TaskError};
 
 const TASKS: usize = 8;
 
@@ -22,7 +22,7 @@ fn slow_increment(counter: &AtomicUsize) {
 }
 
 /// Waits until the first task has started, then counts the futures that end cancelled.
-fn count_cancellations<R>(futures: &[executor::Future<R>], cancelled: &Arc<AtomicUsize>) {
+fn count_cancellations<R>(futures: &[concurrent_futures::Future<R>], cancelled: &Arc<AtomicUsize>) {
     while !futures[0].running() && !futures[0].done() {
         std::thread::yield_now();
     }
@@ -220,7 +220,7 @@ fn sleep_ms(ms: u64) -> u64 {
 fn by_default_an_early_exit_runs_every_call_submitted() {
     fn parse_after_submitting() -> (
         Result<u32, std::num::ParseIntError>,
-        Vec<executor::Future<u64>>,
+        Vec<concurrent_futures::Future<u64>>,
     ) {
         let mut futures = Vec::new();
         let parsed = (|| {

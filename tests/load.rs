@@ -30,7 +30,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use executor::{current_worker, pool};
+use concurrent_futures::{current_worker, pool};
 
 const SCENARIO: &str = "EXECUTOR_LOAD_SCENARIO";
 
@@ -463,7 +463,7 @@ fn thread_million_window() {
     let mut read = 0u64;
     pool!(Thread(max_workers = WORKERS) => {
         let mut window = VecDeque::with_capacity(WINDOW);
-        let mut settle = |(i, future): (u64, executor::Future<u64>)| {
+        let mut settle = |(i, future): (u64, concurrent_futures::Future<u64>)| {
             if i % 2 == 0 {
                 assert_eq!(future.result(), Ok(tiny(i)));
                 read += 1;
@@ -528,7 +528,7 @@ fn process_million_window() {
     let mut read = 0u64;
     pool!(Process(max_workers = WORKERS) => {
         let mut window = VecDeque::with_capacity(WINDOW);
-        let mut settle = |(i, future): (u64, executor::Future<u64>)| {
+        let mut settle = |(i, future): (u64, concurrent_futures::Future<u64>)| {
             if i % 2 == 0 {
                 assert_eq!(future.result(), Ok(tiny(i)));
                 read += 1;

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use executor::{pool, TaskError};
+use concurrent_futures::{pool, TaskError};
 
 fn square(x: u64) -> u64 {
     x * x

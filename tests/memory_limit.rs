@@ -1,7 +1,7 @@
 //! `memory_limit` (Process): a task that allocates past its worker's cap fails with
 //! `TaskError::MemoryLimitExceeded`; its worker is replaced and every other task completes.
 
-use executor::{pool, TaskError, WorkerDeath};
+use concurrent_futures::{pool, TaskError, WorkerDeath};
 
 const LIMIT: u64 = 256 << 20;
 

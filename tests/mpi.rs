@@ -16,7 +16,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::helper_enabled;
-use executor::{as_completed, backend, current_worker, pool, Backend, TaskError, WorkerDeath};
+use concurrent_futures::{
+    as_completed, backend, current_worker, pool, Backend, TaskError, WorkerDeath,
+};
 use serde::{Deserialize, Serialize};
 
 /// A generous bound for one helper run: a hang fails the test instead of the CI job.

@@ -2,7 +2,7 @@
 //! picks which for the whole program. Each name is a real backend, so each block behaves as the
 //! keyword it stands for.
 
-use executor::{backend, current_worker, pool, Backend};
+use concurrent_futures::{backend, current_worker, pool, Backend};
 
 backend!(Fetch = Thread(max_workers = 3, thread_name_prefix = "fetch"));
 backend!(Measured = Auto(max_workers = 8));
@@ -60,7 +60,7 @@ mod declared_earlier {
     // A name is visible in the modules declared after it, like any `macro_rules!` macro.
     #[test]
     fn a_name_declared_above_is_usable_here() {
-        let sum: u64 = executor::pool!(Work => {
+        let sum: u64 = concurrent_futures::pool!(Work => {
             (1..=4u64).map(|x| submit(move || x * 10)).map(|f| f.result().unwrap()).sum()
         });
         assert_eq!(sum, 100);

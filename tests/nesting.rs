@@ -7,7 +7,7 @@
 mod common;
 
 use common::within;
-use executor::{as_completed, pool, wait, Future, ALL_COMPLETED, FIRST_COMPLETED};
+use concurrent_futures::{as_completed, pool, wait, Future, ALL_COMPLETED, FIRST_COMPLETED};
 
 fn add(a: u64, b: u64) -> u64 {
     a + b

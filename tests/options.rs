@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use executor::pool;
+use concurrent_futures::pool;
 
 /// Counts how many tasks run at once and remembers the most seen.
 struct Concurrency {

@@ -3,7 +3,7 @@
 
 use std::panic;
 
-use executor::{pool, TaskError};
+use concurrent_futures::{pool, TaskError};
 
 /// The Thread contract: every test in it runs once on `Thread` (module `thread`) and once on
 /// `Auto` (module `auto`), which must behave the same. A test that depends on the pool's size

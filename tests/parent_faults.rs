@@ -6,7 +6,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::sync::Barrier;
 use std::time::Duration;
 
-use executor::{pool, TaskError, WorkerDeath};
+use concurrent_futures::{pool, TaskError, WorkerDeath};
 
 mod common;
 

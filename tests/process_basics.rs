@@ -1,6 +1,6 @@
 //! The Process backend: the same block as Thread, each call in a worker process.
 
-use executor::{current_worker, pool, Backend, TaskError};
+use concurrent_futures::{current_worker, pool, Backend, TaskError};
 use serde::{Deserialize, Serialize};
 
 fn add(a: u64, b: u64) -> u64 {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use executor::{pool, TaskError, WorkerDeath};
+use concurrent_futures::{pool, TaskError, WorkerDeath};
 
 mod common;
 

@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
 
-use executor::{pool, TaskError};
+use concurrent_futures::{pool, TaskError};
 
 mod common;
 

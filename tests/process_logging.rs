@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use executor::pool;
+use concurrent_futures::pool;
 
 struct Recorder(Mutex<Vec<(log::Level, String)>>);
 

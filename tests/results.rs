@@ -2,7 +2,7 @@
 //! in the order the futures are read, for every arity, for every way of naming `f`, and from
 //! anywhere in the block.
 
-use executor::{pool, Future, TaskError};
+use concurrent_futures::{pool, Future, TaskError};
 
 fn add(a: u64, b: u64) -> u64 {
     a + b

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::within;
-use executor::{as_completed, pool, wait, Future, ALL_COMPLETED, FIRST_COMPLETED};
+use concurrent_futures::{as_completed, pool, wait, Future, ALL_COMPLETED, FIRST_COMPLETED};
 
 fn sleep_then_double(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
@@ -26,7 +26,7 @@ fn check_keyed_as_completed(arrived: Vec<(&'static str, u64)>) {
 }
 
 /// Every item comes back once, beside its own result, and a failed item beside its error.
-fn check_unordered(mut pairs: Vec<(u64, Result<u64, executor::TaskError>)>) {
+fn check_unordered(mut pairs: Vec<(u64, Result<u64, concurrent_futures::TaskError>)>) {
     assert_eq!(pairs.len(), 6);
     pairs.sort_by_key(|(item, _)| *item);
     for (item, result) in pairs {

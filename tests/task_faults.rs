@@ -8,7 +8,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 
-use executor::{pool, TaskError, WorkerDeath};
+use concurrent_futures::{pool, TaskError, WorkerDeath};
 
 mod common;
 

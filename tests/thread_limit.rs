@@ -10,16 +10,16 @@
 use std::sync::mpsc;
 use std::sync::Mutex;
 
-use executor::{pool, Future};
+use concurrent_futures::{pool, Future};
 
 mod common;
 
-/// The warnings logged under the target `executor::auto`.
+/// The warnings logged under the target `concurrent_futures::auto`.
 struct Warnings(Mutex<Vec<String>>);
 
 impl log::Log for Warnings {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.target() == "executor::auto" && metadata.level() <= log::Level::Warn
+        metadata.target() == "concurrent_futures::auto" && metadata.level() <= log::Level::Warn
     }
 
     fn log(&self, record: &log::Record) {

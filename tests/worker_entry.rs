@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use executor::pool;
+use concurrent_futures::pool;
 
 mod common;
 

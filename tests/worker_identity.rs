@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Barrier;
 
-use executor::{current_worker, pool, Backend, WorkerInfo};
+use concurrent_futures::{current_worker, pool, Backend, WorkerInfo};
 
 fn whoami() -> WorkerInfo {
     current_worker().expect("tasks run on a worker")

@@ -172,7 +172,7 @@ impl Report<'_> {
         let _ = writeln!(
             md,
             "- `Auto` blocks ran with a sampler thread (it counts threads named `auto-*` every \
-             {} ms) and a logger for the governor's `executor::auto` records; the tiny-task \
+             {} ms) and a logger for the governor's `concurrent_futures::auto` records; the tiny-task \
              blocks ran without either.",
             PERIOD.as_millis()
         );

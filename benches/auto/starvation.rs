@@ -4,7 +4,7 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use executor::pool;
+use concurrent_futures::pool;
 
 use crate::trace::{Trace, Tracer};
 use crate::workloads::guarded;

@@ -1,6 +1,6 @@
 //! The worker count over time while an `Auto` block runs: a sampler thread that counts this
 //! process's threads named with [`PREFIX`] every [`PERIOD`], and a `log::Log` that keeps the
-//! governor's decisions (target `executor::auto`, debug level).
+//! governor's decisions (target `concurrent_futures::auto`, debug level).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,7 +84,7 @@ static LOG: GovernorLog = GovernorLog {
 
 impl log::Log for GovernorLog {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::Level::Debug && metadata.target().starts_with("executor")
+        metadata.level() <= log::Level::Debug && metadata.target().starts_with("concurrent_futures")
     }
 
     fn log(&self, record: &log::Record) {

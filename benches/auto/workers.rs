@@ -101,7 +101,7 @@ impl Report<'_> {
         if reasons.is_empty() {
             let _ = writeln!(
                 md,
-                "The runtime logged no `executor::auto` decision lines (`pool N: target T workers, \
+                "The runtime logged no `concurrent_futures::auto` decision lines (`pool N: target T workers, \
                  A active of S started (reason)`), so the plot shows only the sampled count."
             );
             let unparsed: Vec<&String> = self.traces().flat_map(|t| &t.unparsed).take(3).collect();

@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Instant;
 
-use executor::pool;
+use concurrent_futures::pool;
 
 use crate::common::cpu_task::spin;
 use crate::results::Results;

@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use executor::pool;
+use concurrent_futures::pool;
 use rayon::prelude::*;
 
 use crate::common::cpu_task::spin;

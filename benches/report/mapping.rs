@@ -1,6 +1,6 @@
 //! `map` over a million items (100,000 in quick runs), each peer its own way.
 
-use executor::pool;
+use concurrent_futures::pool;
 use rayon::prelude::*;
 
 use crate::figures::{sig, Row, Table, Unit};

@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use executor::pool;
+use concurrent_futures::pool;
 
 use crate::figures::{Row, Table, Unit};
 use crate::peers::{peer_rows, timed, PROCESS, THREAD};

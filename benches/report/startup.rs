@@ -1,6 +1,6 @@
 //! Start-up: open a pool of 2 workers, run 2 calls, shut it down; 4 samples per run.
 
-use executor::pool;
+use concurrent_futures::pool;
 
 use crate::figures::{Table, Unit};
 use crate::peers::{peer_rows, rayon_pool, timed, PROCESS, THREAD};

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
-use executor::pool;
+use concurrent_futures::pool;
 
 use crate::common::stats::summarise;
 use crate::figures::{sig, Row, Table, Unit};

@@ -10,10 +10,10 @@
 pub(crate) enum Placement {
     /// On threads of this process: a call is a closure, which may borrow from the caller (the
     /// hidden join guard makes that sound), and is passed through
-    /// `::executor::__private::bind<n>`.
+    /// `::concurrent_futures::__private::bind<n>`.
     Local,
     /// In other processes: a call is a function pointer and its encoded arguments, built by
-    /// `::executor::__private::remote<n>`, and borrows nothing once submitted.
+    /// `::concurrent_futures::__private::remote<n>`, and borrows nothing once submitted.
     Remote,
 }
 
@@ -28,10 +28,10 @@ impl Placement {
     }
 }
 
-/// How the block opens the pool: `::executor::__private::<path>(options)`.
+/// How the block opens the pool: `::concurrent_futures::__private::<path>(options)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Opener {
-    /// The constructor, as a path under `::executor::__private` (`"ThreadScope::new"`).
+    /// The constructor, as a path under `::concurrent_futures::__private` (`"ThreadScope::new"`).
     pub(crate) path: &'static str,
     /// `Some(argument)` when the constructor is an `unsafe fn`: the argument, written as the
     /// `SAFETY:` comment of the `unsafe` block, for why the expansion meets its contract. The
@@ -247,8 +247,8 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
         // It builds on the system's MPI library, which a user must install and opt into.
         feature: Some(Feature {
             enabled: cfg!(feature = "mpi"),
-            missing: "the `Mpi` backend needs the cargo feature `mpi` of the `executor` \
-                 package: `executor = { ..., features = [\"mpi\"] }` (it builds on Open MPI and \
+            missing: "the `Mpi` backend needs the cargo feature `mpi` of the `concurrent-futures` \
+                 package: `concurrent-futures = { ..., features = [\"mpi\"] }` (it builds on Open MPI and \
                  libclang: see the README, \"Running on a cluster\")",
         }),
     },

@@ -68,7 +68,7 @@ pub(crate) fn expand(input: &PoolInput, backend: &BackendSpec, scope: &Ident) ->
     }
 }
 
-/// `::executor::__private::<opener>(options)`, from the backend's row; in an `unsafe` block when the
+/// `::concurrent_futures::__private::<opener>(options)`, from the backend's row; in an `unsafe` block when the
 /// constructor is an `unsafe fn`, for the reason the row's `opener.safety` gives (the hidden join
 /// guard). The block holds only the macro's own tokens: the options are a local computed before.
 fn open(backend: &BackendSpec, options: &Ident) -> TokenStream {
@@ -110,7 +110,7 @@ fn initializer(input: &PoolInput, placement: Placement, options: &Ident) -> Toke
                 .map(|i| Ident::new(&format!("__executor_initarg{i}"), Span::mixed_site()))
                 .collect();
             let function = Ident::new("__executor_initializer", Span::mixed_site());
-            let facade = crate::facade::path();
+            let facade = crate::facade::path_at(span);
             quote_spanned! {span=>
                 #options.thread_initializer({
                     let #function = #func;

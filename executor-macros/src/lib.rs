@@ -1,4 +1,4 @@
-//! The `pool!` macro of the [`executor`](https://docs.rs/executor) crate.
+//! The `pool!` macro of the [`concurrent-futures`](https://docs.rs/concurrent-futures) crate.
 //!
 //! The macro is a pipeline of plain functions over a typed model, one stage per module:
 //! `ast` parses the input, `valid` checks it, `rewrite` turns each `submit(...)` call in the body
@@ -24,7 +24,7 @@ use proc_macro::TokenStream;
 /// block is left.
 ///
 /// ```
-/// use executor::pool;
+/// use concurrent_futures::pool;
 ///
 /// fn add(a: u64, b: u64) -> u64 {
 ///     a + b
@@ -37,7 +37,7 @@ use proc_macro::TokenStream;
 /// assert_eq!(sums, (100..110).collect::<Vec<_>>());
 /// ```
 ///
-/// See the crate documentation of `executor` for the full contract.
+/// See the crate documentation of `concurrent-futures` for the full contract.
 #[proc_macro]
 pub fn pool(input: TokenStream) -> TokenStream {
     pipeline::expand_pool(input.into()).into()
@@ -48,7 +48,7 @@ pub fn pool(input: TokenStream) -> TokenStream {
 /// (and any the block adds). Switch a whole program by changing the one line, or with a `cfg`:
 ///
 /// ```
-/// use executor::{backend, pool};
+/// use concurrent_futures::{backend, pool};
 ///
 /// #[cfg(feature = "no-such-feature")]
 /// backend!(Work = Process(max_workers = 2));

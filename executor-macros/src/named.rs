@@ -10,7 +10,7 @@
 //! ```text
 //! pool!(Fetch(thread_name_prefix = "f") => { .. })
 //!   -> Fetch! { @executor_pool (thread_name_prefix = "f") => { .. } }
-//!   -> ::executor::pool!(Thread(max_workers = 16, thread_name_prefix = "f") => { .. })
+//!   -> ::concurrent_futures::pool!(Thread(max_workers = 16, thread_name_prefix = "f") => { .. })
 //! ```
 //!
 //! So an option given in both places is the `pool!`'s duplicate-option error, at the block's
@@ -207,7 +207,9 @@ mod tests {
         let out = declared(quote!(Fetch = Thread(max_workers = 16);));
         assert!(out.contains("macro_rules ! Fetch"), "{out}");
         assert!(
-            out.contains(":: executor :: pool ! (Thread (max_workers = 16) $ ($ rest) *)"),
+            out.contains(
+                ":: concurrent_futures :: pool ! (Thread (max_workers = 16) $ ($ rest) *)"
+            ),
             "{out}"
         );
         assert!(
@@ -216,7 +218,7 @@ mod tests {
         );
         let bare = declared(quote!(Quick = Process));
         assert!(
-            bare.contains(":: executor :: pool ! (Process $ ($ rest) *)"),
+            bare.contains(":: concurrent_futures :: pool ! (Process $ ($ rest) *)"),
             "{bare}"
         );
     }

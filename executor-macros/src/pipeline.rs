@@ -73,7 +73,7 @@ mod tests {
         assert!(!out.contains("compile_error"), "{out}");
         assert!(
             out.contains(
-                "unsafe { :: executor :: __private :: ThreadScope :: new (__executor_options) }"
+                "unsafe { :: concurrent_futures :: __private :: ThreadScope :: new (__executor_options) }"
             ),
             "{out}"
         );
@@ -81,7 +81,7 @@ mod tests {
         let out = expansion(quote!(Process => { submit(f, 1) }));
         assert!(
             out.contains(
-                "= :: executor :: __private :: ProcessScope :: new (__executor_options) ;"
+                "= :: concurrent_futures :: __private :: ProcessScope :: new (__executor_options) ;"
             ),
             "{out}"
         );
@@ -101,7 +101,7 @@ mod tests {
         assert!(out.contains("let local = 1 ;"), "{out}");
         assert!(
             out.contains(
-                "__executor_scope . submit (:: executor :: __private :: bind1 (f , local))"
+                "__executor_scope . submit (:: concurrent_futures :: __private :: bind1 (f , local))"
             ),
             "{out}"
         );

@@ -1,5 +1,5 @@
 //! Rewriting: every plain call `submit(f, a1, ..., an)` in the body becomes a call on the pool's
-//! hidden scope, `SCOPE.submit(::executor::__private::bind<n>(f, a1, ..., an))`.
+//! hidden scope, `SCOPE.submit(::concurrent_futures::__private::bind<n>(f, a1, ..., an))`.
 //!
 //! What is rewritten: a call whose function is the bare path `submit` (no `::`, no generics, not a
 //! method), anywhere in the body, including closures and the arguments of other macros when those
@@ -21,14 +21,14 @@ use syn::{Error, Expr, ExprCall, ExprPath, Item, Macro, Token};
 
 use crate::backends::Placement;
 
-/// The most arguments `submit` passes to the function; `executor_runtime::__private::bind<n>`
+/// The most arguments `submit` passes to the function; `concurrent_futures_runtime::__private::bind<n>`
 /// exists for each count up to this.
 pub(crate) const MAX_ARGS: usize = 12;
 
 /// The Process form of a `submit` call. The arguments are evaluated first, in order; then each
 /// one's type picks how it crosses (`Probe`: owned, or a borrowed `&str`/`&[u8]`), and a borrowed
 /// one is re-borrowed for a lifetime local to this call (`Pass`), which is what proves the function
-/// cannot keep it. See `executor_runtime::remote`.
+/// cannot keep it. See `concurrent_futures_runtime::remote`.
 fn remote_call(
     scope: &Ident,
     remote: &Ident,
@@ -62,7 +62,7 @@ pub(crate) fn remote_call_value(
         .collect();
     let signature = format_ident!("signature{}", args.len(), span = span);
     let prepared = hidden("__executor_prepared".into());
-    let facade = crate::facade::path();
+    let facade = crate::facade::path_at(span);
     // The `unsafe` block carries the macro's span, not the user's: lints such as
     // `#![forbid(unsafe_code)]` apply to code the user wrote, and this block is the macro's. It
     // holds no generic call, so a type error (an argument that is not `Serialize`) is reported at
@@ -184,7 +184,7 @@ impl SubmitRewriter {
         let binder = self.placement.binder();
         let bind = format_ident!("{binder}{}", args.len(), span = submit_span);
         let scope = &self.scope;
-        let facade = crate::facade::path();
+        let facade = crate::facade::path_at(submit_span);
         let tokens = match self.placement {
             Placement::Remote => remote_call(scope, &bind, func, &args, submit_span),
             Placement::Local => quote_spanned! {submit_span=>
@@ -355,7 +355,7 @@ mod tests {
         }));
         assert!(
             out.contains(
-                "__executor_scope . submit (:: executor :: __private :: bind2 (f , 1 , 2))"
+                "__executor_scope . submit (:: concurrent_futures :: __private :: bind2 (f , 1 , 2))"
             ),
             "{out}"
         );

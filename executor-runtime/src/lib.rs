@@ -1,6 +1,6 @@
-//! The runtime of [`executor`](https://docs.rs/executor): pools, futures and workers.
+//! The runtime of [`concurrent-futures`](https://docs.rs/concurrent-futures): pools, futures and workers.
 //!
-//! Users depend on the `executor` crate, which re-exports what is public here; the `pool!` macro
+//! Users depend on the `concurrent-futures` crate, which re-exports what is public here; the `pool!` macro
 //! expands to calls into [`__private`], which is not part of the stable API.
 //!
 //! # Layout: layers, then one folder per backend

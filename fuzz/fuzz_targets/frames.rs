@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use executor_runtime::__private::{frames, parent_stream, values, worker_stream};
+use concurrent_futures_runtime::__private::{frames, parent_stream, values, worker_stream};
 use libfuzzer_sys::fuzz_target;
 
 /// The reader grows its buffers in steps of 16 MiB as bytes arrive; one step beyond the bytes

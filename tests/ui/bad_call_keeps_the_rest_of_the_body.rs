@@ -1,4 +1,4 @@
-use executor::pool;
+use concurrent_futures::pool;
 
 fn double(x: u32) -> u32 {
     2 * x

@@ -1,4 +1,4 @@
-use executor::pool;
+use concurrent_futures::pool;
 
 fn add(a: u64, b: u64) -> u64 {
     a + b

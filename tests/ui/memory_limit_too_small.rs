@@ -1,4 +1,4 @@
-use executor::pool;
+use concurrent_futures::pool;
 
 fn main() {
     // A worker needs a few MiB to start; a literal below the floor is refused at compile time.

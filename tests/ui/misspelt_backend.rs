@@ -1,5 +1,5 @@
 // A near miss of a keyword is an unknown backend, with the list of keywords.
-use executor::pool;
+use concurrent_futures::pool;
 
 fn main() {
     pool!(Thred => {});

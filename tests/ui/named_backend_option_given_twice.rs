@@ -1,5 +1,5 @@
 // An option that the named backend already sets is a duplicate, at the block's token.
-use executor::{backend, pool};
+use concurrent_futures::{backend, pool};
 
 backend!(Fetch = Thread(max_workers = 4));
 

@@ -2,7 +2,7 @@
 // the declaration.
 use std::time::Duration;
 
-use executor::{backend, pool};
+use concurrent_futures::{backend, pool};
 
 backend!(Fetch = Thread(max_workers = 4));
 backend!(Crunch = Thread(timeout = Duration::from_secs(1)));

@@ -1,6 +1,6 @@
 // A name that no `backend!` declared is the compiler's error at the name, with the declared name
 // it is close to.
-use executor::{backend, pool};
+use concurrent_futures::{backend, pool};
 
 backend!(Fetch = Thread(max_workers = 4));
 

@@ -1,5 +1,5 @@
 // The name stands for a backend: calling it as a macro says how to use it.
-use executor::backend;
+use concurrent_futures::backend;
 
 backend!(Fetch = Thread);
 

@@ -1,4 +1,4 @@
-use executor::pool;
+use concurrent_futures::pool;
 
 fn main() {
     pool!(Thread(max_workers 4) => {});

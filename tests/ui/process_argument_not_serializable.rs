@@ -1,4 +1,4 @@
-use executor::pool;
+use concurrent_futures::pool;
 
 struct Handle(std::fs::File);
 

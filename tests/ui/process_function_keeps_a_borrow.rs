@@ -1,4 +1,4 @@
-use executor::pool;
+use concurrent_futures::pool;
 
 // A function that may keep its argument forever cannot take a borrowed argument on a worker
 // process, where the argument lives only as long as the call.

@@ -1,4 +1,4 @@
-use executor::pool;
+use concurrent_futures::pool;
 
 fn open() -> std::fs::File {
     std::fs::File::open("/dev/null").unwrap()

@@ -1,4 +1,4 @@
-use executor::pool;
+use concurrent_futures::pool;
 use std::rc::Rc;
 
 fn main() {

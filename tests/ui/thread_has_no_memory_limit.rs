@@ -1,4 +1,4 @@
-use executor::pool;
+use concurrent_futures::pool;
 
 fn main() {
     // Threads share one process's memory, so only Process can cap a worker's.

@@ -1,4 +1,4 @@
-use executor::pool;
+use concurrent_futures::pool;
 
 fn main() {
     // A Thread pool has a fixed size; only Auto sizes itself between `min_workers` and `max_workers`.

@@ -1,4 +1,4 @@
-use executor::pool;
+use concurrent_futures::pool;
 
 fn main() {
     // A thread cannot be killed, so only Process offers a per-task timeout.

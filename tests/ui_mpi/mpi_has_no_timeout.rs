@@ -1,4 +1,4 @@
-use executor::pool;
+use concurrent_futures::pool;
 
 fn main() {
     let timeout = std::time::Duration::from_secs(1);

@@ -7,7 +7,7 @@ use std::fmt;
 /// Which kind of pool a worker belongs to.
 ///
 /// ```
-/// use executor::{current_worker, pool, Backend};
+/// use concurrent_futures::{current_worker, pool, Backend};
 ///
 /// let backend = pool!(Thread => { submit(|| current_worker().unwrap().backend()).result() });
 /// assert_eq!(backend, Ok(Backend::Thread));
@@ -39,7 +39,7 @@ impl fmt::Display for Backend {
 /// The identity of the worker running the current task.
 ///
 /// ```
-/// use executor::{current_worker, pool, Backend};
+/// use concurrent_futures::{current_worker, pool, Backend};
 ///
 /// let who = pool!(Thread(max_workers = 2) => { submit(current_worker).result().unwrap() });
 /// let who = who.expect("a task runs on a worker");
@@ -83,7 +83,7 @@ impl WorkerInfo {
     /// started without a launcher, they are ranks 0 to n - 1 of the spawned job.
     ///
     /// ```
-    /// use executor::{current_worker, pool};
+    /// use concurrent_futures::{current_worker, pool};
     ///
     /// let info = pool!(Thread => { submit(current_worker).result().unwrap().unwrap() });
     /// assert_eq!(info.rank(), None); // only Mpi workers have one
@@ -96,7 +96,7 @@ impl WorkerInfo {
     /// it; `None` on the others).
     ///
     /// ```
-    /// use executor::{current_worker, pool};
+    /// use concurrent_futures::{current_worker, pool};
     ///
     /// let info = pool!(Process => { submit(current_worker).result().unwrap().unwrap() });
     /// assert_eq!(info.host(), None); // only Mpi workers report one
@@ -108,7 +108,7 @@ impl WorkerInfo {
     /// The kind of pool this worker belongs to.
     ///
     /// ```
-    /// use executor::{current_worker, pool, Backend};
+    /// use concurrent_futures::{current_worker, pool, Backend};
     ///
     /// let info = pool!(Thread => { submit(current_worker).result().unwrap().unwrap() });
     /// assert_eq!(info.backend(), Backend::Thread);
@@ -120,7 +120,7 @@ impl WorkerInfo {
     /// The worker's number within its pool, from 0 up to `max_workers - 1`.
     ///
     /// ```
-    /// use executor::{current_worker, pool};
+    /// use concurrent_futures::{current_worker, pool};
     ///
     /// let info = pool!(Thread(max_workers = 1) => { submit(current_worker).result().unwrap().unwrap() });
     /// assert_eq!(info.index(), 0);
@@ -132,7 +132,7 @@ impl WorkerInfo {
     /// The id of the operating-system process the worker runs in.
     ///
     /// ```
-    /// use executor::{current_worker, pool};
+    /// use concurrent_futures::{current_worker, pool};
     ///
     /// let info = pool!(Thread => { submit(current_worker).result().unwrap().unwrap() });
     /// assert_eq!(info.pid(), std::process::id()); // a Thread worker shares this process
@@ -145,7 +145,7 @@ impl WorkerInfo {
     /// `thread_name_prefix` followed by `-<index>`).
     ///
     /// ```
-    /// use executor::{current_worker, pool};
+    /// use concurrent_futures::{current_worker, pool};
     ///
     /// let info = pool!(Thread(max_workers = 1, thread_name_prefix = "fetch") => {
     ///     submit(current_worker).result().unwrap().unwrap()
@@ -183,7 +183,7 @@ thread_local! {
 /// (for example in the `pool!` block itself).
 ///
 /// ```
-/// use executor::{current_worker, pool};
+/// use concurrent_futures::{current_worker, pool};
 ///
 /// pool!(Thread => {
 ///     let line = submit(|| current_worker().map(|w| w.to_string())).result().unwrap();

@@ -10,7 +10,7 @@ use std::fmt;
 /// or `anyhow::Error`.
 ///
 /// ```
-/// use executor::{pool, TaskError};
+/// use concurrent_futures::{pool, TaskError};
 ///
 /// fn fails() -> u32 {
 ///     panic!("no such page")

@@ -30,7 +30,7 @@ pub(crate) trait Task<R>: Send + Sync {
 /// dropping a `Future` neither cancels nor detaches the task, and the `pool!` block still waits for it.
 ///
 /// ```
-/// use executor::pool;
+/// use concurrent_futures::pool;
 ///
 /// fn square(x: u64) -> u64 {
 ///     x * x
@@ -78,7 +78,7 @@ impl<R> Future<R> {
     /// Blocks until the task has finished, then gives its value, or why there is none.
     ///
     /// ```
-    /// use executor::{pool, TaskError};
+    /// use concurrent_futures::{pool, TaskError};
     ///
     /// let (good, bad) = pool!(Thread => {
     ///     let good = submit(|a: u32, b: u32| a + b, 2, 3);
@@ -100,7 +100,7 @@ impl<R> Future<R> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use executor::pool;
+    /// use concurrent_futures::pool;
     ///
     /// pool!(Thread => {
     ///     let slow = submit(|| std::thread::sleep(Duration::from_millis(200)));
@@ -124,7 +124,7 @@ impl<R> Future<R> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use executor::pool;
+    /// use concurrent_futures::pool;
     ///
     /// pool!(Thread => {
     ///     let quick = submit(|| 1);
@@ -139,7 +139,7 @@ impl<R> Future<R> {
     /// `true` once the task has finished: it ran to completion (a value or a panic) or was cancelled.
     ///
     /// ```
-    /// use executor::pool;
+    /// use concurrent_futures::pool;
     ///
     /// pool!(Thread => {
     ///     let f = submit(|| 2 + 2);
@@ -155,7 +155,7 @@ impl<R> Future<R> {
     ///
     /// ```
     /// use std::sync::mpsc;
-    /// use executor::pool;
+    /// use concurrent_futures::pool;
     ///
     /// let (started_tx, started_rx) = mpsc::channel();
     /// let (release_tx, release_rx) = mpsc::channel::<()>();
@@ -178,7 +178,7 @@ impl<R> Future<R> {
     ///
     /// ```
     /// use std::sync::mpsc;
-    /// use executor::{pool, TaskError};
+    /// use concurrent_futures::{pool, TaskError};
     ///
     /// let (release_tx, release_rx) = mpsc::channel::<()>();
     /// pool!(Thread(max_workers = 1) => {
@@ -198,7 +198,7 @@ impl<R> Future<R> {
     /// `true` if the task was cancelled.
     ///
     /// ```
-    /// use executor::pool;
+    /// use concurrent_futures::pool;
     ///
     /// pool!(Thread => {
     ///     let f = submit(|| 1);
@@ -214,7 +214,7 @@ impl<R> Future<R> {
     /// produced a value (Python's `Future.exception()`).
     ///
     /// ```
-    /// use executor::{pool, TaskError};
+    /// use concurrent_futures::{pool, TaskError};
     ///
     /// fn fails() -> u32 {
     ///     panic!("no")
@@ -246,7 +246,7 @@ impl<R> Future<R> {
     ///
     /// ```
     /// use std::sync::mpsc;
-    /// use executor::pool;
+    /// use concurrent_futures::pool;
     ///
     /// let (tx, rx) = mpsc::channel();
     /// let value = pool!(Thread => {

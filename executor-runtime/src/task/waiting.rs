@@ -19,7 +19,7 @@ use crate::task::future::Future;
 /// The Python names are there too: [`FIRST_COMPLETED`], [`FIRST_EXCEPTION`], [`ALL_COMPLETED`].
 ///
 /// ```
-/// use executor::{ReturnWhen, ALL_COMPLETED};
+/// use concurrent_futures::{ReturnWhen, ALL_COMPLETED};
 /// assert_eq!(ALL_COMPLETED, ReturnWhen::AllCompleted);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,7 +45,7 @@ pub const ALL_COMPLETED: ReturnWhen = ReturnWhen::AllCompleted;
 /// Python's idiom is a dict from future to input; here the key travels with the future.
 ///
 /// ```
-/// use executor::{as_completed, pool};
+/// use concurrent_futures::{as_completed, pool};
 ///
 /// fn double(x: u64) -> u64 {
 ///     2 * x
@@ -101,7 +101,7 @@ pub struct Waited<F> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use executor::WaitTimeout;
+/// use concurrent_futures::WaitTimeout;
 /// assert_eq!(
 ///     WaitTimeout(Duration::from_millis(50)).to_string(),
 ///     "the wait timed out after 50ms with futures still pending"
@@ -128,7 +128,7 @@ impl std::error::Error for WaitTimeout {}
 ///
 /// ```
 /// use std::time::Duration;
-/// use executor::{pool, wait, FIRST_COMPLETED};
+/// use concurrent_futures::{pool, wait, FIRST_COMPLETED};
 ///
 /// pool!(Thread(max_workers = 2) => {
 ///     let quick = submit(|| 1);
@@ -198,7 +198,7 @@ pub fn wait<F: Waitable>(
 ///
 /// ```
 /// use std::time::Duration;
-/// use executor::{as_completed, pool};
+/// use concurrent_futures::{as_completed, pool};
 ///
 /// let order = pool!(Thread(max_workers = 3) => {
 ///     let futures: Vec<_> = [600u64, 10, 300]
@@ -277,7 +277,7 @@ impl<F: Waitable> AsCompleted<F> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use executor::{as_completed, pool};
+    /// use concurrent_futures::{as_completed, pool};
     ///
     /// pool!(Thread(max_workers = 1) => {
     ///     let slow = submit(|| std::thread::sleep(Duration::from_millis(200)));

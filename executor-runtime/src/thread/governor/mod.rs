@@ -119,7 +119,7 @@ fn can_measure() -> bool {
         let can = wants_cpu(tid) == Some(true);
         if !can {
             log::warn!(
-                target: "executor::auto",
+                target: "concurrent_futures::auto",
                 "/proc/self/task/<tid>/stat is not readable: Auto pools cannot measure their \
                  workers and keep their starting size (max(min_workers, cores))"
             );
@@ -287,7 +287,7 @@ impl Governing {
             Decision::Shrink(new) => (new, "more workers than the cores can run"),
         };
         log::debug!(
-            target: "executor::auto",
+            target: "concurrent_futures::auto",
             "pool {}: target {new} workers, {active} active of {started} started ({reason}; \
              {} of {} samples wanted a CPU, {backlog} queued)",
             pool.id(),
@@ -329,7 +329,7 @@ pub(crate) fn govern(pool: Weak<dyn Governed>) {
                 if let Err(error) = started {
                     if let Some(pool) = pool.upgrade() {
                         log::warn!(
-                            target: "executor::auto",
+                            target: "concurrent_futures::auto",
                             "pool {}: could not start the governor thread ({error}): the pool \
                              keeps its starting size ({} workers, or as many as can start)",
                             pool.id(),

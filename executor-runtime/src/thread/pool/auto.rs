@@ -52,7 +52,7 @@ impl Shared {
             return;
         }
         log::warn!(
-            target: "executor::auto",
+            target: "concurrent_futures::auto",
             "pool {}: could not start worker {index} ({error}); it runs on the {started} \
              worker(s) it has, and tries again when it needs more",
             self.id,
