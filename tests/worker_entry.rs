@@ -40,6 +40,21 @@ fn helper() -> Command {
     command
 }
 
+/// The helper, with `fd` (of this process) at descriptor 3 in the child, where the variable says.
+fn helper_with_fd_3(fd: std::os::fd::RawFd) -> Command {
+    let mut command = helper();
+    // SAFETY: between fork and exec the closure only calls `dup2`, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
 fn stdout_of(mut command: Command) -> String {
     let output = command.output().expect("the helper runs");
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -61,18 +76,8 @@ fn the_variable_without_a_descriptor_is_a_normal_run() {
 
 #[test]
 fn the_variable_naming_a_file_is_a_normal_run() {
-    let mut command = helper();
     let file = std::fs::File::open("/dev/null").unwrap();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-    // SAFETY: between fork and exec the closure only calls `dup2`, which is async-signal-safe.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let command = helper_with_fd_3(std::os::fd::AsRawFd::as_raw_fd(&file));
     let out = stdout_of(command);
     drop(file);
     assert!(out.contains("main ran"), "{out}");
@@ -83,18 +88,9 @@ fn the_variable_naming_a_file_is_a_normal_run() {
 #[test]
 fn a_socket_that_does_not_speak_the_protocol_runs_nothing() {
     let (mut ours, theirs) = UnixStream::pair().unwrap();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&theirs);
-    let mut command = helper();
-    // SAFETY: between fork and exec the closure only calls `dup2`, which is async-signal-safe.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = command.spawn().unwrap();
+    let child = helper_with_fd_3(std::os::fd::AsRawFd::as_raw_fd(&theirs))
+        .spawn()
+        .unwrap();
     drop(theirs);
     ours.write_all(b"GET / HTTP/1.0\r\n\r\n this is not a hello")
         .unwrap();
@@ -114,18 +110,9 @@ fn a_socket_that_does_not_speak_the_protocol_runs_nothing() {
 fn a_hang_up_before_the_hello_is_an_error_exit() {
     for _ in 0..8 {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&theirs);
-        let mut command = helper();
-        // SAFETY: between fork and exec the closure only calls `dup2`, which is async-signal-safe.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::dup2(fd, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = command.spawn().unwrap();
+        let child = helper_with_fd_3(std::os::fd::AsRawFd::as_raw_fd(&theirs))
+            .spawn()
+            .unwrap();
         drop(theirs);
         drop(ours);
         let output = child.wait_with_output().unwrap();
