@@ -19,8 +19,9 @@
 //!   wrapped in a closure.
 //! - Tasks may borrow anything that outlives the `pool!` expression, as with `std::thread::scope`;
 //!   borrowing something that does not live long enough is a compile error.
-//! - A panic in a task is caught: its [`Future::result`] is `Err(TaskError::Panicked(message))`, and
-//!   the pool and the other tasks carry on. If a task panicked and its future was dropped without
+//! - A panic in a task is caught: its [`Future::result`] is `Err(TaskError::Panicked(panic))`, whose
+//!   [`Panic`] has the message, where it happened (file:line:column) and, with `RUST_BACKTRACE`
+//!   set, the backtrace. The pool and the other tasks carry on. If a task panicked and its future was dropped without
 //!   the result being read, the block panics when it finishes normally (as `std::thread::scope` does),
 //!   and prints a warning when it is left early by `?`, `return`, `break` or a panic.
 //! - Blocks nest, and a task may open a `pool!` block of its own: each block has its own workers.
@@ -168,9 +169,9 @@ extern crate self as concurrent_futures;
 
 pub use concurrent_futures_macros::{backend, pool};
 pub use concurrent_futures_runtime::{
-    as_completed, current_worker, wait, AsCompleted, Backend, Future, ReturnWhen, TaskError,
-    WaitTimeout, Waitable, Waited, WorkerDeath, WorkerInfo, ALL_COMPLETED, FIRST_COMPLETED,
-    FIRST_EXCEPTION,
+    as_completed, current_worker, wait, AsCompleted, Backend, Future, Panic, PanicLocation,
+    ReturnWhen, TaskError, WaitTimeout, Waitable, Waited, WorkerDeath, WorkerInfo, ALL_COMPLETED,
+    FIRST_COMPLETED, FIRST_EXCEPTION,
 };
 
 #[doc(hidden)]

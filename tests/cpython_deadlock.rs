@@ -206,7 +206,7 @@ fn expect_transport<R: std::fmt::Debug>(outcome: Result<R, TaskError>, starting:
 
 fn expect_death<R: std::fmt::Debug>(outcome: Result<R, TaskError>, expected: WorkerDeath) {
     match outcome {
-        Err(TaskError::WorkerDied { pid, death }) => {
+        Err(TaskError::WorkerDied { pid, death, .. }) => {
             assert_ne!(pid, std::process::id());
             assert_eq!(death, expected);
         }
@@ -273,7 +273,10 @@ fn test_exit_during_func_exec_on_worker() {
 #[test]
 fn test_error_during_func_exec_on_worker() {
     let outcome = check_error!("a panic in the function", submit(raise_error));
-    assert_eq!(outcome, Err(TaskError::Panicked("RuntimeError".into())));
+    assert_eq!(
+        outcome.unwrap_err().panic().map(|p| p.message()),
+        Some("RuntimeError")
+    );
 }
 
 // ---- faults while the result crosses back ----

@@ -378,8 +378,12 @@ fn raise_123() -> u64 {
 #[test]
 fn test_traceback() {
     let error = pool!(Process(max_workers = 1) => { submit(raise_123).result() }).unwrap_err();
-    assert_eq!(error, TaskError::Panicked("123".into()));
-    assert_eq!(error.to_string(), "the task panicked: 123");
+    let panic = error.panic().expect("a panic");
+    assert_eq!(panic.message(), "123");
+    assert_eq!(
+        error.to_string(),
+        format!("task panicked at {}:\n123", panic.location().unwrap())
+    );
 }
 
 fn exit_99() -> u64 {
@@ -390,13 +394,16 @@ fn exit_99() -> u64 {
 #[test]
 fn test_traceback_when_child_process_terminates_abruptly() {
     let error = pool!(Process(max_workers = 1) => { submit(exit_99).result() }).unwrap_err();
-    let TaskError::WorkerDied { pid, death } = &error else {
+    let TaskError::WorkerDied { pid, death, .. } = &error else {
         panic!("expected WorkerDied, got {error:?}");
     };
     assert_eq!(*death, WorkerDeath::Exited(99));
     assert_eq!(
         error.to_string(),
-        format!("the worker process (pid {pid}) running the task exited with code 99")
+        format!(
+            "the worker process (pid {pid}) running the task exited with code 99 while running \
+             `cpython_pools::exit_99`"
+        )
     );
 }
 

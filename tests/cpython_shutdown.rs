@@ -458,8 +458,12 @@ fn run_gh_132969(max_workers: usize) -> u64 {
             })
         })();
         assert_eq!(
-            outcome,
-            Err(TaskError::Panicked("failing task".into())),
+            outcome
+                .as_ref()
+                .err()
+                .and_then(TaskError::panic)
+                .map(|p| p.message()),
+            Some("failing task"),
             "the first error stops the sum"
         );
         result

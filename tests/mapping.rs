@@ -20,10 +20,12 @@ fn fails_on_three(x: u64) -> u64 {
 fn assert_only_three_failed(results: Vec<Result<u64, TaskError>>) {
     assert_eq!(results.len(), 6);
     assert_eq!(
-        results[3],
-        Err(TaskError::Panicked(
-            "assertion `left != right` failed: three\n  left: 3\n right: 3".into()
-        ))
+        results[3]
+            .as_ref()
+            .err()
+            .and_then(TaskError::panic)
+            .map(|p| p.message()),
+        Some("assertion `left != right` failed: three\n  left: 3\n right: 3")
     );
     assert_eq!(results[5], Ok(5), "the other items are unaffected");
 }

@@ -106,6 +106,9 @@ fn add(a: u64, b: u64) -> u64 {
     a + b
 }
 
+/// The line of the `panic!` in `fails`, which a rank's panic must report.
+const FAILS_PANIC_LINE: u32 = line!() + 3;
+
 fn fails(message: String) -> u8 {
     panic!("{message}")
 }
@@ -230,7 +233,17 @@ fn helper_every_feature_of_a_block() {
         let failed = submit(fails, "bad input".to_string());
         (failed.result(), submit(add, 2, 2).result())
     });
-    assert_eq!(failed, Err(TaskError::Panicked("bad input".to_string())));
+    let panic = failed.unwrap_err().panic().cloned().expect("a panic");
+    assert_eq!(panic.message(), "bad input");
+    // Where it panicked crosses from the rank: the `panic!` in `fails`, and the backtrace when
+    // RUST_BACKTRACE asks for one (the ranks inherit this process's environment).
+    let location = panic.location().expect("a location");
+    assert_eq!(location.file(), file!());
+    assert_eq!(location.line(), FAILS_PANIC_LINE);
+    assert_eq!(
+        panic.backtrace().is_some(),
+        std::backtrace::Backtrace::capture().status() == std::backtrace::BacktraceStatus::Captured
+    );
     assert_eq!(after, Ok(4));
 
     // Borrowed text and bytes, a 1 MiB argument and a 1 MiB result (their own messages).
@@ -418,8 +431,13 @@ fn helper_a_worker_dies() {
     match died {
         Err(TaskError::WorkerDied {
             death: WorkerDeath::Vanished,
+            call,
             ..
-        }) => println!("MPI died: WorkerDied"),
+        }) => {
+            // The death names the call the rank was running.
+            assert_eq!(call, Some("mpi::abort_the_worker"));
+            println!("MPI died: WorkerDied")
+        }
         other => panic!("expected WorkerDied, got {other:?}"),
     }
     let completed = rest.iter().filter(|r| r.is_ok()).count();

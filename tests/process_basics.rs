@@ -76,7 +76,10 @@ fn a_panic_comes_back_and_the_worker_serves_on() {
         let after = submit(pid);
         (failed.result(), after.result())
     });
-    assert_eq!(failed, Err(TaskError::Panicked("bad input".to_string())));
+    assert_eq!(
+        failed.unwrap_err().panic().map(|p| p.message()),
+        Some("bad input")
+    );
     assert!(after.is_ok());
 }
 

@@ -67,7 +67,7 @@ fn fault_among_healthy_tasks(fault: fn() -> u64) -> TaskError {
 /// `fault` costs its own task only, which fails with `WorkerDied` and the `expected` death.
 fn only_the_faulty_task_is_lost(fault: fn() -> u64, expected: WorkerDeath) {
     match fault_among_healthy_tasks(fault) {
-        TaskError::WorkerDied { pid, death } => {
+        TaskError::WorkerDied { pid, death, .. } => {
             assert_ne!(pid, std::process::id());
             assert_eq!(death, expected);
         }

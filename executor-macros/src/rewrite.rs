@@ -68,6 +68,22 @@ pub(crate) fn remote_call_value(
     // holds no generic call, so a type error (an argument that is not `Serialize`) is reported at
     // the `remote<n>` call above it, which carries the `submit` call's span.
     let unsafe_call = quote! { unsafe { #prepared.assume_call_local() } };
+    // A function given by its path is named, for a worker's death to say what it was running
+    // (`type_name` of the function item: free, a `&'static str`). A path is only named, never
+    // evaluated, so mentioning it twice is harmless; `callee_name<n>` takes the arguments as they
+    // were given (before `Pass` narrows a borrow's lifetime, so that it adds no borrow error of its
+    // own: `signature<n>` reports those), so that a generic function's parameters are inferred.
+    let name = hidden("__executor_name".into());
+    let (name_it, unsafe_call) = match func {
+        Expr::Path(_) => {
+            let namer = format_ident!("callee_name{}", args.len(), span = span);
+            (
+                quote! { let #name = #facade::__private::#namer(&#func, #(&#values),*); },
+                quote! { #facade::__private::RemoteCall::named(#unsafe_call, #name) },
+            )
+        }
+        _ => (TokenStream::new(), unsafe_call),
+    };
     quote_spanned! {span=>
         {
             #[allow(unused_imports)]
@@ -75,6 +91,7 @@ pub(crate) fn remote_call_value(
             let #call = ();
             #(let #values = #args;)*
             let #shapes = (#(#facade::__private::Probe(&#values).shape(),)*);
+            #name_it
             #(let #passed = #facade::__private::Pass(#values).pass(&#call);)*
             let #function = #facade::__private::#signature(#func, #(&#passed),*);
             let #prepared = #facade::__private::#remote(#shapes, #function, #(#passed),*);

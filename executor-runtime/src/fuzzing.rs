@@ -239,7 +239,11 @@ fn outcome(payload: &[u8]) -> Result<usize, ReadError> {
     black_box((head.id, head.elapsed_ns));
     Ok(match head.status {
         CallStatus::Returned => results(rest),
-        CallStatus::Panicked | CallStatus::Transport => {
+        CallStatus::Panicked => {
+            black_box(crate::remote::call::decode_panic(rest));
+            1
+        }
+        CallStatus::Transport => {
             black_box(String::from_utf8_lossy(rest));
             1
         }

@@ -54,7 +54,7 @@ mod task;
 mod thread;
 
 pub use block::identity::{current_worker, Backend, WorkerInfo};
-pub use task::error::{TaskError, WorkerDeath};
+pub use task::error::{Panic, PanicLocation, TaskError, WorkerDeath};
 pub use task::future::Future;
 pub use task::waiting::{
     as_completed, wait, AsCompleted, ReturnWhen, WaitTimeout, Waitable, Waited, ALL_COMPLETED,

@@ -7,6 +7,8 @@
 
 use std::thread;
 
+use crate::task::error::Panic;
+
 /// What a guard needs from a pool.
 #[doc(hidden)]
 pub trait Pool {
@@ -16,9 +18,9 @@ pub trait Pool {
     /// Cancels the tasks not started.
     fn cancel_pending(&self);
 
-    /// Waits for every task, then stops and joins the workers; gives the messages of panics whose
-    /// futures were dropped unread. Joins once; later calls return at once.
-    fn join(&self) -> Vec<String>;
+    /// Waits for every task, then stops and joins the workers; gives the panics whose futures
+    /// were dropped unread. Joins once; later calls return at once.
+    fn join(&self) -> Vec<Panic>;
 }
 
 /// Joins the pool when dropped: at the end of the block, however it is left.
@@ -69,11 +71,13 @@ enum Exit {
 /// Reports panics whose futures were dropped unread, as `std::thread::scope` does: a panic when the
 /// block finishes normally; a warning on stderr when it is left early (a second panic while one is
 /// on its way out would abort), and nothing while unwinding from a panic.
-fn report_unread_panics(messages: &[String], exit: Exit) {
-    let Some(first) = messages.first() else {
+fn report_unread_panics(panics: &[Panic], exit: Exit) {
+    let Some(first) = panics.first() else {
         return;
     };
-    let more = match messages.len() {
+    // The message, and where: "boom (at src/main.rs:12:5)".
+    let first = first.summary();
+    let more = match panics.len() {
         1 => String::new(),
         n => format!(" (and {} more)", n - 1),
     };

@@ -19,14 +19,15 @@
 use std::panic::{self, AssertUnwindSafe};
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::block::options::{PoolOptions, ProcessInitializer};
 use crate::remote::executable::{in_executable, offset_of};
 use crate::remote::protocol;
 use crate::remote::shape::Shape;
 use crate::remote::wire;
-use crate::task::error::{drop_payload, panic_message};
+use crate::task::error::{drop_payload, Panic, PanicLocation};
+use crate::task::panic as task_panic;
 
 /// A call ready to be sent: the function and trampoline addresses, and the encoded arguments.
 #[doc(hidden)]
@@ -35,7 +36,28 @@ pub struct RemoteCall<R> {
     pub(crate) trampoline: isize,
     /// The encoded argument tuple, or why the call cannot be sent.
     pub(crate) arguments: Result<wire::Parts, String>,
+    /// The function's name, for a worker's death to name the call; `None` for closures.
+    pub(crate) name: Option<&'static str>,
     _result: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R> RemoteCall<R> {
+    /// The same call, naming its function (see `callee_name<n>`): `None` leaves it unnamed.
+    pub fn named(mut self, name: Option<&'static str>) -> Self {
+        self.name = name;
+        self
+    }
+}
+
+/// The name of a function item's type, which is the function's path (`my_crate::crunch`); `None`
+/// for a closure or a function pointer, whose type names no function.
+fn function_name<F>() -> Option<&'static str> {
+    let name = std::any::type_name::<F>();
+    let unnamed = name.contains("{{closure}}")
+        || name.starts_with("fn(")
+        || name.starts_with("unsafe ")
+        || name.starts_with("extern ");
+    (!unnamed).then_some(name)
 }
 
 /// A call built by `remote<n>`, not yet known to be safe to send.
@@ -55,9 +77,66 @@ impl<R> UncheckedCall<R> {
     }
 }
 
+/// A panic, as it crosses from a worker to its pool: the outcome of a call with
+/// [`CallStatus::Panicked`] and the failed items of a chunk. Encoded by [`encode_panic`] and in
+/// chunk results, decoded by [`decode_panic`] and [`WirePanic::into_panic`]: the protocol is
+/// internal, and both sides are the same binary.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WirePanic {
+    message: String,
+    /// File, line, column.
+    location: Option<(String, u32, u32)>,
+    backtrace: Option<String>,
+}
+
+impl WirePanic {
+    fn from_panic(panic: Panic) -> Self {
+        WirePanic {
+            message: panic.message().to_string(),
+            location: panic
+                .location()
+                .map(|at| (at.file().to_string(), at.line(), at.column())),
+            backtrace: panic.backtrace().map(str::to_string),
+        }
+    }
+
+    pub(crate) fn into_panic(self) -> Panic {
+        Panic::new(self.message)
+            .with_location(
+                self.location
+                    .map(|(file, line, column)| PanicLocation::new(file, line, column)),
+            )
+            .with_backtrace(self.backtrace)
+    }
+}
+
+/// Writes a caught panic into a call's output, for [`CallStatus::Panicked`].
+fn encode_panic(panic: Panic, output: &mut Vec<u8>) -> CallStatus {
+    output.clear();
+    let wire = WirePanic::from_panic(panic);
+    if wire::encode_value(&wire, output).is_err() {
+        // Strings always encode; were they not to, the message alone still crosses.
+        output.clear();
+        output.extend_from_slice(wire.message.as_bytes());
+    }
+    CallStatus::Panicked
+}
+
+/// The panic in the output of a call that ended with [`CallStatus::Panicked`]. Output that is
+/// not an encoded panic (it cannot come from this binary's workers) is taken as the message.
+pub(crate) fn decode_panic(output: &[u8]) -> Panic {
+    match wire::decode_whole::<WirePanic>(output) {
+        Ok(wire) => wire.into_panic(),
+        Err(_) => Panic::new(String::from_utf8_lossy(output).into_owned()),
+    }
+}
+
 /// A call of `f` on each item of `chunk`, for `map` on the Process backend: the worker answers
 /// with one result per item (a panic in one item fails that item only).
-pub(crate) fn chunk_call<T, R>(f: fn(T) -> R, chunk: Vec<T>) -> RemoteCall<Vec<Result<R, String>>>
+pub(crate) fn chunk_call<T, R>(
+    f: fn(T) -> R,
+    chunk: Vec<T>,
+) -> RemoteCall<Vec<Result<R, WirePanic>>>
 where
     T: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + Send + 'static,
@@ -103,6 +182,7 @@ impl<R> RemoteCall<R> {
             function: offset_of(function),
             trampoline: offset_of(trampoline as usize),
             arguments,
+            name: None,
             _result: std::marker::PhantomData,
         }
     }
@@ -133,15 +213,9 @@ where
             return CallStatus::Transport;
         }
     };
-    let results: Vec<Result<R, String>> = chunk
+    let results: Vec<Result<R, WirePanic>> = chunk
         .into_iter()
-        .map(|item| {
-            panic::catch_unwind(AssertUnwindSafe(|| f(item))).map_err(|payload| {
-                let message = panic_message(&*payload);
-                drop_payload(payload);
-                message
-            })
-        })
+        .map(|item| task_panic::catch(|| f(item)).map_err(WirePanic::from_panic))
         .collect();
     encode_result(results, output)
 }
@@ -163,7 +237,7 @@ impl PoolOptions {
 pub(crate) enum CallStatus {
     /// The output holds the encoded result.
     Returned = 0,
-    /// The output holds the panic message.
+    /// The output holds the panic: message, location and backtrace (see [`decode_panic`]).
     Panicked = 1,
     /// The output says why the arguments could not be decoded or the result encoded.
     Transport = 2,
@@ -225,24 +299,20 @@ where
 {
     // SAFETY: forwarded from the caller.
     let f = unsafe { Args::function_at(function) };
-    match panic::catch_unwind(AssertUnwindSafe(|| Args::decode_and_call(f, input, tail))) {
+    match task_panic::catch(|| Args::decode_and_call(f, input, tail)) {
         Ok(Ok(value)) => encode_result(value, output),
         Ok(Err(error)) => {
             output.extend_from_slice(format!("could not decode the arguments: {error}").as_bytes());
             CallStatus::Transport
         }
-        Err(payload) => {
-            output.extend_from_slice(panic_message(&*payload).as_bytes());
-            drop_payload(payload);
-            CallStatus::Panicked
-        }
+        Err(panic) => encode_panic(panic, output),
     }
 }
 
 /// Encodes a call's result into `output`; a panic in its `Serialize` or its `Drop` is reported
 /// as the call's panic rather than unwinding through the worker loop.
 fn encode_result<R: Serialize + 'static>(value: R, output: &mut Vec<u8>) -> CallStatus {
-    let encoded = panic::catch_unwind(AssertUnwindSafe(|| wire::encode_value(&value, output)));
+    let encoded = task_panic::catch(|| wire::encode_value(&value, output));
     drop_quietly(value);
     match encoded {
         Ok(Ok(())) => CallStatus::Returned,
@@ -251,12 +321,7 @@ fn encode_result<R: Serialize + 'static>(value: R, output: &mut Vec<u8>) -> Call
             output.extend_from_slice(format!("could not encode the result: {error}").as_bytes());
             CallStatus::Transport
         }
-        Err(payload) => {
-            output.clear();
-            output.extend_from_slice(panic_message(&*payload).as_bytes());
-            drop_payload(payload);
-            CallStatus::Panicked
-        }
+        Err(panic) => encode_panic(panic, output),
     }
 }
 
@@ -358,6 +423,39 @@ signatures! {
     signature10(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10);
     signature11(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10, a11: A11);
     signature12(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10, a11: A11, a12: A12);
+}
+
+macro_rules! callee_names {
+    ($($name:ident($($arg:ident: $ty:ident),*);)*) => {$(
+        /// The name of the function `f` names (a path given to `submit`), for a worker's death to
+        /// say what it was running; `None` for a closure or a function pointer. The argument
+        /// references only carry their types, so that a generic function is inferred as for
+        /// `signature<n>`.
+        #[doc(hidden)]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $name<F, Ret, $($ty),*>(_f: &F, $(_: &$ty),*) -> Option<&'static str>
+        where
+            F: Fn($($ty),*) -> Ret,
+        {
+            function_name::<F>()
+        }
+    )*};
+}
+
+callee_names! {
+    callee_name0();
+    callee_name1(a1: A1);
+    callee_name2(a1: A1, a2: A2);
+    callee_name3(a1: A1, a2: A2, a3: A3);
+    callee_name4(a1: A1, a2: A2, a3: A3, a4: A4);
+    callee_name5(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5);
+    callee_name6(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6);
+    callee_name7(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7);
+    callee_name8(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8);
+    callee_name9(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9);
+    callee_name10(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10);
+    callee_name11(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10, a11: A11);
+    callee_name12(a1: A1, a2: A2, a3: A3, a4: A4, a5: A5, a6: A6, a7: A7, a8: A8, a9: A9, a10: A10, a11: A11, a12: A12);
 }
 
 remote_calls! {
@@ -466,7 +564,8 @@ mod tests {
     }
 
     #[test]
-    fn a_panic_is_reported_with_its_message() {
+    fn a_panic_is_reported_with_its_message_and_location() {
+        let line = line!() + 5;
         // SAFETY: no borrowed arguments.
         let call = unsafe {
             remote1(
@@ -478,7 +577,10 @@ mod tests {
         };
         let (status, output) = run(&call);
         assert_eq!(status, CallStatus::Panicked);
-        assert_eq!(String::from_utf8(output).unwrap(), "bad input");
+        let panic = decode_panic(&output);
+        assert_eq!(panic.message(), "bad input");
+        let location = panic.location().expect("the location crosses");
+        assert_eq!((location.file(), location.line()), (file!(), line));
     }
 
     #[test]

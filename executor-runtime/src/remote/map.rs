@@ -9,13 +9,14 @@ use std::collections::VecDeque;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::remote::call::{self, RemoteCall};
+use crate::remote::call::{self, RemoteCall, WirePanic};
 use crate::task::error::TaskError;
 use crate::task::future::Future;
 use crate::task::waiting::{as_completed, AsCompleted};
 
-/// A chunk's results: one per item, a panic message for an item that panicked.
-type ChunkFuture<R> = Future<Vec<Result<R, String>>>;
+/// A chunk's results: one per item, the panic (message, location, backtrace) of an item that
+/// panicked.
+type ChunkFuture<R> = Future<Vec<Result<R, WirePanic>>>;
 
 /// A pool whose calls run in other processes (Process, Mpi): what `map` needs from it.
 #[doc(hidden)]
@@ -108,7 +109,7 @@ fn chunk_results<R>(chunk: ChunkFuture<R>, len: usize) -> Vec<Result<R, TaskErro
     match chunk.result() {
         Ok(items) => items
             .into_iter()
-            .map(|item| item.map_err(TaskError::Panicked))
+            .map(|item| item.map_err(|panic| TaskError::Panicked(panic.into_panic())))
             .collect(),
         Err(error) => (0..len).map(|_| Err(error.clone())).collect(),
     }

@@ -10,12 +10,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use serde::de::DeserializeOwned;
 
-use crate::remote::call::{CallStatus, RemoteCall};
+use crate::remote::call::{self, CallStatus, RemoteCall};
 use crate::remote::protocol::CallHead;
 use crate::remote::scope::RemoteBackend;
 use crate::remote::wire;
 use crate::task::completion::{Completion, QUEUE_REF};
-use crate::task::error::{drop_payload, panic_message, TaskError};
+use crate::task::error::{drop_payload, panic_message, Panic, TaskError};
 use crate::task::future::{Future, Task};
 
 /// What a link sends for one call; shared so a writer can send it without holding the pool lock.
@@ -23,6 +23,8 @@ pub(crate) struct Request {
     pub(crate) function: isize,
     pub(crate) trampoline: isize,
     pub(crate) arguments: wire::Parts,
+    /// The function's name, for a worker's death to name the call (see `RemoteCall::named`).
+    pub(crate) name: Option<&'static str>,
 }
 
 impl Request {
@@ -69,7 +71,7 @@ pub(crate) trait RemoteJob: Send + Sync {
     ///
     /// # Safety
     /// Finished, and the caller holds the queue reference.
-    unsafe fn unread_panic(&self) -> Option<String>;
+    unsafe fn unread_panic(&self) -> Option<Panic>;
 
     /// # Safety
     /// The caller must hold the queue reference.
@@ -119,12 +121,20 @@ impl<R: DeserializeOwned + Send + 'static> RemoteJob for RemoteTask<R> {
                     }
                 }
             }
-            Outcome::Answered(CallStatus::Panicked, bytes) => Err(TaskError::Panicked(
-                String::from_utf8_lossy(bytes).into_owned(),
-            )),
+            Outcome::Answered(CallStatus::Panicked, bytes) => {
+                Err(TaskError::Panicked(call::decode_panic(bytes)))
+            }
             Outcome::Answered(CallStatus::Transport, bytes) => Err(TaskError::Transport(
                 String::from_utf8_lossy(bytes).into_owned(),
             )),
+            // The backend knows the worker; the call knows its function.
+            Outcome::Failed(TaskError::WorkerDied { pid, death, call }) => {
+                Err(TaskError::WorkerDied {
+                    pid,
+                    death,
+                    call: call.or(self.request.name),
+                })
+            }
             Outcome::Failed(error) => Err(error),
         };
         let panicked = matches!(outcome, Err(TaskError::Panicked(_)));
@@ -134,7 +144,7 @@ impl<R: DeserializeOwned + Send + 'static> RemoteJob for RemoteTask<R> {
         (panicked, free)
     }
 
-    unsafe fn unread_panic(&self) -> Option<String> {
+    unsafe fn unread_panic(&self) -> Option<Panic> {
         // SAFETY: finished (the caller's contract).
         unsafe { self.completion.unread_panic() }
     }
@@ -171,6 +181,7 @@ where
             function: call.function,
             trampoline: call.trampoline,
             arguments,
+            name: call.name,
         }),
     });
     let task: *mut RemoteTask<R> = Box::into_raw(task);

@@ -15,7 +15,7 @@ use crate::block::options::PoolOptions;
 use crate::remote::call::RemoteCall;
 use crate::remote::map::{RemoteMap, RemoteMapUnordered, RemotePool};
 use crate::remote::queue::{new_job, CallQueue, QueueState, Queued};
-use crate::task::error::TaskError;
+use crate::task::error::{Panic, TaskError};
 use crate::task::future::Future;
 
 /// How calls reach the workers of one remote backend: what the shared [`RemoteScope`] asks of it.
@@ -191,7 +191,7 @@ impl<B: RemoteBackend> Pool for RemoteScope<B> {
 
     /// Waits for every call, then lets the backend stop what served the block. Returns the
     /// messages of panics whose futures were dropped unread.
-    fn join(&self) -> Vec<String> {
+    fn join(&self) -> Vec<Panic> {
         if self.joined.swap(true, Ordering::SeqCst) {
             return Vec::new();
         }

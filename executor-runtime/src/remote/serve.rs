@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use crate::remote::call::{CallStatus, ErasedTrampoline};
+use crate::remote::call::{self, CallStatus, ErasedTrampoline};
 use crate::remote::executable::{address_at, in_executable};
 use crate::remote::protocol::{CallHead, OutcomeHead};
 
@@ -90,10 +90,15 @@ pub(crate) unsafe fn run_initializer(
 /// Why a pool's initializer that ended with `status` and `output` makes its worker refuse to
 /// serve, if it did not return.
 pub(crate) fn initializer_failure(status: CallStatus, output: &[u8]) -> Option<String> {
-    let message = String::from_utf8_lossy(output);
     match status {
         CallStatus::Returned => None,
-        CallStatus::Panicked => Some(format!("the pool's initializer panicked: {message}")),
-        CallStatus::Transport => Some(format!("the pool's initializer failed: {message}")),
+        CallStatus::Panicked => Some(format!(
+            "the pool's initializer panicked: {}",
+            call::decode_panic(output).summary()
+        )),
+        CallStatus::Transport => Some(format!(
+            "the pool's initializer failed: {}",
+            String::from_utf8_lossy(output)
+        )),
     }
 }

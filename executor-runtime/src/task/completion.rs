@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use crossbeam_utils::Backoff;
 
-use crate::task::error::{drop_payload, panic_message, TaskError};
+use crate::task::error::{drop_payload, panic_message, Panic, TaskError};
 
 pub(crate) const PENDING: u8 = 0;
 pub(crate) const RUNNING: u8 = 1;
@@ -322,12 +322,12 @@ impl<R> Completion<R> {
         }
     }
 
-    /// The panic message of a finished task whose future was dropped without its outcome being
-    /// read: a failure nobody looked at, for the pool to report.
+    /// The panic of a finished task whose future was dropped without its outcome being read: a
+    /// failure nobody looked at, for the pool to report.
     ///
     /// # Safety
     /// The task must be finished.
-    pub(crate) unsafe fn unread_panic(&self) -> Option<String> {
+    pub(crate) unsafe fn unread_panic(&self) -> Option<Panic> {
         if !self.future_dropped() {
             return None;
         }
@@ -335,18 +335,18 @@ impl<R> Completion<R> {
         unsafe { self.untaken_panic() }
     }
 
-    /// The panic message of a finished task whose outcome was never taken.
+    /// The panic of a finished task whose outcome was never taken.
     ///
     /// # Safety
     /// As for [`Completion::take_outcome`]: finished, and no concurrent reader.
-    unsafe fn untaken_panic(&self) -> Option<String> {
+    unsafe fn untaken_panic(&self) -> Option<Panic> {
         if self.state() != DONE {
             return None;
         }
         // SAFETY: `DONE` was observed with acquire ordering and the caller is the only reader.
         match unsafe { &*self.outcome.get() } {
             Some(Err(error)) => match &**error {
-                TaskError::Panicked(message) => Some(message.clone()),
+                TaskError::Panicked(panic) => Some(panic.clone()),
                 _ => None,
             },
             _ => None,

@@ -1,7 +1,9 @@
 //! Why a submitted call produced no value.
 
-use std::any::Any;
 use std::fmt;
+
+pub(crate) use crate::task::panic::{drop_payload, panic_message};
+pub use crate::task::panic::{Panic, PanicLocation};
 
 /// The reason a task did not produce its value.
 ///
@@ -17,15 +19,18 @@ use std::fmt;
 /// }
 ///
 /// let err = pool!(Thread => { submit(fails).result() }).unwrap_err();
-/// assert_eq!(err, TaskError::Panicked("no such page".to_string()));
-/// assert_eq!(err.to_string(), "the task panicked: no such page");
+/// assert_eq!(err.panic().unwrap().message(), "no such page");
+/// // Like Rust's own "thread 'main' panicked at src/main.rs:4:5:\nno such page".
+/// assert!(err.to_string().starts_with("task panicked at "));
+/// assert!(err.to_string().ends_with(":5:\nno such page"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TaskError {
-    /// The task panicked; the payload is the panic message (or a note saying the payload
-    /// was not a string).
-    Panicked(String),
+    /// The task panicked: the message (or a note saying the payload was not a string), where
+    /// (file, line and column of the `panic!`) and, when `RUST_BACKTRACE` was set where it ran,
+    /// the backtrace. See [`Panic`].
+    Panicked(Panic),
     /// The task was cancelled before it started, so it never ran.
     Cancelled,
     /// The worker process running the task died before answering (Process and Mpi backends): it
@@ -36,6 +41,10 @@ pub enum TaskError {
         pid: u32,
         /// How it ended.
         death: WorkerDeath,
+        /// The function it was running, as `std::any::type_name` names it
+        /// (`my_crate::crunch`), when `submit` was given a function by its path; `None` for a
+        /// closure and for `map`'s chunks.
+        call: Option<&'static str>,
     },
     /// The call could not cross the process boundary (Process backend): its arguments or result
     /// could not be encoded or decoded, or a message between the pool and its worker was
@@ -122,10 +131,14 @@ fn signal_name(signal: i32) -> Option<&'static str> {
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TaskError::Panicked(message) => write!(f, "the task panicked: {message}"),
+            TaskError::Panicked(panic) => fmt::Display::fmt(panic, f),
             TaskError::Cancelled => f.write_str("the task was cancelled before it started"),
-            TaskError::WorkerDied { pid, death } => {
-                write!(f, "the worker process (pid {pid}) running the task {death}")
+            TaskError::WorkerDied { pid, death, call } => {
+                write!(f, "the worker process (pid {pid}) running the task {death}")?;
+                match call {
+                    Some(name) => write!(f, " while running `{name}`"),
+                    None => Ok(()),
+                }
             }
             TaskError::Transport(why) => {
                 write!(f, "the task could not cross the process boundary: {why}")
@@ -147,24 +160,13 @@ impl fmt::Display for TaskError {
 
 impl std::error::Error for TaskError {}
 
-/// The text of a panic payload: `panic!` gives a `&'static str` or a `String`; anything else
-/// (`std::panic::panic_any(42)`) is described rather than lost.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&'static str>() {
-        (*text).to_string()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "<a panic payload that is not a string>".to_string()
-    }
-}
-
-/// Drops a panic payload without letting a panicking `Drop` of the payload escape:
-/// a second panic there would unwind through the worker loop.
-pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
-    if let Err(inner) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload))) {
-        // The payload's destructor panicked; its own payload might do the same, so leak it.
-        std::mem::forget(inner);
+impl TaskError {
+    /// The panic, if the task panicked: its message, location and backtrace.
+    pub fn panic(&self) -> Option<&Panic> {
+        match self {
+            TaskError::Panicked(panic) => Some(panic),
+            _ => None,
+        }
     }
 }
 
@@ -172,23 +174,20 @@ pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn message_of_str_string_and_other_payloads() {
-        assert_eq!(panic_message(&"static"), "static");
-        assert_eq!(panic_message(&String::from("owned")), "owned");
-        assert_eq!(
-            panic_message(&42_u8),
-            "<a panic payload that is not a string>"
-        );
-    }
-
     /// The wording of every variant, pinned: each says what happened and what the pool did.
     #[test]
     fn every_variant_says_what_happened() {
         let cases = [
             (
                 TaskError::Panicked("index out of bounds".into()),
-                "the task panicked: index out of bounds",
+                "task panicked: index out of bounds",
+            ),
+            (
+                TaskError::Panicked(
+                    Panic::new("index out of bounds")
+                        .with_location(Some(PanicLocation::new("src/main.rs", 12, 5))),
+                ),
+                "task panicked at src/main.rs:12:5:\nindex out of bounds",
             ),
             (
                 TaskError::Cancelled,
@@ -198,13 +197,24 @@ mod tests {
                 TaskError::WorkerDied {
                     pid: 42,
                     death: WorkerDeath::Signaled(11),
+                    call: None,
                 },
                 "the worker process (pid 42) running the task was killed by signal 11 (SIGSEGV)",
             ),
             (
                 TaskError::WorkerDied {
                     pid: 42,
+                    death: WorkerDeath::Signaled(11),
+                    call: Some("my_crate::crunch"),
+                },
+                "the worker process (pid 42) running the task was killed by signal 11 (SIGSEGV) \
+                 while running `my_crate::crunch`",
+            ),
+            (
+                TaskError::WorkerDied {
+                    pid: 42,
                     death: WorkerDeath::Exited(3),
+                    call: None,
                 },
                 "the worker process (pid 42) running the task exited with code 3",
             ),
@@ -212,6 +222,7 @@ mod tests {
                 TaskError::WorkerDied {
                     pid: 42,
                     death: WorkerDeath::BrokeProtocol,
+                    call: None,
                 },
                 "the worker process (pid 42) running the task broke the protocol (closed or wrote \
                  to its channel) and was stopped",
@@ -220,6 +231,7 @@ mod tests {
                 TaskError::WorkerDied {
                     pid: 42,
                     death: WorkerDeath::StatusUnknown,
+                    call: None,
                 },
                 "the worker process (pid 42) running the task ended, but how is not known: its \
                  exit status was taken by someone else (SIGCHLD is ignored, or another handler or \

@@ -3,6 +3,7 @@
 //! - `completion`: the state machine and waiter list shared by a task and its future;
 //! - `future`: [`Future`](future::Future), the user's handle to one call;
 //! - `error`: [`TaskError`](error::TaskError), why a call gave no value;
+//! - `panic`: [`Panic`](panic::Panic), a task's panic with where it happened, and `catch`;
 //! - `waiting`: `wait` and `as_completed`, waiting on many futures.
 //!
 //! The bottom layer: it imports nothing else of the crate.
@@ -10,4 +11,5 @@
 pub(crate) mod completion;
 pub(crate) mod error;
 pub(crate) mod future;
+pub(crate) mod panic;
 pub(crate) mod waiting;

@@ -9,8 +9,9 @@ use std::ptr::NonNull;
 
 use crate::block::identity;
 use crate::task::completion::{Completion, CANCELLED, QUEUE_REF};
-use crate::task::error::{drop_payload, panic_message, TaskError};
+use crate::task::error::{drop_payload, Panic, TaskError};
 use crate::task::future::Task;
+use crate::task::panic as task_panic;
 
 /// A queued task, as a worker sees it.
 pub(crate) trait Job: Send + Sync {
@@ -19,11 +20,11 @@ pub(crate) trait Job: Send + Sync {
     fn run(&self) -> RunEnd;
 
     /// Whether the task finished by panicking, its future is gone, and nobody read the outcome: a
-    /// failure nobody looked at. Returns its message.
+    /// failure nobody looked at. Returns the panic.
     ///
     /// # Safety
     /// The task must be finished, and the caller must hold the queue's reference.
-    unsafe fn unread_panic(&self) -> Option<String>;
+    unsafe fn unread_panic(&self) -> Option<Panic>;
 
     /// Gives up the queue's reference; `true` if the caller must free the task.
     ///
@@ -124,11 +125,7 @@ where
         // SAFETY: the caller won `try_start`, so this thread alone touches `func`.
         let func =
             unsafe { (*self.func.get()).take() }.expect("a claimed task still has its closure");
-        let outcome = panic::catch_unwind(AssertUnwindSafe(func)).map_err(|payload| {
-            let message = panic_message(&*payload);
-            drop_payload(payload);
-            TaskError::Panicked(message)
-        });
+        let outcome = task_panic::catch(func).map_err(TaskError::Panicked);
         let panicked = outcome.is_err();
         // A worker keeps the reference of a task that panicked, to report it if nobody reads it.
         let release = holds_queue_ref && !panicked;
@@ -166,7 +163,7 @@ where
         }
     }
 
-    unsafe fn unread_panic(&self) -> Option<String> {
+    unsafe fn unread_panic(&self) -> Option<Panic> {
         // SAFETY: finished (the caller's contract).
         unsafe { self.completion.unread_panic() }
     }

@@ -33,7 +33,7 @@ use std::thread::{self, JoinHandle, Thread};
 use crossbeam_utils::CachePadded;
 
 use crate::task::completion::Completion;
-use crate::task::error::TaskError;
+use crate::task::error::{Panic, TaskError};
 use crate::task::future::{Future, Task};
 use crate::thread::governor::Policy;
 use crate::thread::job::{Job, JobRef, ThreadTask};
@@ -377,7 +377,7 @@ impl Pool for ThreadScope<'_> {
 
     /// Waits until every submitted task has finished, then stops and joins the workers. Returns the
     /// messages of panics whose futures were dropped unread.
-    fn join(&self) -> Vec<String> {
+    fn join(&self) -> Vec<Panic> {
         if self.joined.swap(true, Ordering::SeqCst) {
             return Vec::new();
         }

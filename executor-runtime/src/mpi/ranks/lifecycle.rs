@@ -69,7 +69,11 @@ impl Ranks {
             unsafe {
                 block.resolve(
                     running,
-                    Outcome::Failed(TaskError::WorkerDied { pid, death }),
+                    Outcome::Failed(TaskError::WorkerDied {
+                        pid,
+                        death,
+                        call: None,
+                    }),
                 )
             };
         }

@@ -312,7 +312,11 @@ fn finish(
         let error = match (timed_out, shared.backend.timeout, over_limit) {
             (true, Some(after), _) => TaskError::TimedOut { after },
             (_, _, Some(over_limit)) => over_limit,
-            _ => TaskError::WorkerDied { pid, death },
+            _ => TaskError::WorkerDied {
+                pid,
+                death,
+                call: None,
+            },
         };
         // SAFETY: dispatched to this link, and now taken out of it: resolved once, here.
         unsafe { shared.resolve(job, Outcome::Failed(error)) };
