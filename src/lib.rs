@@ -168,9 +168,9 @@ extern crate self as concurrent_futures;
 
 pub use concurrent_futures_macros::{backend, pool};
 pub use concurrent_futures_runtime::{
-    as_completed, current_worker, wait, AsCompleted, Backend, Future, ReturnWhen, TaskError,
-    WaitTimeout, Waitable, Waited, WorkerDeath, WorkerInfo, ALL_COMPLETED, FIRST_COMPLETED,
-    FIRST_EXCEPTION,
+    as_completed, current_worker, stop_requested, wait, AsCompleted, Backend, Future, ReturnWhen,
+    TaskError, WaitTimeout, Waitable, Waited, WorkerDeath, WorkerInfo, ALL_COMPLETED,
+    FIRST_COMPLETED, FIRST_EXCEPTION,
 };
 
 #[doc(hidden)]

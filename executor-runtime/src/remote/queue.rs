@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use serde::de::DeserializeOwned;
 
@@ -90,6 +90,35 @@ pub(crate) enum Outcome<'a> {
 struct RemoteTask<R> {
     completion: Completion<R>,
     request: Arc<Request>,
+    /// The block's queue, to stop the call once it has started (`Future::stop`).
+    stopper: Weak<dyn StopCall>,
+}
+
+/// How a started call's future reaches its block to stop it (`Future::stop`), with the block's
+/// backend erased.
+pub(crate) trait StopCall: Send + Sync {
+    /// Stops the started call whose task is at `job`; whether it will resolve with
+    /// `TaskError::Stopped`.
+    fn stop_call(&self, job: *const ()) -> bool;
+}
+
+impl<B: RemoteBackend> StopCall for CallQueue<B> {
+    fn stop_call(&self, job: *const ()) -> bool {
+        let mut state = self.lock();
+        // Sent to a worker that died before running it, and back in the queue: it has not run,
+        // and never will.
+        let requeued = state
+            .queue
+            .iter()
+            .position(|entry| entry.claimed && entry.job.address() == job);
+        if let Some(index) = requeued {
+            let entry = state.queue.remove(index).expect("found just above");
+            drop(state);
+            self.fail(vec![entry], &TaskError::Stopped);
+            return true;
+        }
+        B::stop(self, &mut state, job)
+    }
 }
 
 impl<R: DeserializeOwned + Send + 'static> RemoteJob for RemoteTask<R> {
@@ -153,11 +182,21 @@ impl<R: Send> Task<R> for RemoteTask<R> {
     fn completion(&self) -> &Completion<R> {
         &self.completion
     }
+
+    fn stop_started(&self) -> bool {
+        let Some(queue) = self.stopper.upgrade() else {
+            return false; // the block has ended: the call is finished
+        };
+        queue.stop_call((self as *const Self).cast())
+    }
 }
 
 /// A call as a job for a queue of calls to worker processes, and its future; the third value says
 /// why the call cannot be sent, if it cannot (its job must then be failed, not sent).
-pub(crate) fn new_job<R>(call: RemoteCall<R>) -> (RemoteJobRef, Future<R>, Option<String>)
+pub(crate) fn new_job<R>(
+    call: RemoteCall<R>,
+    stopper: Weak<dyn StopCall>,
+) -> (RemoteJobRef, Future<R>, Option<String>)
 where
     R: DeserializeOwned + Send + 'static,
 {
@@ -172,6 +211,7 @@ where
             trampoline: call.trampoline,
             arguments,
         }),
+        stopper,
     });
     let task: *mut RemoteTask<R> = Box::into_raw(task);
     let job: *mut dyn RemoteJob = task;
@@ -193,6 +233,11 @@ impl RemoteJobRef {
     pub(crate) fn job(&self) -> &dyn RemoteJob {
         // SAFETY: the queue reference keeps the call alive while this `RemoteJobRef` exists.
         unsafe { self.0.as_ref() }
+    }
+
+    /// The address of the call's task, which names it to `StopCall::stop_call`.
+    pub(crate) fn address(&self) -> *const () {
+        self.0.as_ptr().cast_const().cast()
     }
 
     /// Resolves the call and lets go of the reference; a panicked call's reference comes back.

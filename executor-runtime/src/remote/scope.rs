@@ -5,7 +5,7 @@
 //! from the queue; the Mpi backend's driver thread does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use serde::de::DeserializeOwned;
 
@@ -14,7 +14,7 @@ use crate::block::map::AHEAD_PER_WORKER;
 use crate::block::options::PoolOptions;
 use crate::remote::call::RemoteCall;
 use crate::remote::map::{RemoteMap, RemoteMapUnordered, RemotePool};
-use crate::remote::queue::{new_job, CallQueue, QueueState, Queued};
+use crate::remote::queue::{new_job, CallQueue, QueueState, Queued, StopCall};
 use crate::task::error::TaskError;
 use crate::task::future::Future;
 
@@ -41,6 +41,18 @@ pub trait RemoteBackend: Send + Sync + Sized + 'static {
 
     /// Does what [`queued`](RemoteBackend::queued) decided; called without the lock.
     fn wake(queue: &Arc<CallQueue<Self>>, wake: Self::Wake);
+
+    /// `Future::stop` on the started call whose task is at `job` (the lock is held; a call back
+    /// in the queue was already dealt with): stop it if this backend can, and return whether it
+    /// will resolve with `TaskError::Stopped`. By default a running call cannot be stopped (the
+    /// Mpi backend: a rank cannot be killed without ending the MPI job).
+    fn stop(
+        _queue: &CallQueue<Self>,
+        _state: &mut QueueState<Self::State>,
+        _job: *const (),
+    ) -> bool {
+        false
+    }
 
     /// `count` queued calls were cancelled and taken out of the queue (the lock is held).
     fn cancelled(queue: &CallQueue<Self>, count: usize);
@@ -86,7 +98,8 @@ impl<B: RemoteBackend> RemoteScope<B> {
     where
         R: DeserializeOwned + Send + 'static,
     {
-        let (job, future, encode_error) = new_job(call);
+        let stopper: Weak<dyn StopCall> = Arc::downgrade(&self.queue) as Weak<dyn StopCall>;
+        let (job, future, encode_error) = new_job(call, stopper);
         let job = Queued {
             job,
             claimed: false,

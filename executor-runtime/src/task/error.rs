@@ -28,6 +28,10 @@ pub enum TaskError {
     Panicked(String),
     /// The task was cancelled before it started, so it never ran.
     Cancelled,
+    /// The task was running and [`Future::stop`](crate::Future::stop) stopped it (Process backend):
+    /// its worker process was killed and replaced; other tasks are unaffected (those queued behind
+    /// it on that worker run on another). Whatever the call had done before, it did.
+    Stopped,
     /// The worker process running the task died before answering (Process and Mpi backends): it
     /// crashed, aborted, was killed, or exited. On Process the pool replaced it; other tasks are
     /// unaffected.
@@ -124,6 +128,9 @@ impl fmt::Display for TaskError {
         match self {
             TaskError::Panicked(message) => write!(f, "the task panicked: {message}"),
             TaskError::Cancelled => f.write_str("the task was cancelled before it started"),
+            TaskError::Stopped => f.write_str(
+                "the task was stopped while it ran; its worker process was killed and replaced",
+            ),
             TaskError::WorkerDied { pid, death } => {
                 write!(f, "the worker process (pid {pid}) running the task {death}")
             }
@@ -193,6 +200,10 @@ mod tests {
             (
                 TaskError::Cancelled,
                 "the task was cancelled before it started",
+            ),
+            (
+                TaskError::Stopped,
+                "the task was stopped while it ran; its worker process was killed and replaced",
             ),
             (
                 TaskError::WorkerDied {

@@ -3,11 +3,13 @@
 //! - `completion`: the state machine and waiter list shared by a task and its future;
 //! - `future`: [`Future`](future::Future), the user's handle to one call;
 //! - `error`: [`TaskError`](error::TaskError), why a call gave no value;
-//! - `waiting`: `wait` and `as_completed`, waiting on many futures.
+//! - `waiting`: `wait` and `as_completed`, waiting on many futures;
+//! - `stop`: the flag behind cooperative stopping ([`stop_requested`](stop::stop_requested)).
 //!
 //! The bottom layer: it imports nothing else of the crate.
 
 pub(crate) mod completion;
 pub(crate) mod error;
 pub(crate) mod future;
+pub(crate) mod stop;
 pub(crate) mod waiting;

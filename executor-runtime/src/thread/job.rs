@@ -6,11 +6,13 @@
 use std::cell::UnsafeCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::block::identity;
 use crate::task::completion::{Completion, CANCELLED, QUEUE_REF};
 use crate::task::error::{drop_payload, panic_message, TaskError};
 use crate::task::future::Task;
+use crate::task::stop::with_stop_flag;
 
 /// A queued task, as a worker sees it.
 pub(crate) trait Job: Send + Sync {
@@ -105,6 +107,8 @@ pub(crate) struct ThreadTask<F, R> {
     /// `Some` until taken by the one thread that runs the task, or that drops it after a cancel.
     pub(crate) func: UnsafeCell<Option<F>>,
     pub(crate) pool_id: u64,
+    /// Raised by `Future::stop`; the task reads it with `stop_requested()` while it runs.
+    pub(crate) stop: AtomicBool,
 }
 
 // SAFETY: `func` is touched by exactly one thread: the one that wins `Completion::try_start` (to run
@@ -124,7 +128,8 @@ where
         // SAFETY: the caller won `try_start`, so this thread alone touches `func`.
         let func =
             unsafe { (*self.func.get()).take() }.expect("a claimed task still has its closure");
-        let outcome = panic::catch_unwind(AssertUnwindSafe(func)).map_err(|payload| {
+        let outcome = with_stop_flag(&self.stop, || panic::catch_unwind(AssertUnwindSafe(func)));
+        let outcome = outcome.map_err(|payload| {
             let message = panic_message(&*payload);
             drop_payload(payload);
             TaskError::Panicked(message)
@@ -210,5 +215,12 @@ where
         }
         self.run_claimed(false);
         true
+    }
+
+    /// A thread cannot be killed on its own: raises the flag `stop_requested()` reads, and leaves
+    /// the task to return when it sees it.
+    fn stop_started(&self) -> bool {
+        self.stop.store(true, Ordering::Release);
+        false
     }
 }
