@@ -31,7 +31,8 @@
 //! died). Options of all: `max_workers` (default `min(32, cpus + 4)` threads, as Python's
 //! `ThreadPoolExecutor`; on `Auto` a cap, default 256; one process per CPU), `cancel_futures` and
 //! `initializer`/`initargs`; of `Thread` and `Auto`: `thread_name_prefix`; of `Auto`:
-//! `min_workers`; of `Process`: `timeout`, `max_tasks_per_child` and `memory_limit`. On `Process`,
+//! `min_workers`; of `Process`: `timeout`, `retries`, `max_tasks_per_child` and `memory_limit`
+//! (and, per call, `submit(call(f).timeout(d).retries(n), args...)`). On `Process`,
 //! arguments and results must be `Serialize + Deserialize` (serde) or borrowed `&str`/`&[u8]`, and
 //! `f` must capture nothing.
 //!

@@ -66,7 +66,7 @@ pub use task::waiting::{
 #[doc(hidden)]
 pub mod __private {
     pub use crate::block::join_guard::{JoinGuard, Pool};
-    pub use crate::block::options::{PoolOptions, ThreadInitializer};
+    pub use crate::block::options::{CallOptions, PoolOptions, ThreadInitializer};
     #[cfg(any(test, feature = "fuzzing"))]
     pub use crate::fuzzing::{frames, parent_stream, values, worker_stream, Summary};
     #[cfg(feature = "mpi")]

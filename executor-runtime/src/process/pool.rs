@@ -21,12 +21,12 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::block::options::{cpus, PoolOptions, ProcessInitializer};
+use crate::block::options::{cpus, CallOptions, PoolOptions, ProcessInitializer};
 use crate::process::link;
 use crate::process::worker::WORKER_ENV;
 use crate::remote::executable::executable_identity;
@@ -146,6 +146,11 @@ pub struct ProcessBackend {
     pub(crate) max_workers: usize,
     /// The per-call timeout, if any (enforced by `link::watch_timeouts`).
     pub(crate) timeout: Option<Duration>,
+    /// Some call may have a timeout (the block's, or one of its own): calls are timed, and the
+    /// watcher runs.
+    pub(crate) timed: AtomicBool,
+    /// `retries = n`: how many times a call whose worker died or that timed out runs again.
+    pub(crate) retries: Option<u32>,
     /// `RLIMIT_DATA` of each worker, if limited (see `memory_limit`).
     pub(crate) memory_limit: Option<u64>,
     /// Calls a worker serves before it is replaced, if limited.
@@ -212,6 +217,8 @@ impl RemoteBackend for ProcessBackend {
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             max_workers: options.max_workers.unwrap_or_else(cpus),
             timeout: options.timeout,
+            timed: AtomicBool::new(options.timeout.is_some()),
+            retries: options.retries,
             max_tasks_per_child: options.max_tasks_per_child,
             memory_limit: options.memory_limit,
             initializer: options.process_initializer.clone(),
@@ -272,6 +279,13 @@ impl RemoteBackend for ProcessBackend {
         false
     }
 
+    fn call_options(queue: &ProcessQueue, options: &CallOptions) {
+        if options.timeout.is_some() {
+            // Before the call is queued: the writer that sends it times it.
+            queue.backend.timed.store(true, Ordering::Release);
+        }
+    }
+
     fn cancelled(_: &ProcessQueue, _: usize) {}
 
     fn workers(queue: &ProcessQueue) -> usize {
@@ -296,6 +310,23 @@ impl RemoteBackend for ProcessBackend {
                 }
             }
         }
+    }
+}
+
+impl ProcessBackend {
+    /// Whether calls are timed: the block has a `timeout`, or a call had one of its own.
+    pub(crate) fn timed(&self) -> bool {
+        self.timed.load(Ordering::Acquire)
+    }
+
+    /// The timeout of a call with these options: its own, or the block's.
+    pub(crate) fn timeout_of(&self, options: &CallOptions) -> Option<Duration> {
+        options.timeout.or(self.timeout)
+    }
+
+    /// How many times a call with these options may be retried: its own, or the block's.
+    pub(crate) fn retries_of(&self, options: &CallOptions) -> u32 {
+        options.retries.or(self.retries).unwrap_or(0)
     }
 }
 

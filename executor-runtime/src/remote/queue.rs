@@ -6,10 +6,12 @@
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use serde::de::DeserializeOwned;
 
+use crate::block::options::CallOptions;
 use crate::remote::call::{CallStatus, RemoteCall};
 use crate::remote::protocol::CallHead;
 use crate::remote::scope::RemoteBackend;
@@ -23,6 +25,8 @@ pub(crate) struct Request {
     pub(crate) function: isize,
     pub(crate) trampoline: isize,
     pub(crate) arguments: wire::Parts,
+    /// The call's own options (`submit(call(f).timeout(d), ...)`); unset ones are the block's.
+    pub(crate) options: CallOptions,
 }
 
 impl Request {
@@ -77,6 +81,12 @@ pub(crate) trait RemoteJob: Send + Sync {
 
     /// Cancels the call if it has not been sent.
     fn cancel(&self) -> bool;
+
+    /// Counts one more retry if fewer than `budget` were made; whether it may run again.
+    fn try_retry(&self, budget: u32) -> bool;
+
+    /// The call's own options.
+    fn options(&self) -> CallOptions;
 }
 
 /// How a dispatched call ended.
@@ -92,6 +102,8 @@ struct RemoteTask<R> {
     request: Arc<Request>,
     /// The block's queue, to stop the call once it has started (`Future::stop`).
     stopper: Weak<dyn StopCall>,
+    /// Times the call was retried (sent again after its worker died, it timed out or panicked).
+    retried: AtomicU32,
 }
 
 /// How a started call's future reaches its block to stop it (`Future::stop`), with the block's
@@ -176,6 +188,18 @@ impl<R: DeserializeOwned + Send + 'static> RemoteJob for RemoteTask<R> {
     fn cancel(&self) -> bool {
         self.completion.try_cancel()
     }
+
+    fn try_retry(&self, budget: u32) -> bool {
+        self.retried
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |retried| {
+                (retried < budget).then_some(retried + 1)
+            })
+            .is_ok()
+    }
+
+    fn options(&self) -> CallOptions {
+        self.request.options
+    }
 }
 
 impl<R: Send> Task<R> for RemoteTask<R> {
@@ -189,12 +213,17 @@ impl<R: Send> Task<R> for RemoteTask<R> {
         };
         queue.stop_call((self as *const Self).cast())
     }
+
+    fn attempts(&self) -> Option<u32> {
+        Some(1 + self.retried.load(Ordering::Acquire))
+    }
 }
 
 /// A call as a job for a queue of calls to worker processes, and its future; the third value says
 /// why the call cannot be sent, if it cannot (its job must then be failed, not sent).
 pub(crate) fn new_job<R>(
     call: RemoteCall<R>,
+    options: CallOptions,
     stopper: Weak<dyn StopCall>,
 ) -> (RemoteJobRef, Future<R>, Option<String>)
 where
@@ -210,8 +239,10 @@ where
             function: call.function,
             trampoline: call.trampoline,
             arguments,
+            options,
         }),
         stopper,
+        retried: AtomicU32::new(0),
     });
     let task: *mut RemoteTask<R> = Box::into_raw(task);
     let job: *mut dyn RemoteJob = task;

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::block::join_guard::{JoinGuard, Pool};
 use crate::block::map::AHEAD_PER_WORKER;
-use crate::block::options::PoolOptions;
+use crate::block::options::{CallOptions, PoolOptions};
 use crate::remote::call::RemoteCall;
 use crate::remote::map::{RemoteMap, RemoteMapUnordered, RemotePool};
 use crate::remote::queue::{new_job, CallQueue, QueueState, Queued, StopCall};
@@ -53,6 +53,10 @@ pub trait RemoteBackend: Send + Sync + Sized + 'static {
     ) -> bool {
         false
     }
+
+    /// A call with these options is about to be queued (the Process backend starts its timeout
+    /// watcher for a call with a timeout of its own).
+    fn call_options(_queue: &CallQueue<Self>, _options: &CallOptions) {}
 
     /// `count` queued calls were cancelled and taken out of the queue (the lock is held).
     fn cancelled(queue: &CallQueue<Self>, count: usize);
@@ -98,8 +102,17 @@ impl<B: RemoteBackend> RemoteScope<B> {
     where
         R: DeserializeOwned + Send + 'static,
     {
+        self.submit_with(call, CallOptions::new())
+    }
+
+    /// Queues a call with options of its own; `submit(call(f).timeout(d), args...)` becomes this.
+    pub fn submit_with<R>(&self, call: RemoteCall<R>, options: CallOptions) -> Future<R>
+    where
+        R: DeserializeOwned + Send + 'static,
+    {
         let stopper: Weak<dyn StopCall> = Arc::downgrade(&self.queue) as Weak<dyn StopCall>;
-        let (job, future, encode_error) = new_job(call, stopper);
+        B::call_options(&self.queue, &options);
+        let (job, future, encode_error) = new_job(call, options, stopper);
         let job = Queued {
             job,
             claimed: false,

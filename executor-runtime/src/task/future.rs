@@ -28,6 +28,12 @@ pub(crate) trait Task<R>: Send + Sync {
     fn stop_started(&self) -> bool {
         false
     }
+
+    /// How many times the started task was run, for a backend that retries (see
+    /// [`Future::attempts`]); `None` for one that runs a task once.
+    fn attempts(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// The pending result of one `submit(f, args...)` call: Python's `concurrent.futures.Future`.
@@ -254,6 +260,28 @@ impl<R> Future<R> {
             return true;
         }
         self.cancelled() || (self.done() && self.exception() == Some(TaskError::Stopped))
+    }
+
+    /// How many times the task has been started: 0 before it starts (and for a cancelled task),
+    /// 1 once it has, and more for a call retried after its worker died, it timed out, or it
+    /// panicked (Process: `retries = n`, `.retries(n)`; see the README). For a finished call, the
+    /// attempts it took; for one that failed, the attempts that failed.
+    ///
+    /// ```
+    /// use concurrent_futures::pool;
+    ///
+    /// pool!(Process => {
+    ///     let f = submit(u32::pow, 2, 5);
+    ///     assert!(f.wait_timeout(std::time::Duration::from_secs(30)));
+    ///     assert_eq!(f.attempts(), 1);
+    ///     assert_eq!(f.result(), Ok(32));
+    /// });
+    /// ```
+    pub fn attempts(&self) -> u32 {
+        match self.completion().state() {
+            PENDING | CANCELLED => 0,
+            _ => self.task().attempts().unwrap_or(1),
+        }
     }
 
     /// `true` if the task was cancelled.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::process::memory_limit::StderrRelay;
 use crate::process::pool::{LinkState, ProcessQueue};
 use crate::process::spawn::WorkerProcess;
+use crate::remote::call::CallStatus;
 use crate::remote::protocol::{OutcomeHead, KEEP_BUFFER};
 use crate::remote::queue::{Outcome, Queued};
 use crate::remote::window::next_window;
@@ -138,7 +139,7 @@ fn receive_outcomes(
             Err(ReadError::Malformed(why)) => return End::Protocol(why),
             Err(_) => return End::Closed,
         };
-        if shared.backend.timeout.is_some() {
+        if shared.backend.timed() {
             // The head call is done: the time its result takes to arrive is not its run time.
             let mut state = shared.lock();
             let link = &mut state.backend.links[slot];
@@ -181,6 +182,20 @@ fn receive_outcomes(
                 .then(Instant::now);
             adapt_window(link, elapsed_ns);
             link.kill_if_head_stopped(shared.backend.id, slot);
+            let options = job.job().options();
+            let retry = !stopped
+                && status == CallStatus::Panicked
+                && options.retry_panics
+                && job.job().try_retry(shared.backend.retries_of(&options));
+            if retry {
+                // Its worker is fine: the call goes back to the front of the queue, to whichever
+                // worker has room first.
+                log::debug!("executor: worker {slot}: a call panicked and is retried");
+                state.queue.push_front(Queued { job, claimed: true });
+                drop(state);
+                shared.changed.notify_all();
+                continue;
+            }
             (job, stopped)
         };
         let outcome = match job.1 {
@@ -307,13 +322,41 @@ fn finish(
     // it was running the oldest one. A worker killed to stop a call was running that call, unless
     // its answer was already on its way: the call after it is then innocent, and goes back too.
     let head_stopped = stopped.first().is_some_and(|&(head, _)| head);
-    let culprit = if ready && !in_flight.is_empty() && !head_stopped && !stop_killed {
-        Some(in_flight.remove(0))
+    let mut culprit = if ready && !in_flight.is_empty() && !head_stopped && !stop_killed {
+        let job = in_flight.remove(0);
+        let options = job.job().options();
+        let error = match (
+            timed_out,
+            shared.backend.timeout_of(&options),
+            over_limit.clone(),
+        ) {
+            (true, Some(after), _) => TaskError::TimedOut { after },
+            (_, _, Some(over_limit)) => over_limit,
+            _ => TaskError::WorkerDied { pid, death },
+        };
+        Some((job, error))
     } else {
         None
     };
     for job in in_flight.into_iter().rev() {
         state.queue.push_front(Queued { job, claimed: true });
+    }
+    // A call whose worker died under it, or that timed out, runs again (first in line) while its
+    // retries last.
+    if let Some((job, error)) = culprit.take() {
+        let retryable = matches!(
+            error,
+            TaskError::WorkerDied { .. } | TaskError::TimedOut { .. }
+        );
+        let budget = shared.backend.retries_of(&job.job().options());
+        if retryable && job.job().try_retry(budget) {
+            log::warn!(
+                "executor: worker {slot} (pid {pid}): its call failed ({error}) and is retried"
+            );
+            state.queue.push_front(Queued { job, claimed: true });
+        } else {
+            culprit = Some((job, error));
+        }
     }
     match &end {
         End::Refused(why) => {
@@ -352,12 +395,7 @@ fn finish(
         // SAFETY: dispatched to this link, and now taken out of it: resolved once, here.
         unsafe { shared.resolve(job, Outcome::Failed(TaskError::Stopped)) };
     }
-    if let Some(job) = culprit {
-        let error = match (timed_out, shared.backend.timeout, over_limit) {
-            (true, Some(after), _) => TaskError::TimedOut { after },
-            (_, _, Some(over_limit)) => over_limit,
-            _ => TaskError::WorkerDied { pid, death },
-        };
+    if let Some((job, error)) = culprit {
         // SAFETY: dispatched to this link, and now taken out of it: resolved once, here.
         unsafe { shared.resolve(job, Outcome::Failed(error)) };
     }
