@@ -32,7 +32,8 @@
 //! died). Options of all: `max_workers` (default `min(32, cpus + 4)` threads, as Python's
 //! `ThreadPoolExecutor`; on `Auto` a cap, default 256; one process per CPU), `cancel_futures` and
 //! `initializer`/`initargs`; of `Thread` and `Auto`: `thread_name_prefix`; of `Auto`:
-//! `min_workers`; of `Process`: `timeout`, `max_tasks_per_child` and `memory_limit`. On `Process`,
+//! `min_workers`; of `Process`: `timeout`, `retries`, `max_tasks_per_child` and `memory_limit`
+//! (and, per call, `submit(call(f).timeout(d).retries(n), args...)`). On `Process`,
 //! arguments and results must be `Serialize + Deserialize` (serde) or borrowed `&str`/`&[u8]`, and
 //! `f` must capture nothing.
 //!
@@ -169,9 +170,9 @@ extern crate self as concurrent_futures;
 
 pub use concurrent_futures_macros::{backend, pool};
 pub use concurrent_futures_runtime::{
-    as_completed, current_worker, wait, AsCompleted, Backend, Future, Panic, PanicLocation,
-    ReturnWhen, TaskError, WaitTimeout, Waitable, Waited, WorkerDeath, WorkerInfo, ALL_COMPLETED,
-    FIRST_COMPLETED, FIRST_EXCEPTION,
+    as_completed, current_worker, stop_requested, wait, AsCompleted, Backend, Future, Panic,
+    PanicLocation, ReturnWhen, TaskError, WaitTimeout, Waitable, Waited, WorkerDeath, WorkerInfo,
+    ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION,
 };
 
 #[doc(hidden)]

@@ -342,6 +342,23 @@ fn helper_every_feature_of_a_block() {
     }
     assert_eq!(pool!(Mpi => { submit(add, 3, 3).result() }), Ok(6));
 
+    // `stop` (issue 17): a running call cannot be stopped (killing a rank ends the MPI job), so
+    // `stop` answers false and it runs to its value; a queued call is cancelled.
+    let (running, stopped_running, queued, stopped_queued) = pool!(Mpi(max_workers = 1) => {
+        let running = submit(sleep_ms, 300);
+        let queued = submit(add, 4, 4);
+        while !running.running() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let stopped_queued = queued.stop();
+        let stopped_running = running.stop();
+        (running.result(), stopped_running, queued.result(), stopped_queued)
+    });
+    assert!(stopped_queued, "stop cancels a queued call");
+    assert_eq!(queued, Err(TaskError::Cancelled));
+    assert!(!stopped_running, "a running Mpi call cannot be stopped");
+    assert_eq!(running, Ok(300));
+
     // A task may open a Process block: its worker processes start from the MPI worker.
     let inside = pool!(Mpi => { submit(open_a_process_block_inside).result() });
     assert_eq!(inside, Ok(vec![10, 11, 12, 13]));
@@ -409,6 +426,11 @@ fn helper_another_binary_is_refused() {
 
 fn abort_the_worker() -> u8 {
     std::process::abort()
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
 }
 
 fn slow_add(a: u64, b: u64) -> u64 {

@@ -123,6 +123,9 @@ const THREADS_CANNOT_STOP: &str = ": a running thread cannot be stopped; use `Pr
      timed-out tasks are killed with their worker";
 const THREADS_SHARE_MEMORY: &str = ": threads share one process's memory; use `Process`, which \
      caps each worker process";
+const THREADS_CANNOT_RETRY: &str =
+    ": a call on a thread neither loses its worker nor times out, and \
+     its panic is its result; use `Process`, which retries a call whose worker died or timed out";
 const FIXED_SIZE: &str = ": its pool has a fixed size, `max_workers`; `Auto` is the backend that \
      sizes its pool between the two";
 const MPI_RANKS: &str = " yet: its workers are MPI ranks, which the pool neither starts nor stops \
@@ -152,6 +155,10 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
             Refusal {
                 option: "memory_limit",
                 why: THREADS_SHARE_MEMORY,
+            },
+            Refusal {
+                option: "retries",
+                why: THREADS_CANNOT_RETRY,
             },
             Refusal {
                 option: "min_workers",
@@ -185,6 +192,10 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
                 option: "memory_limit",
                 why: THREADS_SHARE_MEMORY,
             },
+            Refusal {
+                option: "retries",
+                why: THREADS_CANNOT_RETRY,
+            },
         ],
         placement: Placement::Local,
         opener: Opener {
@@ -201,6 +212,7 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
             "timeout",
             "max_tasks_per_child",
             "memory_limit",
+            "retries",
             "initializer",
             "initargs",
         ],
@@ -235,6 +247,10 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
             },
             Refusal {
                 option: "memory_limit",
+                why: MPI_RANKS,
+            },
+            Refusal {
+                option: "retries",
                 why: MPI_RANKS,
             },
         ],

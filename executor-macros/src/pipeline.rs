@@ -45,7 +45,7 @@ pub(crate) fn expand_pool(input: TokenStream) -> TokenStream {
 /// the macro may drop, is reported instead of the block.
 fn generate(mut input: ast::PoolInput, backend: &BackendSpec) -> TokenStream {
     let scope = rewrite::scope_ident();
-    let mut rewriter = rewrite::SubmitRewriter::new(scope.clone(), backend.placement);
+    let mut rewriter = rewrite::SubmitRewriter::new(scope.clone(), backend);
     rewriter.visit_block_mut(&mut input.body);
     if let Some(errors) = rewriter.errors_in_macros() {
         return fallback::expand(errors, None);

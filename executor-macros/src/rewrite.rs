@@ -17,9 +17,9 @@ use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
-use syn::{Error, Expr, ExprCall, ExprPath, Item, Macro, Token};
+use syn::{Error, Expr, ExprCall, ExprMethodCall, ExprPath, Item, Macro, Token};
 
-use crate::backends::Placement;
+use crate::backends::{BackendSpec, Placement};
 
 /// The most arguments `submit` passes to the function; `concurrent_futures_runtime::__private::bind<n>`
 /// exists for each count up to this.
@@ -35,9 +35,100 @@ fn remote_call(
     func: &Expr,
     args: &[&Expr],
     span: Span,
+    options: Option<TokenStream>,
 ) -> TokenStream {
     let call = remote_call_value(remote, func, args, span);
-    quote_spanned! {span=> #scope.submit(#call) }
+    match options {
+        None => quote_spanned! {span=> #scope.submit(#call) },
+        Some(options) => {
+            let hidden = Ident::new(
+                "__executor_call_options",
+                Span::mixed_site().located_at(span),
+            );
+            quote_spanned! {span=>
+                {
+                    let #hidden = #options;
+                    #scope.submit_with(#call, #hidden)
+                }
+            }
+        }
+    }
+}
+
+/// The options one call may set, as `submit(call(f).<option>(...), args...)`: the method, how
+/// many arguments it takes, and the block option whose table row decides whether the backend
+/// takes it.
+const CALL_OPTIONS: &[(&str, usize, &str)] = &[
+    ("timeout", 1, "timeout"),
+    ("retries", 1, "retries"),
+    ("retry_panics", 0, "retries"),
+];
+
+/// `call(f).timeout(d).retries(n)` as the function of a `submit`: `f`, and the option methods in
+/// the order written. `None` for any other function expression.
+fn per_call_options(func: &Expr) -> Option<(&Expr, Vec<&ExprMethodCall>)> {
+    let mut methods = Vec::new();
+    let mut current = func;
+    while let Expr::MethodCall(method) = current {
+        methods.push(method);
+        current = &method.receiver;
+    }
+    let Expr::Call(root) = current else {
+        return None;
+    };
+    if !is_plain_call(&root.func, "call") || root.args.len() != 1 {
+        return None;
+    }
+    methods.reverse();
+    Some((&root.args[0], methods))
+}
+
+/// The `CallOptions` value that `methods` build, or the error of the first that `backend` does
+/// not take (at its name, with the reason the block option gets) or that is not an option.
+fn call_options_value(
+    backend: &BackendSpec,
+    methods: &[&ExprMethodCall],
+    span: Span,
+) -> Result<TokenStream, Error> {
+    let options = Ident::new("__executor_options", Span::mixed_site().located_at(span));
+    let facade = crate::facade::path_at(span);
+    let mut setters = Vec::new();
+    for method in methods {
+        let name = method.method.to_string();
+        let Some(&(_, arity, block_option)) = CALL_OPTIONS.iter().find(|o| o.0 == name) else {
+            return Err(Error::new(
+                method.method.span(),
+                format!(
+                    "unknown call option `.{name}(...)`; `call(f)` takes `.timeout(duration)`, \
+                     `.retries(n)` and `.retry_panics()`"
+                ),
+            ));
+        };
+        if let Some(why) = backend.refuse(block_option) {
+            return Err(Error::new(method.method.span(), why));
+        }
+        if method.args.len() != arity || method.turbofish.is_some() {
+            let expected = if arity == 0 {
+                "no argument"
+            } else {
+                "one argument"
+            };
+            return Err(Error::new(
+                method.method.span(),
+                format!("the call option `.{name}(...)` takes {expected}"),
+            ));
+        }
+        let ident = &method.method;
+        let args = method.args.iter();
+        setters.push(quote_spanned! {method.method.span()=> #options.#ident(#(#args),*); });
+    }
+    Ok(quote_spanned! {span=>
+        {
+            let mut #options = #facade::__private::CallOptions::new();
+            #(#setters)*
+            #options
+        }
+    })
 }
 
 /// The expression that builds the `RemoteCall` of `func(args...)` for a worker process: used by
@@ -107,6 +198,8 @@ pub(crate) struct SubmitRewriter {
     scope: Ident,
     /// Local: a closure through `bind<n>`; remote: a function pointer and encoded arguments.
     placement: Placement,
+    /// The backend's row: which per-call options it takes.
+    backend: BackendSpec,
     /// Calls replaced so far, rewritten or by their error: a macro's arguments are replaced only
     /// when this grows while visiting them.
     replaced: usize,
@@ -122,10 +215,11 @@ pub(crate) struct SubmitRewriter {
 
 impl SubmitRewriter {
     /// `scope` is the hygienic local that holds `&` the pool's scope.
-    pub(crate) fn new(scope: Ident, placement: Placement) -> Self {
+    pub(crate) fn new(scope: Ident, backend: &BackendSpec) -> Self {
         SubmitRewriter {
             scope,
-            placement,
+            placement: backend.placement,
+            backend: *backend,
             replaced: 0,
             errors: Vec::new(),
             in_macro: 0,
@@ -161,13 +255,20 @@ impl SubmitRewriter {
     /// second error there (`map(f).count()` reports only the `map`). The arguments stay, evaluated
     /// and discarded, so that their tokens still reach the compiler and the IDE.
     fn failed(&mut self, call: &ExprCall, error: Error) -> Expr {
+        let args: Vec<&Expr> = call.args.iter().collect();
+        self.failed_keeping(&args, error)
+    }
+
+    /// As [`failed`](Self::failed), keeping `args` (a call whose options are wrong keeps `f`, the
+    /// options' arguments and the call's, not `call(...)`, which means nothing outside `submit`).
+    fn failed_keeping(&mut self, args: &[&Expr], error: Error) -> Expr {
         let compile_error = error.to_compile_error();
         if self.in_macro > 0 {
             self.errors_in_macros.push(error.clone());
         }
         self.errors.push(error);
         self.replaced += 1;
-        let args = call.args.iter();
+        let args = args.iter();
         let tokens = quote! {
             {
                 let _ = (#(#args,)*);
@@ -188,6 +289,22 @@ impl SubmitRewriter {
             return self.failed(call, error);
         };
         let args: Vec<&Expr> = args.collect();
+        // `submit(call(f).timeout(d), args...)`: `f`, with options of its own.
+        let (func, options) = match per_call_options(func) {
+            None => (func, None),
+            Some((func, methods)) if methods.is_empty() => (func, None),
+            Some((func, methods)) => match call_options_value(&self.backend, &methods, submit_span)
+            {
+                Ok(options) => (func, Some(options)),
+                Err(error) => {
+                    let kept: Vec<&Expr> = std::iter::once(func)
+                        .chain(methods.iter().flat_map(|method| method.args.iter()))
+                        .chain(args.iter().copied())
+                        .collect();
+                    return self.failed_keeping(&kept, error);
+                }
+            },
+        };
         if args.len() > MAX_ARGS {
             let error = Error::new_spanned(
                 args[MAX_ARGS],
@@ -203,7 +320,8 @@ impl SubmitRewriter {
         let scope = &self.scope;
         let facade = crate::facade::path_at(submit_span);
         let tokens = match self.placement {
-            Placement::Remote => remote_call(scope, &bind, func, &args, submit_span),
+            Placement::Remote => remote_call(scope, &bind, func, &args, submit_span, options),
+            // Every per-call option is refused on threads (above), so none is left here.
             Placement::Local => quote_spanned! {submit_span=>
                 #scope.submit(#facade::__private::#bind(#func #(, #args)*))
             },
@@ -358,7 +476,8 @@ mod tests {
 
     fn rewrite(body: TokenStream) -> String {
         let mut block: syn::Block = syn::parse2(body).unwrap();
-        let mut rewriter = SubmitRewriter::new(scope_ident(), Placement::Local);
+        let mut rewriter =
+            SubmitRewriter::new(scope_ident(), crate::backends::lookup("Thread").unwrap());
         rewriter.visit_block_mut(&mut block);
         rewriter.into_result().unwrap();
         block.into_token_stream().to_string()
@@ -424,9 +543,39 @@ mod tests {
     /// The rewritten block, errors included, whether or not there are any.
     fn rewrite_with_errors(body: TokenStream) -> String {
         let mut block: syn::Block = syn::parse2(body).unwrap();
-        let mut rewriter = SubmitRewriter::new(scope_ident(), Placement::Local);
+        let mut rewriter =
+            SubmitRewriter::new(scope_ident(), crate::backends::lookup("Thread").unwrap());
         rewriter.visit_block_mut(&mut block);
         block.into_token_stream().to_string()
+    }
+
+    #[test]
+    fn call_options_become_the_calls_options_on_process_and_errors_on_threads() {
+        let body = quote!({ submit(call(f).timeout(d).retries(2).retry_panics(), 1) });
+        let mut block: syn::Block = syn::parse2(body.clone()).unwrap();
+        let process = crate::backends::lookup("Process").unwrap();
+        let mut rewriter = SubmitRewriter::new(scope_ident(), process);
+        rewriter.visit_block_mut(&mut block);
+        rewriter.into_result().unwrap();
+        let out = block.into_token_stream().to_string();
+        assert!(out.contains("CallOptions :: new ()"), "{out}");
+        assert!(out.contains(". timeout (d) ;"), "{out}");
+        assert!(out.contains(". retries (2) ;"), "{out}");
+        assert!(out.contains(". retry_panics () ;"), "{out}");
+        assert!(out.contains("__executor_scope . submit_with ("), "{out}");
+        assert!(!out.contains("call ("), "{out}");
+
+        let out = rewrite_with_errors(body);
+        assert!(
+            out.contains("compile_error ! { \"the Thread backend has no `timeout`"),
+            "{out}"
+        );
+        // `f`, the options' arguments and the call's arguments stay; `call(...)` does not.
+        assert!(out.contains("let _ = (f , d , 2 , 1 ,)"), "{out}");
+
+        // Without options, `call(f)` is `f`.
+        let out = rewrite(quote!({ submit(call(f), 1) }));
+        assert!(out.contains("bind1 (f , 1)"), "{out}");
     }
 
     #[test]
@@ -436,7 +585,8 @@ mod tests {
             submit(f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
         }))
         .unwrap();
-        let mut rewriter = SubmitRewriter::new(scope_ident(), Placement::Local);
+        let mut rewriter =
+            SubmitRewriter::new(scope_ident(), crate::backends::lookup("Thread").unwrap());
         rewriter.visit_block_mut(&mut block);
         let error = rewriter
             .into_result()

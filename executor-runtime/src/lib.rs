@@ -8,7 +8,7 @@
 //! Each folder is a layer or a backend, and imports only the layers above it in this list, never
 //! a backend (the test `executor-runtime/tests/layers.rs` fails otherwise):
 //! - `task`: one call's life as its caller sees it: the completion shared by a task and its
-//!   future, [`Future`], [`TaskError`], [`wait`] and [`as_completed`];
+//!   future, [`Future`], [`TaskError`], [`wait`] and [`as_completed`], [`stop_requested`];
 //! - `block`: what every block has: its options, the guard that joins it, [`current_worker`],
 //!   `map`'s window;
 //! - `remote`: what every backend whose calls run in other processes shares: call encoding,
@@ -56,6 +56,7 @@ mod thread;
 pub use block::identity::{current_worker, Backend, WorkerInfo};
 pub use task::error::{Panic, PanicLocation, TaskError, WorkerDeath};
 pub use task::future::Future;
+pub use task::stop::stop_requested;
 pub use task::waiting::{
     as_completed, wait, AsCompleted, ReturnWhen, WaitTimeout, Waitable, Waited, ALL_COMPLETED,
     FIRST_COMPLETED, FIRST_EXCEPTION,
@@ -65,7 +66,7 @@ pub use task::waiting::{
 #[doc(hidden)]
 pub mod __private {
     pub use crate::block::join_guard::{JoinGuard, Pool};
-    pub use crate::block::options::{PoolOptions, ThreadInitializer};
+    pub use crate::block::options::{CallOptions, PoolOptions, ThreadInitializer};
     #[cfg(any(test, feature = "fuzzing"))]
     pub use crate::fuzzing::{frames, parent_stream, values, worker_stream, Summary};
     #[cfg(feature = "mpi")]

@@ -11,6 +11,7 @@ pub struct PoolOptions {
     pub(crate) timeout: Option<std::time::Duration>,
     pub(crate) max_tasks_per_child: Option<usize>,
     pub(crate) memory_limit: Option<u64>,
+    pub(crate) retries: Option<u32>,
     pub(crate) thread_initializer: Option<ThreadInitializer>,
     pub(crate) process_initializer: Option<std::sync::Arc<ProcessInitializer>>,
 }
@@ -149,6 +150,15 @@ impl PoolOptions {
         self
     }
 
+    /// `retries = n` (Process only): a call whose worker died under it, or that overran its
+    /// timeout, runs again, on a fresh worker, up to `n` more times; the default for every call of
+    /// the block (a call's own `.retries(n)` overrides it). A panic is not retried unless the call
+    /// asks (`.retry_panics()`).
+    pub fn retries(&mut self, n: u32) -> &mut Self {
+        self.retries = Some(n);
+        self
+    }
+
     /// `initializer = f` (Thread): set by the `pool!` macro.
     pub fn thread_initializer(&mut self, initializer: ThreadInitializer) -> &mut Self {
         self.thread_initializer = Some(initializer);
@@ -159,6 +169,51 @@ impl PoolOptions {
         // Python's `with` block, `std::thread::scope` and `rayon::scope` run every task handed to
         // them: a `?` after a fire-and-forget `submit` must not drop it.
         self.cancel_futures.unwrap_or(false)
+    }
+}
+
+/// The options of one call: `submit(call(f).timeout(d).retries(n), args...)` in a block builds
+/// these (Process only; the macro refuses them elsewhere at compile time). Unset ones take the
+/// block's.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    pub(crate) timeout: Option<std::time::Duration>,
+    pub(crate) retries: Option<u32>,
+    pub(crate) retry_panics: bool,
+}
+
+impl CallOptions {
+    /// No options: the block's.
+    pub fn new() -> Self {
+        CallOptions::default()
+    }
+
+    /// `.timeout(d)`: this call's timeout, in place of the block's `timeout`.
+    ///
+    /// # Panics
+    /// If `timeout` is zero: the call could never finish.
+    #[track_caller]
+    pub fn timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
+        assert!(
+            !timeout.is_zero(),
+            "the call option `.timeout(...)` must be longer than zero, got {timeout:?}"
+        );
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// `.retries(n)`: this call's retries, in place of the block's `retries`.
+    pub fn retries(&mut self, n: u32) -> &mut Self {
+        self.retries = Some(n);
+        self
+    }
+
+    /// `.retry_panics()`: a panic is retried too (within the retries), not only a dead worker or
+    /// a timeout.
+    pub fn retry_panics(&mut self) -> &mut Self {
+        self.retry_panics = true;
+        self
     }
 }
 

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 mod reader;
 
 use crate::process::memory_limit::{self, StderrPipe, StderrRelay};
-use crate::process::pool::{worker_env, ProcessQueue};
+use crate::process::pool::{worker_env, ProcessQueue, ProcessState};
 use crate::process::spawn::{self, WorkerProcess, WORKER_FD};
 use crate::process::worker::Hello;
-use crate::remote::queue::{Queued, RemoteJobRef};
+use crate::remote::queue::{QueueState, Queued, RemoteJobRef};
 use crate::remote::wire::{self, Kind};
 /// Arguments longer than this are written straight from their buffer instead of being copied
 /// into a batch with other calls.
@@ -69,26 +69,7 @@ pub(crate) fn start(shared: &Arc<ProcessQueue>, slot: usize, generation: u64) {
     let mut state = shared.lock();
     state.backend.links[slot].pid = pid;
     state.backend.threads.push(writer);
-    if let (Some(timeout), false) = (shared.backend.timeout, state.backend.watching) {
-        let watcher = {
-            let shared = Arc::clone(shared);
-            thread::Builder::new()
-                .name(format!("executor-p{}-timeouts", shared.backend.id))
-                .spawn(move || watch_timeouts(&shared, timeout))
-        };
-        match watcher {
-            Ok(handle) => {
-                state.backend.watching = true;
-                state.backend.threads.push(handle);
-            }
-            // Tried again with the next worker's start.
-            Err(error) => log::warn!(
-                "executor: process pool {}: {}",
-                shared.backend.id,
-                could_not_start("the thread that enforces the timeout", &error)
-            ),
-        }
-    }
+    ensure_watcher(shared, &mut state);
     match reader {
         Ok(handle) => state.backend.threads.push(handle),
         Err(error) => {
@@ -98,6 +79,33 @@ pub(crate) fn start(shared: &Arc<ProcessQueue>, slot: usize, generation: u64) {
             let what = format!("the thread that reads the answers of worker {slot}");
             start_failed(shared, slot, generation, could_not_start(&what, &error));
         }
+    }
+}
+
+/// Starts the timeout watcher if calls are timed and it does not run yet: with the first worker
+/// of a block with a `timeout`, or when the first call with a timeout of its own is sent. Called
+/// with the lock held.
+fn ensure_watcher(shared: &Arc<ProcessQueue>, state: &mut QueueState<ProcessState>) {
+    if state.backend.watching || !shared.backend.timed() {
+        return;
+    }
+    let watcher = {
+        let shared = Arc::clone(shared);
+        thread::Builder::new()
+            .name(format!("executor-p{}-timeouts", shared.backend.id))
+            .spawn(move || watch_timeouts(&shared))
+    };
+    match watcher {
+        Ok(handle) => {
+            state.backend.watching = true;
+            state.backend.threads.push(handle);
+        }
+        // Tried again with the next worker's start or the next batch sent.
+        Err(error) => log::warn!(
+            "executor: process pool {}: {}",
+            shared.backend.id,
+            could_not_start("the thread that enforces the timeout", &error)
+        ),
     }
 }
 
@@ -235,7 +243,7 @@ impl Write for SocketWriter {
     }
 }
 
-fn writer_loop(shared: &ProcessQueue, slot: usize, generation: u64, mut out: SocketWriter) {
+fn writer_loop(shared: &Arc<ProcessQueue>, slot: usize, generation: u64, mut out: SocketWriter) {
     let Ok((_, identity)) = &shared.backend.executable else {
         return;
     };
@@ -303,6 +311,7 @@ fn writer_loop(shared: &ProcessQueue, slot: usize, generation: u64, mut out: Soc
             link.sent += 1;
         }
         state.finished += cancelled;
+        ensure_watcher(shared, &mut state);
         drop(state);
         if cancelled > 0 {
             shared.changed.notify_all();
@@ -325,7 +334,7 @@ fn writer_loop(shared: &ProcessQueue, slot: usize, generation: u64, mut out: Soc
                     frame.clear();
                 }
             }
-            if frame.is_empty() && shared.backend.timeout.is_some() {
+            if frame.is_empty() && shared.backend.timed() {
                 // It ended with a large part, now written: it may run from now on.
                 written(shared, slot, generation, id);
             }
@@ -333,7 +342,7 @@ fn writer_loop(shared: &ProcessQueue, slot: usize, generation: u64, mut out: Soc
         if !frame.is_empty() && out.write_all(&frame).is_err() {
             return out.give_up();
         }
-        if let (Some(id), Some(_)) = (last, shared.backend.timeout) {
+        if let (Some(id), true) = (last, shared.backend.timed()) {
             written(shared, slot, generation, id);
         }
     }
@@ -357,11 +366,14 @@ fn written(shared: &ProcessQueue, slot: usize, generation: u64, id: u64) {
     }
 }
 
-/// Kills the worker of any call that has run longer than `timeout`, until the pool shuts down and
-/// its workers are gone. Its reader then fails that call with `TaskError::TimedOut`.
-fn watch_timeouts(shared: &ProcessQueue, timeout: Duration) {
-    let tick = (timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(50));
+/// Kills the worker of any call that has run longer than its timeout (its own, or the block's),
+/// until the pool shuts down and its workers are gone. Its reader then fails that call with
+/// `TaskError::TimedOut`, or retries it.
+fn watch_timeouts(shared: &ProcessQueue) {
+    /// How often to look when no call in flight has a timeout.
+    const IDLE_TICK: Duration = Duration::from_millis(50);
     loop {
+        let mut tick = IDLE_TICK;
         {
             let mut state = shared.lock();
             if state.backend.shutdown && !state.backend.links.iter().any(|l| l.alive) {
@@ -373,10 +385,20 @@ fn watch_timeouts(shared: &ProcessQueue, timeout: Duration) {
                 .iter_mut()
                 .filter(|l| l.alive && !l.timed_out && !l.reaping)
             {
-                if link
-                    .head_since
-                    .is_some_and(|since| since.elapsed() > timeout)
-                {
+                for (_, job) in &link.in_flight {
+                    if let Some(timeout) = shared.backend.timeout_of(&job.job().options()) {
+                        tick = tick.min((timeout / 4).max(Duration::from_millis(1)));
+                    }
+                }
+                let head_timeout = link
+                    .in_flight
+                    .front()
+                    .and_then(|(_, job)| shared.backend.timeout_of(&job.job().options()));
+                let overran = match (link.head_since, head_timeout) {
+                    (Some(since), Some(timeout)) => since.elapsed() > timeout,
+                    _ => false,
+                };
+                if overran {
                     link.timed_out = true;
                     // SAFETY: `kill` only sends a signal. The pid is still our unreaped child's:
                     // its reader marks the link `reaping` under this lock, which we hold, before

@@ -21,12 +21,12 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::block::options::{cpus, PoolOptions, ProcessInitializer};
+use crate::block::options::{cpus, CallOptions, PoolOptions, ProcessInitializer};
 use crate::process::link;
 use crate::process::worker::WORKER_ENV;
 use crate::remote::executable::executable_identity;
@@ -88,6 +88,55 @@ pub(crate) struct LinkState {
     pub(crate) retiring: bool,
     /// Leaving the block killed it: it had not exited [`EXIT_GRACE`] after the end of its input.
     pub(crate) overstayed: bool,
+    /// Ids of calls in flight that `Future::stop` stopped: each resolves with
+    /// `TaskError::Stopped`, whatever its worker answers. The worker is killed once one of them is
+    /// the call it runs (the head of `in_flight`).
+    pub(crate) stop_ids: Vec<u64>,
+    /// The pool killed this worker to stop a call: a call other than a stopped one that it was
+    /// running when it died (the stopped one's answer had already been sent) is innocent, and
+    /// goes back to the queue.
+    pub(crate) stop_killed: bool,
+    /// The parent's end of the worker's socket (its reader's), or -1 before the reader has it.
+    /// Open while the link is alive and not `reaping`.
+    pub(crate) channel: i32,
+}
+
+impl LinkState {
+    /// Kills the worker if the call it runs (the head of `in_flight`) was stopped. Called with the
+    /// pool's lock held.
+    pub(crate) fn kill_if_head_stopped(&mut self, pool: u64, slot: usize) {
+        let head_stopped = self
+            .in_flight
+            .front()
+            .is_some_and(|(id, _)| self.stop_ids.contains(id));
+        if !head_stopped || self.stop_killed || self.reaping || !self.alive || self.pid == 0 {
+            return;
+        }
+        if self.channel >= 0 && answer_waiting(self.channel) {
+            // The worker has finished the call and its answer is on its way: the reader resolves
+            // it with `Stopped` when it arrives, and the worker, which may have started the next
+            // call, lives on.
+            return;
+        }
+        self.stop_killed = true;
+        log::debug!(
+            "executor: process pool {pool} kills worker {slot} (pid {}) to stop its call",
+            self.pid
+        );
+        // SAFETY: `kill` only sends a signal. The pid is still our unreaped child's: its reader
+        // marks the link `reaping` under the pool's lock, which the caller holds, before it reaps;
+        // an exited but unreaped child keeps its pid.
+        unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+    }
+}
+
+/// Whether bytes from the worker wait unread in the socket `fd`.
+fn answer_waiting(fd: i32) -> bool {
+    let mut waiting: libc::c_int = 0;
+    // SAFETY: `FIONREAD` writes one `c_int` through the pointer, which points at a live `c_int`;
+    // `fd` is open (the caller's contract: the link is alive and not being reaped, under the lock).
+    let done = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut waiting as *mut libc::c_int) };
+    done == 0 && waiting > 0
 }
 
 /// The Process backend's side of a block: its options and the executable its workers run.
@@ -97,6 +146,11 @@ pub struct ProcessBackend {
     pub(crate) max_workers: usize,
     /// The per-call timeout, if any (enforced by `link::watch_timeouts`).
     pub(crate) timeout: Option<Duration>,
+    /// Some call may have a timeout (the block's, or one of its own): calls are timed, and the
+    /// watcher runs.
+    pub(crate) timed: AtomicBool,
+    /// `retries = n`: how many times a call whose worker died or that timed out runs again.
+    pub(crate) retries: Option<u32>,
     /// `RLIMIT_DATA` of each worker, if limited (see `memory_limit`).
     pub(crate) memory_limit: Option<u64>,
     /// Calls a worker serves before it is replaced, if limited.
@@ -163,6 +217,8 @@ impl RemoteBackend for ProcessBackend {
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             max_workers: options.max_workers.unwrap_or_else(cpus),
             timeout: options.timeout,
+            timed: AtomicBool::new(options.timeout.is_some()),
+            retries: options.retries,
             max_tasks_per_child: options.max_tasks_per_child,
             memory_limit: options.memory_limit,
             initializer: options.process_initializer.clone(),
@@ -201,6 +257,35 @@ impl RemoteBackend for ProcessBackend {
         queue.carry_out(step);
     }
 
+    /// Finds the call among those sent to a worker: it will resolve with `TaskError::Stopped`,
+    /// and its worker is killed when (or as soon as) it is the call the worker runs. Its reader
+    /// then requeues the calls sent behind it and the pool starts a replacement.
+    fn stop(queue: &ProcessQueue, state: &mut QueueState<ProcessState>, job: *const ()) -> bool {
+        for (slot, link) in state.backend.links.iter_mut().enumerate() {
+            let found = link
+                .in_flight
+                .iter()
+                .find(|(_, sent)| sent.address() == job)
+                .map(|&(id, _)| id);
+            let Some(id) = found else {
+                continue;
+            };
+            if !link.stop_ids.contains(&id) {
+                link.stop_ids.push(id);
+            }
+            link.kill_if_head_stopped(queue.backend.id, slot);
+            return true;
+        }
+        false
+    }
+
+    fn call_options(queue: &ProcessQueue, options: &CallOptions) {
+        if options.timeout.is_some() {
+            // Before the call is queued: the writer that sends it times it.
+            queue.backend.timed.store(true, Ordering::Release);
+        }
+    }
+
     fn cancelled(_: &ProcessQueue, _: usize) {}
 
     fn workers(queue: &ProcessQueue) -> usize {
@@ -225,6 +310,23 @@ impl RemoteBackend for ProcessBackend {
                 }
             }
         }
+    }
+}
+
+impl ProcessBackend {
+    /// Whether calls are timed: the block has a `timeout`, or a call had one of its own.
+    pub(crate) fn timed(&self) -> bool {
+        self.timed.load(Ordering::Acquire)
+    }
+
+    /// The timeout of a call with these options: its own, or the block's.
+    pub(crate) fn timeout_of(&self, options: &CallOptions) -> Option<Duration> {
+        options.timeout.or(self.timeout)
+    }
+
+    /// How many times a call with these options may be retried: its own, or the block's.
+    pub(crate) fn retries_of(&self, options: &CallOptions) -> u32 {
+        options.retries.or(self.retries).unwrap_or(0)
     }
 }
 
@@ -309,6 +411,9 @@ impl ProcessQueue {
                     sent: 0,
                     retiring: false,
                     overstayed: false,
+                    stop_ids: Vec::new(),
+                    stop_killed: false,
+                    channel: -1,
                 });
                 state.links.len() - 1
             }
@@ -328,6 +433,9 @@ impl ProcessQueue {
         link.sent = 0;
         link.retiring = false;
         link.overstayed = false;
+        link.stop_ids.clear();
+        link.stop_killed = false;
+        link.channel = -1;
         Some((slot, link.generation))
     }
 

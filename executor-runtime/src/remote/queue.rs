@@ -6,10 +6,12 @@
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use serde::de::DeserializeOwned;
 
+use crate::block::options::CallOptions;
 use crate::remote::call::{self, CallStatus, RemoteCall};
 use crate::remote::protocol::CallHead;
 use crate::remote::scope::RemoteBackend;
@@ -25,6 +27,8 @@ pub(crate) struct Request {
     pub(crate) arguments: wire::Parts,
     /// The function's name, for a worker's death to name the call (see `RemoteCall::named`).
     pub(crate) name: Option<&'static str>,
+    /// The call's own options (`submit(call(f).timeout(d), ...)`); unset ones are the block's.
+    pub(crate) options: CallOptions,
 }
 
 impl Request {
@@ -79,6 +83,12 @@ pub(crate) trait RemoteJob: Send + Sync {
 
     /// Cancels the call if it has not been sent.
     fn cancel(&self) -> bool;
+
+    /// Counts one more retry if fewer than `budget` were made; whether it may run again.
+    fn try_retry(&self, budget: u32) -> bool;
+
+    /// The call's own options.
+    fn options(&self) -> CallOptions;
 }
 
 /// How a dispatched call ended.
@@ -92,6 +102,37 @@ pub(crate) enum Outcome<'a> {
 struct RemoteTask<R> {
     completion: Completion<R>,
     request: Arc<Request>,
+    /// The block's queue, to stop the call once it has started (`Future::stop`).
+    stopper: Weak<dyn StopCall>,
+    /// Times the call was retried (sent again after its worker died, it timed out or panicked).
+    retried: AtomicU32,
+}
+
+/// How a started call's future reaches its block to stop it (`Future::stop`), with the block's
+/// backend erased.
+pub(crate) trait StopCall: Send + Sync {
+    /// Stops the started call whose task is at `job`; whether it will resolve with
+    /// `TaskError::Stopped`.
+    fn stop_call(&self, job: *const ()) -> bool;
+}
+
+impl<B: RemoteBackend> StopCall for CallQueue<B> {
+    fn stop_call(&self, job: *const ()) -> bool {
+        let mut state = self.lock();
+        // Sent to a worker that died before running it, and back in the queue: it has not run,
+        // and never will.
+        let requeued = state
+            .queue
+            .iter()
+            .position(|entry| entry.claimed && entry.job.address() == job);
+        if let Some(index) = requeued {
+            let entry = state.queue.remove(index).expect("found just above");
+            drop(state);
+            self.fail(vec![entry], &TaskError::Stopped);
+            return true;
+        }
+        B::stop(self, &mut state, job)
+    }
 }
 
 impl<R: DeserializeOwned + Send + 'static> RemoteJob for RemoteTask<R> {
@@ -157,17 +198,44 @@ impl<R: DeserializeOwned + Send + 'static> RemoteJob for RemoteTask<R> {
     fn cancel(&self) -> bool {
         self.completion.try_cancel()
     }
+
+    fn try_retry(&self, budget: u32) -> bool {
+        self.retried
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |retried| {
+                (retried < budget).then_some(retried + 1)
+            })
+            .is_ok()
+    }
+
+    fn options(&self) -> CallOptions {
+        self.request.options
+    }
 }
 
 impl<R: Send> Task<R> for RemoteTask<R> {
     fn completion(&self) -> &Completion<R> {
         &self.completion
     }
+
+    fn stop_started(&self) -> bool {
+        let Some(queue) = self.stopper.upgrade() else {
+            return false; // the block has ended: the call is finished
+        };
+        queue.stop_call((self as *const Self).cast())
+    }
+
+    fn attempts(&self) -> Option<u32> {
+        Some(1 + self.retried.load(Ordering::Acquire))
+    }
 }
 
 /// A call as a job for a queue of calls to worker processes, and its future; the third value says
 /// why the call cannot be sent, if it cannot (its job must then be failed, not sent).
-pub(crate) fn new_job<R>(call: RemoteCall<R>) -> (RemoteJobRef, Future<R>, Option<String>)
+pub(crate) fn new_job<R>(
+    call: RemoteCall<R>,
+    options: CallOptions,
+    stopper: Weak<dyn StopCall>,
+) -> (RemoteJobRef, Future<R>, Option<String>)
 where
     R: DeserializeOwned + Send + 'static,
 {
@@ -182,7 +250,10 @@ where
             trampoline: call.trampoline,
             arguments,
             name: call.name,
+            options,
         }),
+        stopper,
+        retried: AtomicU32::new(0),
     });
     let task: *mut RemoteTask<R> = Box::into_raw(task);
     let job: *mut dyn RemoteJob = task;
@@ -204,6 +275,11 @@ impl RemoteJobRef {
     pub(crate) fn job(&self) -> &dyn RemoteJob {
         // SAFETY: the queue reference keeps the call alive while this `RemoteJobRef` exists.
         unsafe { self.0.as_ref() }
+    }
+
+    /// The address of the call's task, which names it to `StopCall::stop_call`.
+    pub(crate) fn address(&self) -> *const () {
+        self.0.as_ptr().cast_const().cast()
     }
 
     /// Resolves the call and lets go of the reference; a panicked call's reference comes back.

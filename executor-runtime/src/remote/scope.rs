@@ -5,16 +5,16 @@
 //! from the queue; the Mpi backend's driver thread does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use serde::de::DeserializeOwned;
 
 use crate::block::join_guard::{JoinGuard, Pool};
 use crate::block::map::AHEAD_PER_WORKER;
-use crate::block::options::PoolOptions;
+use crate::block::options::{CallOptions, PoolOptions};
 use crate::remote::call::RemoteCall;
 use crate::remote::map::{RemoteMap, RemoteMapUnordered, RemotePool};
-use crate::remote::queue::{new_job, CallQueue, QueueState, Queued};
+use crate::remote::queue::{new_job, CallQueue, QueueState, Queued, StopCall};
 use crate::task::error::{Panic, TaskError};
 use crate::task::future::Future;
 
@@ -41,6 +41,22 @@ pub trait RemoteBackend: Send + Sync + Sized + 'static {
 
     /// Does what [`queued`](RemoteBackend::queued) decided; called without the lock.
     fn wake(queue: &Arc<CallQueue<Self>>, wake: Self::Wake);
+
+    /// `Future::stop` on the started call whose task is at `job` (the lock is held; a call back
+    /// in the queue was already dealt with): stop it if this backend can, and return whether it
+    /// will resolve with `TaskError::Stopped`. By default a running call cannot be stopped (the
+    /// Mpi backend: a rank cannot be killed without ending the MPI job).
+    fn stop(
+        _queue: &CallQueue<Self>,
+        _state: &mut QueueState<Self::State>,
+        _job: *const (),
+    ) -> bool {
+        false
+    }
+
+    /// A call with these options is about to be queued (the Process backend starts its timeout
+    /// watcher for a call with a timeout of its own).
+    fn call_options(_queue: &CallQueue<Self>, _options: &CallOptions) {}
 
     /// `count` queued calls were cancelled and taken out of the queue (the lock is held).
     fn cancelled(queue: &CallQueue<Self>, count: usize);
@@ -86,7 +102,17 @@ impl<B: RemoteBackend> RemoteScope<B> {
     where
         R: DeserializeOwned + Send + 'static,
     {
-        let (job, future, encode_error) = new_job(call);
+        self.submit_with(call, CallOptions::new())
+    }
+
+    /// Queues a call with options of its own; `submit(call(f).timeout(d), args...)` becomes this.
+    pub fn submit_with<R>(&self, call: RemoteCall<R>, options: CallOptions) -> Future<R>
+    where
+        R: DeserializeOwned + Send + 'static,
+    {
+        let stopper: Weak<dyn StopCall> = Arc::downgrade(&self.queue) as Weak<dyn StopCall>;
+        B::call_options(&self.queue, &options);
+        let (job, future, encode_error) = new_job(call, options, stopper);
         let job = Queued {
             job,
             claimed: false,

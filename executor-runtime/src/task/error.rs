@@ -33,6 +33,10 @@ pub enum TaskError {
     Panicked(Panic),
     /// The task was cancelled before it started, so it never ran.
     Cancelled,
+    /// The task was running and [`Future::stop`](crate::Future::stop) stopped it (Process backend):
+    /// its worker process was killed and replaced; other tasks are unaffected (those queued behind
+    /// it on that worker run on another). Whatever the call had done before, it did.
+    Stopped,
     /// The worker process running the task died before answering (Process and Mpi backends): it
     /// crashed, aborted, was killed, or exited. On Process the pool replaced it; other tasks are
     /// unaffected.
@@ -133,6 +137,9 @@ impl fmt::Display for TaskError {
         match self {
             TaskError::Panicked(panic) => fmt::Display::fmt(panic, f),
             TaskError::Cancelled => f.write_str("the task was cancelled before it started"),
+            TaskError::Stopped => f.write_str(
+                "the task was stopped while it ran; its worker process was killed and replaced",
+            ),
             TaskError::WorkerDied { pid, death, call } => {
                 write!(f, "the worker process (pid {pid}) running the task {death}")?;
                 match call {
@@ -192,6 +199,10 @@ mod tests {
             (
                 TaskError::Cancelled,
                 "the task was cancelled before it started",
+            ),
+            (
+                TaskError::Stopped,
+                "the task was stopped while it ran; its worker process was killed and replaced",
             ),
             (
                 TaskError::WorkerDied {

@@ -20,6 +20,20 @@ pub(crate) trait Task<R>: Send + Sync {
     fn run_here_if_pending(&self) -> bool {
         false
     }
+
+    /// Asks the backend to stop the task, which has started (see [`Future::stop`]). Returns
+    /// whether the task will resolve with [`TaskError::Stopped`] (a backend that kills its
+    /// worker); a backend that cannot stop a running call by force returns `false`, after
+    /// raising the task's cooperative flag if it has one.
+    fn stop_started(&self) -> bool {
+        false
+    }
+
+    /// How many times the started task was run, for a backend that retries (see
+    /// [`Future::attempts`]); `None` for one that runs a task once.
+    fn attempts(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// The pending result of one `submit(f, args...)` call: Python's `concurrent.futures.Future`.
@@ -193,6 +207,81 @@ impl<R> Future<R> {
     /// ```
     pub fn cancel(&self) -> bool {
         self.completion().try_cancel() || self.cancelled()
+    }
+
+    /// Stops the task: the stronger [`cancel`](Future::cancel). A task that has not started is
+    /// cancelled, as `cancel` does; a running one is stopped where the backend can stop it.
+    /// Returns `true` if the task was cancelled before it ran or is stopped (its `result()` is
+    /// then `Err(TaskError::Cancelled)` or `Err(TaskError::Stopped)`), `false` if it ran, runs on,
+    /// or finished otherwise. Calling it again gives the same answer.
+    ///
+    /// What happens to a running task depends on the backend:
+    /// - **Process**: its worker process is killed (`SIGKILL`, as for a `timeout`) and a
+    ///   replacement starts; the task resolves with [`TaskError::Stopped`], and the calls that
+    ///   were sent to that worker behind it go back to the queue and run on another, so every
+    ///   other call is unaffected. Like pebble's `future.cancel()`, unlike Python's
+    ///   `concurrent.futures` (and loky), whose `cancel()` cannot reach a running task.
+    /// - **Thread** and **Auto**: a thread cannot be killed on its own. `stop` raises the task's
+    ///   flag, which the task reads with [`stop_requested`](crate::stop_requested), and returns
+    ///   `false`: the task decides when to return, and its value is its result.
+    /// - **Mpi**: ending one rank ends the whole MPI job, so a running call cannot be stopped:
+    ///   `stop` cancels a queued call and returns `false` for a running one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use concurrent_futures::{pool, TaskError};
+    ///
+    /// fn spin() -> u32 {
+    ///     loop {
+    ///         std::thread::sleep(Duration::from_millis(10));
+    ///     }
+    /// }
+    ///
+    /// fn double(x: u32) -> u32 {
+    ///     2 * x
+    /// }
+    ///
+    /// pool!(Process(max_workers = 1) => {
+    ///     let stuck = submit(spin);
+    ///     let after = submit(double, 21);
+    ///     while !stuck.running() {
+    ///         std::thread::sleep(Duration::from_millis(1));
+    ///     }
+    ///     assert!(stuck.stop());
+    ///     assert_eq!(stuck.result(), Err(TaskError::Stopped));
+    ///     assert_eq!(after.result(), Ok(42)); // on the replacement worker
+    /// });
+    /// ```
+    pub fn stop(&self) -> bool {
+        if self.cancel() {
+            return true;
+        }
+        if self.completion().state() == RUNNING && self.task().stop_started() {
+            return true;
+        }
+        self.cancelled() || (self.done() && self.exception() == Some(TaskError::Stopped))
+    }
+
+    /// How many times the task has been started: 0 before it starts (and for a cancelled task),
+    /// 1 once it has, and more for a call retried after its worker died, it timed out, or it
+    /// panicked (Process: `retries = n`, `.retries(n)`; see the README). For a finished call, the
+    /// attempts it took; for one that failed, the attempts that failed.
+    ///
+    /// ```
+    /// use concurrent_futures::pool;
+    ///
+    /// pool!(Process => {
+    ///     let f = submit(u32::pow, 2, 5);
+    ///     assert!(f.wait_timeout(std::time::Duration::from_secs(30)));
+    ///     assert_eq!(f.attempts(), 1);
+    ///     assert_eq!(f.result(), Ok(32));
+    /// });
+    /// ```
+    pub fn attempts(&self) -> u32 {
+        match self.completion().state() {
+            PENDING | CANCELLED => 0,
+            _ => self.task().attempts().unwrap_or(1),
+        }
     }
 
     /// `true` if the task was cancelled.

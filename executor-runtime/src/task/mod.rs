@@ -4,7 +4,8 @@
 //! - `future`: [`Future`](future::Future), the user's handle to one call;
 //! - `error`: [`TaskError`](error::TaskError), why a call gave no value;
 //! - `panic`: [`Panic`](panic::Panic), a task's panic with where it happened, and `catch`;
-//! - `waiting`: `wait` and `as_completed`, waiting on many futures.
+//! - `waiting`: `wait` and `as_completed`, waiting on many futures;
+//! - `stop`: the flag behind cooperative stopping ([`stop_requested`](stop::stop_requested)).
 //!
 //! The bottom layer: it imports nothing else of the crate.
 
@@ -12,4 +13,5 @@ pub(crate) mod completion;
 pub(crate) mod error;
 pub(crate) mod future;
 pub(crate) mod panic;
+pub(crate) mod stop;
 pub(crate) mod waiting;

@@ -6,12 +6,14 @@
 use std::cell::UnsafeCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::block::identity;
 use crate::task::completion::{Completion, CANCELLED, QUEUE_REF};
 use crate::task::error::{drop_payload, Panic, TaskError};
 use crate::task::future::Task;
 use crate::task::panic as task_panic;
+use crate::task::stop::with_stop_flag;
 
 /// A queued task, as a worker sees it.
 pub(crate) trait Job: Send + Sync {
@@ -106,6 +108,8 @@ pub(crate) struct ThreadTask<F, R> {
     /// `Some` until taken by the one thread that runs the task, or that drops it after a cancel.
     pub(crate) func: UnsafeCell<Option<F>>,
     pub(crate) pool_id: u64,
+    /// Raised by `Future::stop`; the task reads it with `stop_requested()` while it runs.
+    pub(crate) stop: AtomicBool,
 }
 
 // SAFETY: `func` is touched by exactly one thread: the one that wins `Completion::try_start` (to run
@@ -125,7 +129,8 @@ where
         // SAFETY: the caller won `try_start`, so this thread alone touches `func`.
         let func =
             unsafe { (*self.func.get()).take() }.expect("a claimed task still has its closure");
-        let outcome = task_panic::catch(func).map_err(TaskError::Panicked);
+        let outcome =
+            with_stop_flag(&self.stop, || task_panic::catch(func)).map_err(TaskError::Panicked);
         let panicked = outcome.is_err();
         // A worker keeps the reference of a task that panicked, to report it if nobody reads it.
         let release = holds_queue_ref && !panicked;
@@ -207,5 +212,12 @@ where
         }
         self.run_claimed(false);
         true
+    }
+
+    /// A thread cannot be killed on its own: raises the flag `stop_requested()` reads, and leaves
+    /// the task to return when it sees it.
+    fn stop_started(&self) -> bool {
+        self.stop.store(true, Ordering::Release);
+        false
     }
 }

@@ -274,6 +274,7 @@ impl<'scope> ThreadScope<'scope> {
             completion: Completion::new(),
             func: UnsafeCell::new(Some(call)),
             pool_id: self.shared.id,
+            stop: AtomicBool::new(false),
         });
         let task: *mut ThreadTask<F, R> = Box::into_raw(task);
         let job: *mut (dyn Job + 'scope) = task;

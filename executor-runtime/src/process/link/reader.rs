@@ -4,6 +4,7 @@
 //! running, puts the others back in the queue and lets the pool start a replacement.
 
 use std::io::{self, BufReader};
+use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, OnceLock};
@@ -13,8 +14,9 @@ use std::time::{Duration, Instant};
 use crate::process::memory_limit::StderrRelay;
 use crate::process::pool::{LinkState, ProcessQueue};
 use crate::process::spawn::WorkerProcess;
+use crate::remote::call::CallStatus;
 use crate::remote::protocol::{OutcomeHead, KEEP_BUFFER};
-use crate::remote::queue::{Outcome, Queued, RemoteJobRef};
+use crate::remote::queue::{Outcome, Queued};
 use crate::remote::window::next_window;
 use crate::remote::wire::{self, Kind, ReadError};
 use crate::task::error::{TaskError, WorkerDeath};
@@ -58,6 +60,14 @@ pub(super) fn reader_loop(
     worker: (WorkerProcess, Option<StderrRelay>),
     input: UnixStream,
 ) {
+    {
+        let mut state = shared.lock();
+        let link = &mut state.backend.links[slot];
+        if link.generation == generation {
+            // Open until `finish` has marked the link `reaping`: `input` lives until then.
+            link.channel = input.as_raw_fd();
+        }
+    }
     let mut reader = BufReader::with_capacity(1 << 16, input);
     let mut payload = Vec::new();
     let (ready, end) = match handshake(&mut reader, &mut payload) {
@@ -129,7 +139,7 @@ fn receive_outcomes(
             Err(ReadError::Malformed(why)) => return End::Protocol(why),
             Err(_) => return End::Closed,
         };
-        if shared.backend.timeout.is_some() {
+        if shared.backend.timed() {
             // The head call is done: the time its result takes to arrive is not its run time.
             let mut state = shared.lock();
             let link = &mut state.backend.links[slot];
@@ -162,6 +172,7 @@ fn receive_outcomes(
                 _ => return End::Protocol(format!("an answer to call {id}, which was not sent")),
             }
             let (_, job) = link.in_flight.pop_front().expect("checked above");
+            let stopped = take_stop_id(link, id);
             link.receiving = false;
             // The next call runs from now on, if all of it has been written.
             link.head_since = link
@@ -170,16 +181,43 @@ fn receive_outcomes(
                 .is_some_and(|&(next, _)| next < link.written_below)
                 .then(Instant::now);
             adapt_window(link, elapsed_ns);
-            job
+            link.kill_if_head_stopped(shared.backend.id, slot);
+            let options = job.job().options();
+            let retry = !stopped
+                && status == CallStatus::Panicked
+                && options.retry_panics
+                && job.job().try_retry(shared.backend.retries_of(&options));
+            if retry {
+                // Its worker is fine: the call goes back to the front of the queue, to whichever
+                // worker has room first.
+                log::debug!("executor: worker {slot}: a call panicked and is retried");
+                state.queue.push_front(Queued { job, claimed: true });
+                drop(state);
+                shared.changed.notify_all();
+                continue;
+            }
+            (job, stopped)
+        };
+        let outcome = match job.1 {
+            // Stopped while its answer was on its way: `stop` promised `Stopped`.
+            true => Outcome::Failed(TaskError::Stopped),
+            false => Outcome::Answered(status, result),
         };
         // SAFETY: the call was dispatched to this link and is resolved once, here.
-        unsafe { shared.resolve(job, Outcome::Answered(status, result)) };
+        unsafe { shared.resolve(job.0, outcome) };
         // The buffer is reused (a fresh one costs a page fault per 4 KiB), but one grown for a
         // huge result would otherwise stay allocated as long as the worker lives.
         if payload.capacity() > KEEP_BUFFER {
             *payload = Vec::new();
         }
     }
+}
+
+/// Whether the call `id` was stopped (`Future::stop`); forgets it.
+fn take_stop_id(link: &mut LinkState, id: u64) -> bool {
+    let before = link.stop_ids.len();
+    link.stop_ids.retain(|&stopped| stopped != id);
+    link.stop_ids.len() != before
 }
 
 /// Keeps about `WORK_IN_FLIGHT_NS` of work in flight: one call at a time when calls are long (so
@@ -245,12 +283,24 @@ fn finish(
     }
     link.alive = false;
     let timed_out = link.timed_out;
-    let mut in_flight: Vec<RemoteJobRef> = link.in_flight.drain(..).map(|(_, job)| job).collect();
+    let stop_killed = link.stop_killed;
+    // Calls that `Future::stop` stopped resolve with `Stopped`, wherever they were in line.
+    let mut stopped = Vec::new();
+    let mut in_flight = Vec::new();
+    for (place, (id, job)) in std::mem::take(&mut link.in_flight).into_iter().enumerate() {
+        if take_stop_id(link, id) {
+            stopped.push((place == 0, job));
+        } else {
+            in_flight.push(job);
+        }
+    }
+    link.stop_ids.clear();
     let retiring = link.retiring;
     let overstayed = link.overstayed;
     let orderly = (ready || overstayed)
         && (state.backend.shutdown || retiring)
         && in_flight.is_empty()
+        && stopped.is_empty()
         && (overstayed || matches!(death, WorkerDeath::Exited(0) | WorkerDeath::StatusUnknown));
     if orderly {
         if overstayed {
@@ -269,14 +319,48 @@ fn finish(
         return;
     }
     // A worker that never became ready ran nothing: every call it was sent goes back. Otherwise
-    // it was running the oldest one.
-    let culprit = if ready && !in_flight.is_empty() {
-        Some(in_flight.remove(0))
+    // it was running the oldest one. A worker killed to stop a call was running that call, unless
+    // its answer was already on its way: the call after it is then innocent, and goes back too.
+    let head_stopped = stopped.first().is_some_and(|&(head, _)| head);
+    let mut culprit = if ready && !in_flight.is_empty() && !head_stopped && !stop_killed {
+        let job = in_flight.remove(0);
+        let options = job.job().options();
+        let error = match (
+            timed_out,
+            shared.backend.timeout_of(&options),
+            over_limit.clone(),
+        ) {
+            (true, Some(after), _) => TaskError::TimedOut { after },
+            (_, _, Some(over_limit)) => over_limit,
+            _ => TaskError::WorkerDied {
+                pid,
+                death,
+                call: None,
+            },
+        };
+        Some((job, error))
     } else {
         None
     };
     for job in in_flight.into_iter().rev() {
         state.queue.push_front(Queued { job, claimed: true });
+    }
+    // A call whose worker died under it, or that timed out, runs again (first in line) while its
+    // retries last.
+    if let Some((job, error)) = culprit.take() {
+        let retryable = matches!(
+            error,
+            TaskError::WorkerDied { .. } | TaskError::TimedOut { .. }
+        );
+        let budget = shared.backend.retries_of(&job.job().options());
+        if retryable && job.job().try_retry(budget) {
+            log::warn!(
+                "executor: worker {slot} (pid {pid}): its call failed ({error}) and is retried"
+            );
+            state.queue.push_front(Queued { job, claimed: true });
+        } else {
+            culprit = Some((job, error));
+        }
     }
     match &end {
         End::Refused(why) => {
@@ -297,6 +381,9 @@ fn finish(
             shared.start_failed(&mut state, why);
         }
         // A replacement starts (below) when calls are waiting, or later with the next `submit`.
+        _ if stop_killed => {
+            log::debug!("executor: worker {slot} (pid {pid}) was killed to stop its call")
+        }
         _ if timed_out => log::warn!(
             "executor: worker {slot} (pid {pid}) was killed: its call overran the timeout"
         ),
@@ -308,16 +395,11 @@ fn finish(
     let step = shared.next_step(&mut state);
     drop(state);
 
-    if let Some(job) = culprit {
-        let error = match (timed_out, shared.backend.timeout, over_limit) {
-            (true, Some(after), _) => TaskError::TimedOut { after },
-            (_, _, Some(over_limit)) => over_limit,
-            _ => TaskError::WorkerDied {
-                pid,
-                death,
-                call: None,
-            },
-        };
+    for (_, job) in stopped {
+        // SAFETY: dispatched to this link, and now taken out of it: resolved once, here.
+        unsafe { shared.resolve(job, Outcome::Failed(TaskError::Stopped)) };
+    }
+    if let Some((job, error)) = culprit {
         // SAFETY: dispatched to this link, and now taken out of it: resolved once, here.
         unsafe { shared.resolve(job, Outcome::Failed(error)) };
     }
