@@ -428,6 +428,25 @@ fn abort_the_worker() -> u8 {
     std::process::abort()
 }
 
+/// Aborts its worker the first time (when `marker` does not exist yet, creating it), returns 7
+/// the next: a call that succeeds when it is retried on another worker.
+fn abort_once(marker: String) -> u8 {
+    if std::path::Path::new(&marker).exists() {
+        return 7;
+    }
+    std::fs::write(&marker, b"aborted once").unwrap();
+    std::process::abort()
+}
+
+/// Panics the first time (as [`abort_once`]), returns 8 the next.
+fn panic_once(marker: String) -> u8 {
+    if std::path::Path::new(&marker).exists() {
+        return 8;
+    }
+    std::fs::write(&marker, b"panicked once").unwrap();
+    panic!("the first run panics")
+}
+
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
@@ -469,6 +488,32 @@ fn helper_a_worker_dies() {
         .count();
     assert_eq!(completed + failed, rest.len(), "{rest:?}");
     let after = pool!(Mpi => { submit(add, 40, 2).result() });
+
+    // Retries: a call whose rank was lost runs again on another, and a panic is retried when the
+    // call asks; the futures count the runs. Only without a launcher, where lost workers are
+    // spawned anew: under `mpirun -n 3` the call above took one of the two worker ranks, and the
+    // retried call would take the other.
+    if std::env::var_os("OMPI_COMM_WORLD_RANK").is_some() {
+        println!("MPI after: completed {completed} failed {failed} then {after:?}");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("mpi-retries-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let aborts = dir.join("abort").display().to_string();
+    let panics = dir.join("panic").display().to_string();
+    let (retried, panicked) = pool!(Mpi(retries = 1) => {
+        let retried = submit(abort_once, aborts);
+        let panicked = submit(call(panic_once).retry_panics(), panics);
+        assert!(retried.wait_timeout(Duration::from_secs(60)));
+        assert!(panicked.wait_timeout(Duration::from_secs(60)));
+        (
+            (retried.attempts(), retried.result()),
+            (panicked.attempts(), panicked.result()),
+        )
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(retried, (2, Ok(7)), "a lost rank's call runs again");
+    assert_eq!(panicked, (2, Ok(8)), "a panic is retried when asked");
     println!("MPI after: completed {completed} failed {failed} then {after:?}");
 }
 

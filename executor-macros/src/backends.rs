@@ -231,7 +231,13 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
     // Workers run the same executable and take calls as Process workers do.
     BackendSpec {
         name: "Mpi",
-        options: &["max_workers", "cancel_futures", "initializer", "initargs"],
+        options: &[
+            "max_workers",
+            "cancel_futures",
+            "initializer",
+            "initargs",
+            "retries",
+        ],
         refusals: &[
             Refusal {
                 option: "min_workers",
@@ -247,10 +253,6 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
             },
             Refusal {
                 option: "memory_limit",
-                why: MPI_RANKS,
-            },
-            Refusal {
-                option: "retries",
                 why: MPI_RANKS,
             },
         ],

@@ -150,7 +150,7 @@ impl PoolOptions {
         self
     }
 
-    /// `retries = n` (Process only): a call whose worker died under it, or that overran its
+    /// `retries = n` (Process and Mpi): a call whose worker died under it, or that overran its
     /// timeout, runs again, on a fresh worker, up to `n` more times; the default for every call of
     /// the block (a call's own `.retries(n)` overrides it). A panic is not retried unless the call
     /// asks (`.retry_panics()`).

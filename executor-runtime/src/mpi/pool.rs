@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::block::options::{PoolOptions, ProcessInitializer};
+use crate::block::options::{CallOptions, PoolOptions, ProcessInitializer};
 use crate::mpi::driver::{self, Driver};
 use crate::remote::queue::{CallQueue, QueueState, Queued, RemoteJobRef};
 use crate::remote::scope::{RemoteBackend, RemoteScope};
@@ -36,6 +36,9 @@ pub struct MpiBackend {
     pub(crate) id: u64,
     /// The most workers serving this block at once; `None`: as many as there are.
     pub(crate) max_workers: Option<usize>,
+    /// `retries = n`: how often a call whose worker was lost runs again (a call's own
+    /// `.retries(n)` overrides it).
+    pub(crate) retries: Option<u32>,
     /// How many calls wait in the queue, readable without the lock (the driver polls it).
     pub(crate) queued: AtomicUsize,
     /// How many workers have calls of this block in flight (kept by the driver).
@@ -70,6 +73,7 @@ impl RemoteBackend for MpiBackend {
         let backend = MpiBackend {
             id: NEXT_BLOCK_ID.fetch_add(1, Ordering::Relaxed),
             max_workers: options.max_workers,
+            retries: options.retries,
             queued: AtomicUsize::new(0),
             in_use: AtomicUsize::new(0),
             initializer: options.process_initializer.clone(),
@@ -115,6 +119,13 @@ impl RemoteBackend for MpiBackend {
         if let Ok(driver) = block.backend.driver {
             driver.close(block.backend.id);
         }
+    }
+}
+
+impl MpiBackend {
+    /// How often a call with `options` may run again: its own retries, or the block's.
+    pub(crate) fn retries_of(&self, options: &CallOptions) -> u32 {
+        options.retries.or(self.retries).unwrap_or(0)
     }
 }
 

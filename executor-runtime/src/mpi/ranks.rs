@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::mpi::comm::{self as transport, Comm, Keep, PendingSend};
 use crate::mpi::pool::Block;
 use crate::mpi::worker::{split_frame, DETACH};
+use crate::remote::call::CallStatus;
 use crate::remote::protocol::{write_frame_into, CallHead, OutcomeHead};
 use crate::remote::queue::{Outcome, Queued, RemoteJobRef};
 use crate::remote::serve::initializer_failure;
@@ -281,6 +282,15 @@ impl Ranks {
             Some(_) => return Err("a detached result after inline bytes".to_string()),
             None => inline,
         };
+        if status == CallStatus::Panicked {
+            // A panic runs again only when the call asked (`.retry_panics()`), within its retries.
+            let options = job.job().options();
+            if options.retry_panics && job.job().try_retry(block.backend.retries_of(&options)) {
+                log::debug!("executor: MPI worker {slot}: a call panicked and is retried");
+                block.requeue(vec![job]);
+                return Ok(());
+            }
+        }
         // SAFETY: the call was claimed when it was sent, and is resolved once, here.
         let panicked = unsafe { job.resolve(Outcome::Answered(status, bytes)) };
         // Counted in the block once per sweep (`count_finished`): one lock and one wake-up for

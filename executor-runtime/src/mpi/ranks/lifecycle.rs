@@ -65,6 +65,14 @@ impl Ranks {
         block.requeue(rest);
         // An initializer that was running has no future: its block's calls go to other workers.
         if let Some(running) = running {
+            // Its retries left, it runs again, first in line (a lost rank is not replaced under a
+            // launcher, but the other ranks serve it; spawned workers are spawned anew).
+            let budget = block.backend.retries_of(&running.job().options());
+            if running.job().try_retry(budget) {
+                log::warn!("executor: MPI worker {slot} (pid {pid}) {death}: its call is retried");
+                block.requeue(vec![running]);
+                return;
+            }
             // SAFETY: dispatched to this worker and taken out of its list: resolved once, here.
             unsafe {
                 block.resolve(

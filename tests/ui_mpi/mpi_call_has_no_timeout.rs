@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use concurrent_futures::pool;
 
 fn work(x: u32) -> u32 {
@@ -6,6 +8,6 @@ fn work(x: u32) -> u32 {
 
 fn main() {
     pool!(Mpi => {
-        submit(call(work).retries(1), 1).result()
+        submit(call(work).timeout(Duration::from_secs(1)), 1).result()
     });
 }
