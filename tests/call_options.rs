@@ -191,7 +191,11 @@ fn a_panic_is_not_retried_unless_asked() {
     let _ = std::fs::remove_file(&not_asked);
     let _ = std::fs::remove_file(&asked);
     let error = plain.unwrap_err();
-    assert_eq!(error.panic().map(|p| p.message()), Some("not yet"), "{error}");
+    assert_eq!(
+        error.panic().map(|p| p.message()),
+        Some("not yet"),
+        "{error}"
+    );
     assert_eq!(plain_attempts, 1);
     assert_eq!(retried, Ok(7));
     assert_eq!(retried_attempts, 2);
