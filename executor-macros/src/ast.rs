@@ -37,16 +37,7 @@ impl Parse for PoolInput {
             )));
         }
         let backend: Ident = input.parse()?;
-
-        let options = if input.peek(token::Paren) {
-            let content;
-            parenthesized!(content in input);
-            Punctuated::<PoolOption, Token![,]>::parse_terminated(&content)?
-                .into_iter()
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let options = parse_options(input)?;
 
         if !input.peek(Token![=>]) {
             return Err(input.error(format!("expected `=>` after the backend, {EXAMPLE}")));
@@ -73,6 +64,21 @@ impl Parse for PoolInput {
             body,
         })
     }
+}
+
+/// The options after a backend's name, `(name = value, ...)`, if there are any (also read by
+/// `named`, for `backend!(Name = Backend(...))`).
+pub(crate) fn parse_options(input: ParseStream) -> syn::Result<Vec<PoolOption>> {
+    if !input.peek(token::Paren) {
+        return Ok(Vec::new());
+    }
+    let content;
+    parenthesized!(content in input);
+    Ok(
+        Punctuated::<PoolOption, Token![,]>::parse_terminated(&content)?
+            .into_iter()
+            .collect(),
+    )
 }
 
 impl Parse for PoolOption {

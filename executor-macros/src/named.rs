@@ -23,10 +23,9 @@
 use proc_macro2::{Ident, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::parse::{Parse, ParseStream};
-use syn::punctuated::Punctuated;
-use syn::{parenthesized, token, Block, Error, Token};
+use syn::{token, Block, Error, Token};
 
-use crate::ast::{PoolInput, PoolOption};
+use crate::ast::{parse_options, PoolInput, PoolOption};
 use crate::backends::{self, BackendSpec};
 use crate::valid;
 
@@ -56,15 +55,7 @@ impl Parse for NamedBackend {
             )));
         }
         let backend: Ident = input.parse()?;
-        let options = if input.peek(token::Paren) {
-            let content;
-            parenthesized!(content in input);
-            Punctuated::<PoolOption, Token![,]>::parse_terminated(&content)?
-                .into_iter()
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let options = parse_options(input)?;
         if input.peek(Token![;]) {
             input.parse::<Token![;]>()?;
         }
