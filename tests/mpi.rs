@@ -65,15 +65,52 @@ fn run_bounded(mut command: Command) -> Output {
         if started.elapsed() > NO_HANG {
             let _ = child.kill();
             let output = child.wait_with_output().unwrap();
+            // The ends first: a CI log may keep only the start and the end of a long message.
             panic!(
-                "still running after {NO_HANG:?}: {}\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
+                "still running after {NO_HANG:?}; the last lines of stdout:\n{}\nof stderr:\n{}\n\
+                 in full:\n{}",
+                last_lines(&output.stdout, 15),
+                last_lines(&output.stderr, 25),
+                text(&output)
             );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
+}
+
+fn last_lines(bytes: &[u8], count: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
+}
+
+/// Whether this process is a helper; in one, the library's log goes to stderr with the time since
+/// the start, so that a helper that hangs shows how far its pool got.
+fn helper_start() -> bool {
+    struct Stderr(Instant);
+    impl log::Log for Stderr {
+        fn enabled(&self, metadata: &log::Metadata) -> bool {
+            metadata.level() <= log::Level::Debug
+        }
+        fn log(&self, record: &log::Record) {
+            eprintln!(
+                "[{:>7.3} s] {}",
+                self.0.elapsed().as_secs_f64(),
+                record.args()
+            );
+        }
+        fn flush(&self) {}
+    }
+    if !helper_enabled() {
+        return false;
+    }
+    static LOGGER: std::sync::OnceLock<Stderr> = std::sync::OnceLock::new();
+    let logger = LOGGER.get_or_init(|| Stderr(Instant::now()));
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
+    true
 }
 
 fn text(output: &Output) -> String {
@@ -185,7 +222,7 @@ fn open_a_block_inside() -> Result<u64, String> {
 #[test]
 #[ignore = "a helper: run by the tests below, under mpirun or alone"]
 fn helper_every_feature_of_a_block() {
-    if !helper_enabled() {
+    if !helper_start() {
         return;
     }
     // Results, in order, through functions, closures, paths and user structs.
@@ -414,7 +451,7 @@ fn helper_every_feature_of_a_block() {
 #[test]
 #[ignore = "a helper: run by the tests below, under mpirun"]
 fn helper_another_binary_is_refused() {
-    if !helper_enabled() {
+    if !helper_start() {
         return;
     }
     let result = pool!(Mpi => { submit(add, 1, 2).result() });
@@ -461,7 +498,7 @@ fn slow_add(a: u64, b: u64) -> u64 {
 #[test]
 #[ignore = "a helper: run by the tests below"]
 fn helper_a_worker_dies() {
-    if !helper_enabled() {
+    if !helper_start() {
         return;
     }
     let (died, rest) = pool!(Mpi => {
@@ -515,6 +552,63 @@ fn helper_a_worker_dies() {
     assert_eq!(retried, (2, Ok(7)), "a lost rank's call runs again");
     assert_eq!(panicked, (2, Ok(8)), "a panic is retried when asked");
     println!("MPI after: completed {completed} failed {failed} then {after:?}");
+}
+
+/// Spawns two workers, the second of which answers its hello only after 30 s (a debug-build hook),
+/// and kills the first with a call while the second still greets: Open MPI ends the whole spawned
+/// job, so both are replaced. Prints how many workers then served two slow calls, and when.
+#[test]
+#[ignore = "a helper: run by the test below"]
+fn helper_a_greeting_worker_ends_with_its_job() {
+    if !helper_start() {
+        return;
+    }
+    let started = Instant::now();
+    let (died, pids) = pool!(Mpi(max_workers = 2) => {
+        let died = submit(abort_the_worker);
+        assert!(died.wait_timeout(Duration::from_secs(50)), "the abort was not seen");
+        let slow: Vec<_> = (0..2).map(|_| submit(slow_pid)).collect();
+        assert!(
+            slow.iter().all(|f| f.wait_timeout(Duration::from_secs(25))),
+            "the calls after the loss did not run within 25 s"
+        );
+        (died.result(), slow.into_iter().map(|f| f.result()).collect::<Vec<_>>())
+    });
+    assert!(
+        matches!(died, Err(TaskError::WorkerDied { .. })),
+        "{died:?}"
+    );
+    let pids: BTreeSet<u32> = pids.into_iter().map(Result::unwrap).collect();
+    println!(
+        "MPI greeting: {} workers after {:.1} s",
+        pids.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Replaces its own executable file with another one (its own bytes and one more), then opens a
+/// block: the spawned workers run the replacement and refuse to serve. Prints what the call gave.
+#[test]
+#[ignore = "a helper: run by the test below, from a copy of the test binary"]
+fn helper_spawned_workers_run_another_executable() {
+    if !helper_start() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let exe = std::env::current_exe().unwrap();
+    let mut other = std::fs::read("/proc/self/exe").unwrap();
+    other.push(0);
+    let new = exe.with_extension("new");
+    std::fs::write(&new, &other).unwrap();
+    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&new, &exe).unwrap();
+    let result = pool!(Mpi(max_workers = 1) => { submit(add, 1, 2).result() });
+    println!("MPI refused: {result:?}");
+}
+
+fn slow_pid() -> u32 {
+    std::thread::sleep(Duration::from_millis(300));
+    std::process::id()
 }
 
 /// Opens no block at all: rank 0 still stops its workers at exit.
@@ -665,6 +759,62 @@ fn without_a_launcher_a_dead_worker_fails_its_call_and_new_workers_take_over() {
     );
     let after = reported(&output, "MPI after: ").unwrap_or_default();
     assert!(after.ends_with("then Ok(42)"), "{}", text(&output));
+}
+
+/// A spawned worker that has not answered its hello has no pid to watch; when its job ends (a
+/// sibling died) it is given up with it, so two workers are spawned again, not one, and the calls
+/// after the loss run at once rather than after the hello's 60 s deadline.
+#[test]
+fn without_a_launcher_a_worker_still_greeting_is_replaced_with_its_spawned_job() {
+    let mut command = Command::new(this_binary());
+    command.args([
+        "--exact",
+        "helper_a_greeting_worker_ends_with_its_job",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    command
+        .env("EXECUTOR_TEST_HELPER", "1")
+        .env("EXECUTOR_MPI_TEST_SLOW_HELLO", "1:30000");
+    allow_root(&mut command);
+    let output = run_bounded(command);
+    assert!(output.status.success(), "{}", text(&output));
+    let report = reported(&output, "MPI greeting: ").unwrap_or_default();
+    assert!(report.starts_with("2 workers"), "{}", text(&output));
+}
+
+/// Spawned workers that refuse to serve (the executable on disk is another program now) count as
+/// failed spawns: after three, the calls fail with why, instead of workers being spawned for ever.
+#[test]
+fn without_a_launcher_workers_that_refuse_fail_the_calls_instead_of_being_respawned() {
+    let dir = std::env::temp_dir().join(format!("mpi-refuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("mpi-test");
+    std::fs::copy(this_binary(), &copy).unwrap();
+    let mut command = Command::new(&copy);
+    command.args([
+        "--exact",
+        "helper_spawned_workers_run_another_executable",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    command.env("EXECUTOR_TEST_HELPER", "1");
+    allow_root(&mut command);
+    let output = run_bounded(command);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(output.status.success(), "{}", text(&output));
+    let report = reported(&output, "MPI refused: ").unwrap_or_default();
+    assert!(
+        report.starts_with("Err(WorkerStart(") && report.contains("another executable"),
+        "{}",
+        text(&output)
+    );
+    let spawns = String::from_utf8_lossy(&output.stderr)
+        .matches("spawned 1 MPI workers")
+        .count();
+    assert_eq!(spawns, 3, "{}", text(&output));
 }
 
 /// `mpirun --enable-recovery` keeps the job alive when a rank dies: its call fails with

@@ -260,12 +260,24 @@ pub(crate) fn receive(comm: Comm, arrived: Arrived, buffer: &mut Vec<u8>) -> Res
 
 /// Waits for the next message from `source` on `comm` without blocking inside MPI: probes, then
 /// spins, yields and finally sleeps a little between probes. (A blocking `MPI_Probe` busy-polls
-/// at full speed for as long as it waits, taking a core from the work on small machines.)
-pub(crate) fn wait_for(comm: Comm, source: usize) -> Result<Arrived, String> {
+/// at full speed for as long as it waits, taking a core from the work on small machines.) Every
+/// 20 ms it asks `alive` whether `source` still runs, and gives up when it does not.
+pub(crate) fn wait_for(
+    comm: Comm,
+    source: usize,
+    mut alive: impl FnMut() -> bool,
+) -> Result<Arrived, String> {
     let mut idle = Idle::default();
+    let mut checked = std::time::Instant::now();
     loop {
         if let Some(arrived) = poll(comm, Some(source))? {
             return Ok(arrived);
+        }
+        if checked.elapsed() > std::time::Duration::from_millis(20) {
+            if !alive() {
+                return Err(format!("rank {source} ended before its message came"));
+            }
+            checked = std::time::Instant::now();
         }
         idle.pause();
     }

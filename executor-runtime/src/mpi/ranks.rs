@@ -38,6 +38,9 @@ struct Worker {
     initializing: bool,
     /// The block whose calls it has in flight.
     serving: Option<u64>,
+    /// When its hello was sent: a worker still greeting after [`lifecycle::HELLO_DEADLINE`] is
+    /// given up (its pid is not known yet, so it cannot be watched).
+    greeted: Instant,
     window: usize,
     average_ns: f64,
 }
@@ -61,7 +64,9 @@ pub(crate) struct Ranks {
     workers: Vec<Worker>,
     pub(crate) blocks: Vec<Arc<Block>>,
     pub(crate) generation: u64,
-    sends: Vec<PendingSend>,
+    /// Sends in progress, each with the slot of the worker it goes to (dropped when that worker
+    /// is lost: a send to a dead rank never completes).
+    sends: Vec<(usize, PendingSend)>,
     next_call_id: u64,
     next_index: usize,
     /// Whether more workers may be spawned (not launched with several ranks).
@@ -72,6 +77,9 @@ pub(crate) struct Ranks {
     host: String,
     hello: Vec<u8>,
     last_liveness: Instant,
+    /// When a spawned worker was last lost: no spawn follows until its job has ended (see
+    /// `spawn_if_needed`).
+    last_spawned_loss: Option<Instant>,
     buffer: Vec<u8>,
     /// Calls resolved in this sweep, by block, and those of them that panicked.
     finished: Vec<(Arc<Block>, usize, Vec<RemoteJobRef>)>,
@@ -94,6 +102,7 @@ impl Ranks {
             host: transport::host_name(),
             hello,
             last_liveness: Instant::now(),
+            last_spawned_loss: None,
             buffer: Vec::new(),
             finished: Vec::new(),
         }
@@ -106,9 +115,10 @@ impl Ranks {
         self.next_index += 1;
         let mut frame = Vec::new();
         write_frame_into(&mut frame, Kind::Hello, &payload);
+        let slot = self.workers.len();
         let state = match PendingSend::start(comm, rank, Keep::Owned(frame)) {
             Ok(send) => {
-                self.sends.push(send);
+                self.sends.push((slot, send));
                 State::Greeting
             }
             Err(why) => {
@@ -127,6 +137,7 @@ impl Ranks {
             initialized: Vec::new(),
             initializing: false,
             serving: None,
+            greeted: Instant::now(),
             window: 1,
             average_ns: 0.0,
         });
@@ -167,8 +178,13 @@ impl Ranks {
                 let result = transport::receive(comm, arrived, &mut message)
                     .and_then(|()| self.take_frames(slot, &message));
                 if let Err(why) = result {
-                    log::warn!("executor: MPI worker {slot} broke the protocol: {why}");
-                    self.lost(slot, WorkerDeath::BrokeProtocol);
+                    if self.gone(slot) {
+                        log::warn!("executor: MPI worker {slot} died while sending: {why}");
+                        self.lost(slot, WorkerDeath::Vanished);
+                    } else {
+                        log::warn!("executor: MPI worker {slot} broke the protocol: {why}");
+                        self.lost(slot, WorkerDeath::BrokeProtocol);
+                    }
                 }
                 if message.capacity() <= DETACH * 64 {
                     self.buffer = message;
@@ -192,7 +208,8 @@ impl Ranks {
         while at < message.len() {
             let (comm, rank) = (self.workers[slot].comm, self.workers[slot].rank);
             let (kind, present, detached) = split_frame(&message[at..], |len| {
-                let arrived = transport::wait_for(comm, rank)?;
+                // A worker that dies between a result's frame and its rest is seen by its pid.
+                let arrived = transport::wait_for(comm, rank, || !self.gone(slot))?;
                 if arrived.len != len {
                     return Err(format!("a result's {len} bytes came as {}", arrived.len));
                 }
@@ -222,6 +239,12 @@ impl Ranks {
             let why = String::from_utf8_lossy(payload).into_owned();
             log::warn!("executor: MPI worker {slot} refused to serve: {why}");
             worker.state = State::Refused;
+            // A spawned worker that refuses (another executable at the path) counts as a failed
+            // spawn: after `SPAWN_ATTEMPTS` of them the calls fail with why, rather than
+            // spawning refusers for ever.
+            if worker.spawned {
+                self.spawn_failures += 1;
+            }
             self.failure = Some(why);
             return;
         }
@@ -315,7 +338,7 @@ impl Ranks {
     pub(crate) fn test_sends(&mut self) -> bool {
         let before = self.sends.len();
         self.sends
-            .retain_mut(|send| !matches!(send.test(), Ok(true)));
+            .retain_mut(|(_, send)| !matches!(send.test(), Ok(true)));
         self.sends.len() != before
     }
 
@@ -467,7 +490,7 @@ impl Ranks {
 
     pub(crate) fn start_send(&mut self, slot: usize, comm: Comm, rank: usize, bytes: Keep) {
         match PendingSend::start(comm, rank, bytes) {
-            Ok(send) => self.sends.push(send),
+            Ok(send) => self.sends.push((slot, send)),
             Err(why) => {
                 log::warn!("executor: sending to MPI worker {slot} failed: {why}");
                 self.lost(slot, WorkerDeath::BrokeProtocol);

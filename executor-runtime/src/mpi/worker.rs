@@ -197,6 +197,7 @@ fn send_outcome(pool: Comm, frame: &mut Vec<u8>, output: &[u8]) -> Result<(), St
 fn answer_hello(payload: &[u8]) -> (Kind, Vec<u8>) {
     let mut fields = Fields::new(payload);
     let index = fields.u64("worker index").unwrap_or(0) as usize;
+    slow_hello_for_tests(index);
     let mut theirs = [0u64; 5];
     for field in &mut theirs {
         *field = fields.u64("executable digest").unwrap_or(0);
@@ -224,6 +225,24 @@ fn answer_hello(payload: &[u8]) -> (Kind, Vec<u8>) {
     answer.extend_from_slice(&(rank as u64).to_le_bytes());
     answer.extend_from_slice(host.as_bytes());
     (Kind::Ready, answer)
+}
+
+/// Debug builds only: `EXECUTOR_MPI_TEST_SLOW_HELLO=INDEX:MS` makes the worker with that index
+/// wait `MS` milliseconds before it answers its hello, so that a test can hold a worker in the
+/// pool's "greeting" state (`tests/mpi.rs`, `a_worker_that_has_not_answered_its_hello...`).
+fn slow_hello_for_tests(index: usize) {
+    if cfg!(debug_assertions) {
+        let asked = std::env::var("EXECUTOR_MPI_TEST_SLOW_HELLO").ok();
+        let parsed = asked
+            .as_deref()
+            .and_then(|v| v.split_once(':'))
+            .and_then(|(i, ms)| Some((i.parse::<usize>().ok()?, ms.parse::<u64>().ok()?)));
+        if let Some((slow, ms)) = parsed {
+            if slow == index {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+        }
+    }
 }
 
 /// Reads frames from the messages of one peer: several frames may share a message, and a frame
@@ -254,7 +273,7 @@ impl FrameReader {
     #[allow(clippy::type_complexity)]
     fn next(&mut self) -> Result<Option<(Kind, &[u8], Option<Vec<u8>>)>, String> {
         if self.at >= self.message.len() {
-            let arrived = transport::wait_for(self.comm, self.peer)?;
+            let arrived = transport::wait_for(self.comm, self.peer, || true)?;
             self.message.clear();
             self.at = 0;
             if self.message.capacity() > DETACH * 1024 {
@@ -267,7 +286,7 @@ impl FrameReader {
             }
         }
         let (kind, present, detached) = split_frame(&self.message[self.at..], |len| {
-            let arrived = transport::wait_for(self.comm, self.peer)?;
+            let arrived = transport::wait_for(self.comm, self.peer, || true)?;
             if arrived.len != len {
                 return Err(format!(
                     "a frame's rest of {len} bytes came as a message of {}",

@@ -19,9 +19,20 @@ const SPAWN_ATTEMPTS: usize = 3;
 const LIVENESS_EVERY: Duration = Duration::from_millis(20);
 /// How long the exit waits for workers still greeting or sends still in progress.
 const EXIT_GRACE: Duration = Duration::from_secs(10);
+/// How long after a spawned worker's loss the next spawn waits at least, and at most (see
+/// `job_ending`). After a worker's `abort` here, the other worker of its job was seen gone 100–150
+/// ms after it (3 runs of 8; in the other 5 it had not answered its hello yet), so 250 ms after
+/// the last loss leaves room for a loaded machine.
+const SPAWN_SETTLE: Duration = Duration::from_millis(250);
+const SPAWN_SETTLE_MOST: Duration = Duration::from_secs(2);
+/// How long a worker may take to answer its hello. It answers once MPI has started in it and it
+/// has read its executable (for the digest: about 0.1 s for a 100 MB test binary here); a worker
+/// that has not answered by then is given up, so that its calls go to others.
+pub(crate) const HELLO_DEADLINE: Duration = Duration::from_secs(60);
 
 impl Ranks {
-    /// Checks, every `LIVENESS_EVERY`, that the local workers with calls in flight still run.
+    /// Checks, every `LIVENESS_EVERY`, that the local workers still run, and that none has been
+    /// greeting for longer than [`HELLO_DEADLINE`].
     pub(crate) fn watch_liveness(&mut self) {
         if self.last_liveness.elapsed() < LIVENESS_EVERY {
             return;
@@ -29,12 +40,28 @@ impl Ranks {
         self.last_liveness = Instant::now();
         for slot in 0..self.workers.len() {
             let worker = &self.workers[slot];
-            let watched = worker.live() && worker.local && worker.pid != 0;
-            if watched && is_gone(worker.pid) {
+            if worker.state == State::Greeting && worker.greeted.elapsed() > HELLO_DEADLINE {
+                log::warn!(
+                    "executor: MPI worker {slot} did not answer its hello within {:?}; given up",
+                    HELLO_DEADLINE
+                );
+                self.lost(slot, WorkerDeath::Vanished);
+                self.failure = Some(format!(
+                    "an MPI worker did not answer its hello within {HELLO_DEADLINE:?}"
+                ));
+            } else if worker.live() && self.gone(slot) {
                 log::warn!("executor: MPI worker {slot} (pid {}) is gone", worker.pid);
                 self.lost(slot, WorkerDeath::Vanished);
             }
         }
+    }
+
+    /// Whether worker `slot` is known to be gone: it runs on this host and its pid has ended.
+    /// (A worker that has not answered its hello has no pid yet; one on another host cannot be
+    /// watched this way.)
+    pub(crate) fn gone(&self, slot: usize) -> bool {
+        let worker = &self.workers[slot];
+        worker.local && worker.pid != 0 && is_gone(worker.pid)
     }
     /// Worker `slot` is gone: its running call fails, the calls queued behind it go back.
     pub(crate) fn lost(&mut self, slot: usize, death: WorkerDeath) {
@@ -43,8 +70,26 @@ impl Ranks {
             return;
         }
         worker.state = State::Dead;
-        let pid = worker.pid;
+        let (pid, spawned, comm) = (worker.pid, worker.spawned, worker.comm);
         worker.initializing = false;
+        // Sends to it never complete: forget them (their bytes are leaked, see `PendingSend`).
+        self.sends.retain(|(to, _)| *to != slot);
+        // Open MPI ends a spawned job when one of its processes dies: its workers that have not
+        // answered their hello yet are dead too, and, with no pid to watch, would otherwise count
+        // as live for ever (no replacement would be spawned for them).
+        if spawned {
+            self.last_spawned_loss = Some(Instant::now());
+            let greeting: Vec<usize> = (0..self.workers.len())
+                .filter(|&s| {
+                    self.workers[s].comm == comm && self.workers[s].state == State::Greeting
+                })
+                .collect();
+            for sibling in greeting {
+                log::warn!("executor: MPI worker {sibling} ends with its spawned job");
+                self.lost(sibling, death);
+            }
+        }
+        let worker = &mut self.workers[slot];
         let mut in_flight: Vec<(u64, Option<RemoteJobRef>, Arc<Block>)> =
             worker.in_flight.drain(..).collect();
         if let Some(id) = worker.serving.take() {
@@ -89,7 +134,7 @@ impl Ranks {
     /// Without a launcher, spawns workers when a block with queued calls has fewer live workers
     /// than it may use.
     pub(crate) fn spawn_if_needed(&mut self) {
-        if !self.may_spawn || self.spawn_failures >= SPAWN_ATTEMPTS {
+        if !self.may_spawn || self.spawn_failures >= SPAWN_ATTEMPTS || self.job_ending() {
             return;
         }
         let live = self.workers.iter().filter(|w| w.live()).count();
@@ -130,6 +175,35 @@ impl Ranks {
             }
         }
     }
+    /// Whether a spawned job that lost a worker may still be ending. Open MPI ends the whole job
+    /// then, and a spawn made while it does so can wait for ever inside `MPI_Comm_spawn` (seen
+    /// here: 1 in about 30 runs of a worker's `abort`, two runs at a time on 2 cores, the driver
+    /// stuck in `PMIx_Lookup`; none in 120 runs with this wait). So no spawn follows a loss until the job's other workers are gone and
+    /// [`SPAWN_SETTLE`] has passed, or, if some live on (a job that survives the loss of a
+    /// process), until [`SPAWN_SETTLE_MOST`] has.
+    fn job_ending(&self) -> bool {
+        let Some(lost) = self.last_spawned_loss else {
+            return false;
+        };
+        let since = lost.elapsed();
+        if since < SPAWN_SETTLE {
+            return true;
+        }
+        if since >= SPAWN_SETTLE_MOST {
+            return false;
+        }
+        let dead_jobs: Vec<Comm> = self
+            .workers
+            .iter()
+            .filter(|w| w.spawned && w.state == State::Dead)
+            .map(|w| w.comm)
+            .collect();
+        self.workers
+            .iter()
+            .enumerate()
+            .any(|(slot, w)| w.live() && dead_jobs.contains(&w.comm) && !self.gone(slot))
+    }
+
     /// Fails queued calls when no worker can ever run them: none is live, and none can be spawned.
     pub(crate) fn fail_if_hopeless(&mut self) {
         let can_spawn = self.may_spawn && self.spawn_failures < SPAWN_ATTEMPTS;
