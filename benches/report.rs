@@ -53,6 +53,8 @@ mod settings;
 mod startup;
 #[path = "report/svg.rs"]
 mod svg;
+#[path = "report/syscalls.rs"]
+mod syscalls;
 #[path = "report/targets.rs"]
 mod targets;
 #[path = "report/tiny_tasks.rs"]
@@ -69,6 +71,7 @@ use peers::rayon_pool;
 use scaling::{scaling, scaling_run};
 use settings::Settings;
 use startup::{startup, startup_run};
+use syscalls::{one_block, syscalls, syscalls_run, ONE_BLOCK};
 use tiny_tasks::{tiny_tasks, tiny_tasks_run};
 
 /// Workers for every comparison but the scaling one.
@@ -100,6 +103,12 @@ fn main() {
     // procspawn needs this first thing in `main` (its workers re-run this binary); `pool!` needs
     // nothing.
     procspawn::init();
+    // The child that `syscalls` counts: one block, nothing else.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == ONE_BLOCK) {
+        one_block(args.get(at + 1).map_or("thread", String::as_str));
+        return;
+    }
     if !std::env::args().any(|a| a == "--bench") {
         println!("report: run it with `cargo bench --bench report`");
         return;
@@ -122,9 +131,10 @@ fn main() {
     let mut startup = startup(&settings);
     let mut map = mapping(&settings);
     let mut scaling = scaling(&settings);
+    let mut calls = syscalls(&settings);
     // Each run goes through every table once, so a burst of other work on the machine costs one
     // run of a few tables rather than every run of one table; the meters say how much there was.
-    let mut meters = [Meter::default(); 7];
+    let mut meters = [Meter::default(); 8];
     let mut whole = Meter::default();
     for run in 0..settings.runs {
         eprintln!("report: run {}/{}", run + 1, settings.runs);
@@ -137,19 +147,28 @@ fn main() {
             meters[4].measure(|| startup_run(&mut startup, run));
             meters[5].measure(|| mapping_run(&mut map, &rayon, settings.map_items, run));
             meters[6].measure(|| scaling_run(&mut scaling, &pools, n, run));
+            meters[7].measure(|| syscalls_run(&mut calls, run));
         });
     }
-    for (table, meter) in [&mut tiny, &mut one_mib, &mut big, &mut startup, &mut map]
-        .into_iter()
-        .zip([meters[0], meters[1], meters[2], meters[4], meters[5]])
-    {
+    for (table, meter) in [
+        &mut tiny,
+        &mut one_mib,
+        &mut big,
+        &mut startup,
+        &mut map,
+        &mut calls,
+    ]
+    .into_iter()
+    .zip([
+        meters[0], meters[1], meters[2], meters[4], meters[5], meters[7],
+    ]) {
         table.others = meter.cores();
     }
     cpu.others = meters[3].cores();
     scaling.others = meters[6].cores();
 
     let report = Report {
-        tables: vec![tiny, one_mib, big, startup, map],
+        tables: vec![tiny, one_mib, big, startup, map, calls],
         cpu,
         scaling,
         load_before,
