@@ -23,11 +23,14 @@ use std::thread;
 
 use super::Shared;
 
-/// Spin steps in an idle worker's round; step `k` spins `2^min(k, 6)` hints, so a round spins
-/// 127 + 3 × 64 = 319 hints: 11 µs on AMD EPYC (family 25, measured), more where `pause` is
-/// slower. Long enough to span the gap between two submits of the block's thread (0.1 to a few
-/// µs), short enough that a worker with nothing to do soon gives its core back.
-const SPIN_STEPS: u32 = 10;
+/// The spin steps of an idle worker's round: step `k` spins `2^min(k, 6)` hints between two looks
+/// at the queue, so a round spins 8 + 16 + 32 + 5 × 64 = 376 hints: 12 µs on AMD EPYC (family
+/// 25, 33 ns a hint, measured), more where `pause` is slower. Long enough to span the gap between
+/// two submits of the block's thread (0.1 µs to a few), short enough that a worker with nothing
+/// to do soon gives its core back. It starts at 8 hints, not 1, because each look reads the
+/// cache line the submitter writes on every push (a choice by reasoning: on the shared 2-vCPU
+/// machine it was tried on, the two starts timed within noise).
+const SPIN_STEPS: std::ops::Range<u32> = 3..10;
 
 /// Yields at the end of each round: they let a thread that shares the core (the block's thread,
 /// with `max_workers` = cores) run. Each is a system call, so only two.
@@ -37,7 +40,7 @@ impl Shared {
     /// After a `submit` pushed a task: wakes a sleeper unless an idle worker that is awake will take
     /// it (rule 2).
     pub(super) fn wake_for_queued(&self) {
-        // Pairs with the fence in `wait_for_work`: either this submitter sees the worker counted
+        // Pairs with the fence in `sleep`: either this submitter sees the worker counted
         // as a sleeper, or the worker, counted, sees the task in the queue and does not sleep.
         atomic::fence(Ordering::SeqCst);
         let sleepers = self.sleepers.load(Ordering::SeqCst);
@@ -69,7 +72,7 @@ impl Shared {
     pub(super) fn wait_for_work(&self) -> bool {
         let mut seen = self.submitted.load(Ordering::SeqCst);
         loop {
-            for step in 0..SPIN_STEPS {
+            for step in SPIN_STEPS {
                 if !self.queue.is_empty() {
                     return false;
                 }
