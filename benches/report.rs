@@ -8,6 +8,9 @@
 //! REPORT_QUICK=1 cargo bench --bench report       # 1 run, smaller map: writes under target/report/
 //! ```
 //!
+//! The binary run as `report --one-block thread` (or `rayon`) runs one block of the tiny tasks and
+//! exits: what the system-calls table counts, and a probe for `perf stat` by hand.
+//!
 //! Workloads, all on 2 workers unless the table says otherwise: 20,000 tiny tasks, 200 tasks with a
 //! 1 MiB argument, 8 tasks with a 64 MiB argument, 16 CPU-bound tasks of about 20 ms, pool
 //! start-up with 2 workers, and `map` over 1,000,000 items; then the speedup of 32 CPU-bound tasks
@@ -23,7 +26,8 @@
 //!
 //! The bench's parts, under `benches/report/`: `settings.rs`; `figures.rs` (a table's rows, and
 //! how figures show); the peers (`peers.rs`, `python.rs`); one file per workload (`tiny_tasks.rs`,
-//! `payloads.rs`, `cpu_bound.rs`, `startup.rs`, `mapping.rs`, `scaling.rs`); and the output
+//! `payloads.rs`, `cpu_bound.rs`, `startup.rs`, `mapping.rs`, `scaling.rs`, and `syscalls.rs`, the
+//! system calls of one fresh block of tiny tasks); and the output
 //! (`markdown.rs`, `targets.rs`, `svg.rs`). The statistics, the [`Meter`], the CPU-bound task,
 //! the environment's switches and the splicing into `BENCHMARKS.md` are shared with the `auto`
 //! bench (`benches/common/`).
