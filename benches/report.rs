@@ -8,6 +8,9 @@
 //! REPORT_QUICK=1 cargo bench --bench report       # 1 run, smaller map: writes under target/report/
 //! ```
 //!
+//! The binary run as `report --one-block thread` (or `rayon`) runs one block of the tiny tasks and
+//! exits: what the system-calls table counts, and a probe for `perf stat` by hand.
+//!
 //! Workloads, all on 2 workers unless the table says otherwise: 20,000 tiny tasks, 200 tasks with a
 //! 1 MiB argument, 8 tasks with a 64 MiB argument, 16 CPU-bound tasks of about 20 ms, pool
 //! start-up with 2 workers, and `map` over 1,000,000 items; then the speedup of 32 CPU-bound tasks
@@ -23,7 +26,8 @@
 //!
 //! The bench's parts, under `benches/report/`: `settings.rs`; `figures.rs` (a table's rows, and
 //! how figures show); the peers (`peers.rs`, `python.rs`); one file per workload (`tiny_tasks.rs`,
-//! `payloads.rs`, `cpu_bound.rs`, `startup.rs`, `mapping.rs`, `scaling.rs`); and the output
+//! `payloads.rs`, `cpu_bound.rs`, `startup.rs`, `mapping.rs`, `scaling.rs`, and `syscalls.rs`, the
+//! system calls of one fresh block of tiny tasks); and the output
 //! (`markdown.rs`, `targets.rs`, `svg.rs`). The statistics, the [`Meter`], the CPU-bound task,
 //! the environment's switches and the splicing into `BENCHMARKS.md` are shared with the `auto`
 //! bench (`benches/common/`).
@@ -53,6 +57,8 @@ mod settings;
 mod startup;
 #[path = "report/svg.rs"]
 mod svg;
+#[path = "report/syscalls.rs"]
+mod syscalls;
 #[path = "report/targets.rs"]
 mod targets;
 #[path = "report/tiny_tasks.rs"]
@@ -69,6 +75,7 @@ use peers::rayon_pool;
 use scaling::{scaling, scaling_run};
 use settings::Settings;
 use startup::{startup, startup_run};
+use syscalls::{one_block, syscalls, syscalls_run, ONE_BLOCK};
 use tiny_tasks::{tiny_tasks, tiny_tasks_run};
 
 /// Workers for every comparison but the scaling one.
@@ -100,6 +107,12 @@ fn main() {
     // procspawn needs this first thing in `main` (its workers re-run this binary); `pool!` needs
     // nothing.
     procspawn::init();
+    // The child that `syscalls` counts: one block, nothing else.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == ONE_BLOCK) {
+        one_block(args.get(at + 1).map_or("thread", String::as_str));
+        return;
+    }
     if !std::env::args().any(|a| a == "--bench") {
         println!("report: run it with `cargo bench --bench report`");
         return;
@@ -122,9 +135,10 @@ fn main() {
     let mut startup = startup(&settings);
     let mut map = mapping(&settings);
     let mut scaling = scaling(&settings);
+    let mut calls = syscalls(&settings);
     // Each run goes through every table once, so a burst of other work on the machine costs one
     // run of a few tables rather than every run of one table; the meters say how much there was.
-    let mut meters = [Meter::default(); 7];
+    let mut meters = [Meter::default(); 8];
     let mut whole = Meter::default();
     for run in 0..settings.runs {
         eprintln!("report: run {}/{}", run + 1, settings.runs);
@@ -137,19 +151,28 @@ fn main() {
             meters[4].measure(|| startup_run(&mut startup, run));
             meters[5].measure(|| mapping_run(&mut map, &rayon, settings.map_items, run));
             meters[6].measure(|| scaling_run(&mut scaling, &pools, n, run));
+            meters[7].measure(|| syscalls_run(&mut calls, run));
         });
     }
-    for (table, meter) in [&mut tiny, &mut one_mib, &mut big, &mut startup, &mut map]
-        .into_iter()
-        .zip([meters[0], meters[1], meters[2], meters[4], meters[5]])
-    {
+    for (table, meter) in [
+        &mut tiny,
+        &mut one_mib,
+        &mut big,
+        &mut startup,
+        &mut map,
+        &mut calls,
+    ]
+    .into_iter()
+    .zip([
+        meters[0], meters[1], meters[2], meters[4], meters[5], meters[7],
+    ]) {
         table.others = meter.cores();
     }
     cpu.others = meters[3].cores();
     scaling.others = meters[6].cores();
 
     let report = Report {
-        tables: vec![tiny, one_mib, big, startup, map],
+        tables: vec![tiny, one_mib, big, startup, map, calls],
         cpu,
         scaling,
         load_before,

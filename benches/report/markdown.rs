@@ -13,7 +13,7 @@ use crate::{CPU_TASKS, CPU_TASK_SECONDS, SCALING_WORKERS, WORKERS};
 
 /// Every table of a run, and the run's own figures: what the Markdown is made of.
 pub struct Report {
-    /// Tiny tasks, 1 MiB, 64 MiB, start-up, map: in that order.
+    /// Tiny tasks, 1 MiB, 64 MiB, start-up, map, system calls: in that order.
     pub tables: Vec<Table>,
     pub cpu: CpuTable,
     pub scaling: Scaling,

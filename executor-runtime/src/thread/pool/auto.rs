@@ -74,7 +74,7 @@ impl Shared {
         // waits while idle workers sleep (they too are over the limit, and park in turn, until
         // one is within it and takes the task).
         if !self.queue.is_empty() {
-            self.wake.notify_one();
+            self.grant_wake(&mut lock);
         }
         // The block may be waiting for the task this worker just finished: no idle worker will
         // tell it (they told it before that task was done), so this one must.

@@ -1,8 +1,8 @@
 //! A Thread pool's workers: starting one (within `max_workers` and the pool's current limit), and
-//! the worker thread's loop: take a task, run it, repeat; yield, then sleep, when there is none.
+//! the worker thread's loop: take a task, run it, repeat; wait (`sleep`) when there is none.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{self, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -130,52 +130,28 @@ fn worker_loop(
                 continue;
             }
         }
-        if let Some(job) = shared.pop() {
-            if idle {
-                shared.idle.fetch_sub(1, Ordering::SeqCst);
-                idle = false;
-                if let Some(gauge) = &gauge {
-                    gauge.end_idle();
-                }
+        if idle {
+            // Not idle from before the pop: a submitter counts idle workers to take its task
+            // without a wake-up, and must not count one that pops another and runs it.
+            shared.idle.fetch_sub(1, Ordering::SeqCst);
+            idle = false;
+            if let Some(gauge) = &gauge {
+                gauge.end_idle();
             }
+        }
+        if let Some(job) = shared.pop() {
             shared.run(job);
             finished.fetch_add(1, Ordering::SeqCst);
             continue;
         }
-        if !idle {
-            shared.idle.fetch_add(1, Ordering::SeqCst);
-            idle = true;
-            if let Some(gauge) = &gauge {
-                gauge.start_idle();
-            }
+        shared.idle.fetch_add(1, Ordering::SeqCst);
+        idle = true;
+        if let Some(gauge) = &gauge {
+            gauge.start_idle();
         }
         shared.wake_joiner();
-        if wait_for_work(shared) {
+        if shared.wait_for_work() {
             return;
         }
     }
-}
-
-/// How often an idle worker yields before it sleeps. Yielding rather than spinning matters when
-/// the submitting thread shares the cores with the workers (always, with `max_workers` = cores): a
-/// spinning worker takes CPU time from the one thread that produces its work. Measured on 2 cores,
-/// 20,000 tiny tasks: spinning (crossbeam's `Backoff`) cost about 7% over yielding.
-const YIELDS_BEFORE_SLEEP: usize = 16;
-
-/// Waits until the queue may have work (`false`) or the pool shuts down (`true`).
-fn wait_for_work(shared: &Shared) -> bool {
-    for _ in 0..YIELDS_BEFORE_SLEEP {
-        if !shared.queue.is_empty() {
-            return false;
-        }
-        thread::yield_now();
-    }
-    let mut lock = shared.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
-    shared.sleepers.fetch_add(1, Ordering::SeqCst);
-    atomic::fence(Ordering::SeqCst);
-    while shared.queue.is_empty() && !shared.shutdown.load(Ordering::SeqCst) {
-        lock = shared.wake.wait(lock).unwrap_or_else(|e| e.into_inner());
-    }
-    shared.sleepers.fetch_sub(1, Ordering::SeqCst);
-    shared.queue.is_empty() && shared.shutdown.load(Ordering::SeqCst)
 }

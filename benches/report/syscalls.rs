@@ -1,0 +1,160 @@
+//! System calls per task (issue 16): one fresh block of 20,000 `add(i, 1)` on 2 workers, results
+//! read in order, counted by the kernel's syscall tracepoints. A count, unlike a time, holds on any
+//! machine: where waking a CPU is slow (most virtual machines), each `futex` or `sched_yield` per
+//! task costs microseconds.
+//!
+//! The block runs in a child process (this binary, re-run with [`ONE_BLOCK`]), so that the count
+//! covers that block alone, from a fresh start: the child does nothing else but start up. `perf
+//! stat` counts; where it is missing or not allowed, `strace -f -c` (which slows the child, so its
+//! counts are higher).
+
+use std::process::Command;
+
+use concurrent_futures::pool;
+
+use crate::figures::{sig, Row, Table, Unit};
+use crate::peers::rayon_pool;
+use crate::settings::Settings;
+use crate::tiny_tasks::add;
+use crate::{TINY_TASKS, WORKERS};
+
+/// The argument that makes this binary run one block and exit: `--one-block thread|rayon`.
+pub const ONE_BLOCK: &str = "--one-block";
+
+/// The rows: futex + `sched_yield` calls, then context switches, for each of the two peers.
+pub const THREAD_CALLS: &str = "`pool!(Thread)`: `futex` + `sched_yield` calls";
+const RAYON_CALLS: &str = "rayon: `futex` + `sched_yield` calls";
+const THREAD_SWITCHES: &str = "`pool!(Thread)`: context switches";
+const RAYON_SWITCHES: &str = "rayon: context switches";
+
+/// What one child process made.
+struct Counts {
+    futex: f64,
+    sched_yield: f64,
+    switches: Option<f64>,
+}
+
+pub fn syscalls(settings: &Settings) -> Table {
+    let runs = settings.runs;
+    let items = TINY_TASKS as f64;
+    Table {
+        title: format!(
+            "System calls of one fresh block: {} calls of `a + b`",
+            sig(items)
+        ),
+        about: format!(
+            "Counts per task, not times: one block (or rayon scope) of {} calls of `add(i, 1)` \
+             on {WORKERS} workers, results read in submission order, in a fresh child process, \
+             counted with `perf stat -e syscalls:sys_enter_futex,syscalls:sys_enter_sched_yield,\
+             context-switches` over the whole child (its start-up, rayon's pool and the \
+             block's workers included; where perf is missing, `strace -f -c`, which slows the \
+             child and counts more, and no context switches). A count depends on how the threads race, not on how \
+             fast the machine is, so it holds on any machine; each call where the kernel wakes \
+             a CPU costs microseconds on most virtual machines.",
+            sig(items)
+        ),
+        unit: Unit::PerItem(1.0, "calls/task"),
+        rows: [THREAD_CALLS, RAYON_CALLS, THREAD_SWITCHES, RAYON_SWITCHES]
+            .map(|label| Row::new(label, runs, items))
+            .into(),
+        refs: vec![],
+        others: 0.0,
+    }
+}
+
+pub fn syscalls_run(table: &mut Table, run: usize) {
+    for (peer, calls, switches) in [("thread", 0, 2), ("rayon", 1, 3)] {
+        let Some(counts) = count(peer) else { continue };
+        // `Row::seconds` holds the figure a row's cost is made of; here, a count.
+        table.rows[calls].seconds[run] = Some(counts.futex + counts.sched_yield);
+        table.rows[switches].seconds[run] = counts.switches;
+    }
+}
+
+/// In the child: one block of the peer, results read in order.
+pub fn one_block(peer: &str) {
+    let n = TINY_TASKS as u64;
+    let out: Vec<u64> = match peer {
+        "thread" => pool!(Thread(max_workers = WORKERS) => {
+            let futures: Vec<_> = (0..n).map(|i| submit(add, i, 1)).collect();
+            futures.into_iter().map(|f| f.result().unwrap()).collect()
+        }),
+        "rayon" => {
+            let rayon = rayon_pool(WORKERS);
+            let mut out = vec![0u64; n as usize];
+            rayon.scope(|scope| {
+                for (i, slot) in out.iter_mut().enumerate() {
+                    scope.spawn(move |_| *slot = add(i as u64, 1));
+                }
+            });
+            out
+        }
+        other => panic!("{ONE_BLOCK}: no peer {other:?} (thread or rayon)"),
+    };
+    assert_eq!(out, (1..=n).collect::<Vec<_>>());
+}
+
+/// Runs one block of `peer` in a child and counts its calls, with perf or else strace.
+fn count(peer: &str) -> Option<Counts> {
+    let me = std::env::current_exe().ok()?;
+    let perf = Command::new("perf")
+        .args([
+            "stat",
+            "-x,",
+            "-e",
+            "syscalls:sys_enter_futex,syscalls:sys_enter_sched_yield,context-switches",
+            "--",
+        ])
+        .arg(&me)
+        .args([ONE_BLOCK, peer])
+        .output();
+    if let Some(out) = perf.ok().filter(|o| o.status.success()) {
+        // CSV lines: `count,unit,event,...`.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let event = |name: &str| {
+            stderr
+                .lines()
+                .map(|l| l.split(',').collect::<Vec<_>>())
+                .find(|f| f.len() > 2 && f[2] == name)
+                .and_then(|f| f[0].parse::<f64>().ok())
+        };
+        if let (Some(futex), Some(sched_yield)) = (
+            event("syscalls:sys_enter_futex"),
+            event("syscalls:sys_enter_sched_yield"),
+        ) {
+            return Some(Counts {
+                futex,
+                sched_yield,
+                switches: event("context-switches"),
+            });
+        }
+    }
+    strace(&me, peer)
+}
+
+/// `strace -f -c`'s summary: the `calls` column of the `futex` and `sched_yield` lines.
+fn strace(me: &std::path::Path, peer: &str) -> Option<Counts> {
+    let out = Command::new("strace")
+        .args(["-f", "-c", "-e", "trace=futex,sched_yield", "--"])
+        .arg(me)
+        .args([ONE_BLOCK, peer])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let calls = |name: &str| {
+        stderr
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.last() == Some(&name))
+            // `% time, seconds, usecs/call, calls, [errors,] syscall`
+            .and_then(|f| f.get(3)?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    eprintln!("report: perf stat is not available; counting with strace (slower, higher counts)");
+    Some(Counts {
+        futex: calls("futex"),
+        sched_yield: calls("sched_yield"),
+        switches: None,
+    })
+}

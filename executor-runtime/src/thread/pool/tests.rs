@@ -1,0 +1,105 @@
+//! The pool's wake-ups (`sleep`), pinned by its counters rather than by timing.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::ThreadScope;
+use crate::block::options::PoolOptions;
+
+/// Polls `ready` for up to 10 s (a test never waits for ever).
+fn eventually(what: &str, ready: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// One worker asleep; a submit grants it a wake-up. While it has not taken it (it cannot: this
+/// test holds the lock it must take), 100 more submits see no sleeper: one wake-up, not one per
+/// task. Before, each of them notified the condition variable again, one `futex` call each.
+#[test]
+fn a_waking_worker_is_not_woken_again_by_the_submits_before_it_is_up() {
+    let mut options = PoolOptions::new();
+    options.max_workers(1);
+    // SAFETY: the guard is dropped at the end of this function, before anything the tasks
+    // borrow (nothing) goes away, and it is not leaked.
+    let pool = unsafe { ThreadScope::new(options) };
+    let guard = pool.join_guard();
+    let shared = &pool.shared;
+    assert_eq!(pool.submit(|| 1).result(), Ok(1));
+
+    let mut held = None;
+    for _ in 0..1000 {
+        eventually("the worker is asleep", || {
+            shared.sleepers.load(Ordering::SeqCst) == 1
+        });
+        let wakes = shared.wakes.load(Ordering::SeqCst);
+        drop(pool.submit(|| 2));
+        let granted = shared.sleep_lock.lock().unwrap();
+        // Usually the submit granted the sleeper a wake-up, and the worker has not got up yet:
+        // the grant is still there, and it waits for the lock this thread now holds. Otherwise
+        // (it got up first, or left its sleep on its own) try again.
+        if *granted == 1 && shared.wakes.load(Ordering::SeqCst) == wakes + 1 {
+            held = Some((granted, wakes + 1));
+            break;
+        }
+    }
+    let (granted, wakes) = held.expect("in 1,000 tries the worker never waited for the lock");
+    assert_eq!(shared.sleepers.load(Ordering::SeqCst), 0);
+
+    // Submitted from another thread, so that a submit that took the lock would time out here
+    // rather than hang the test.
+    let (done_tx, done_rx) = mpsc::channel();
+    let futures = std::thread::scope(|s| {
+        let pool = &pool;
+        let submitter = s.spawn(move || {
+            let futures: Vec<_> = (0..100).map(|i| pool.submit(move || i)).collect();
+            done_tx.send(()).unwrap();
+            futures
+        });
+        let finished = done_rx.recv_timeout(Duration::from_secs(10)).is_ok();
+        let wakes_meanwhile = shared.wakes.load(Ordering::SeqCst) - wakes;
+        drop(granted);
+        let futures = submitter.join().unwrap();
+        assert!(finished, "a submit waited for the sleepers' lock");
+        assert_eq!(wakes_meanwhile, 0, "the submits woke the worker again");
+        futures
+    });
+    let results: Vec<_> = futures.into_iter().map(|f| f.result().unwrap()).collect();
+    assert_eq!(results, (0..100).collect::<Vec<_>>());
+    drop(guard);
+}
+
+/// Over a block, every wake-up went to a worker that had gone to sleep: no wake-up is granted
+/// twice for one sleep.
+#[test]
+fn every_wake_up_is_for_a_sleep() {
+    let mut options = PoolOptions::new();
+    options.max_workers(2);
+    // SAFETY: as above.
+    let pool = unsafe { ThreadScope::new(options) };
+    let guard = pool.join_guard();
+    for round in 0..20u64 {
+        let futures: Vec<_> = (0..1000u64)
+            .map(|i| pool.submit(move || i + round))
+            .collect();
+        for (i, f) in futures.into_iter().enumerate() {
+            assert_eq!(f.result(), Ok(i as u64 + round));
+        }
+        // A pause, so that the workers go to sleep and the next round must wake them.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(guard);
+    let shared = &pool.shared;
+    let (wakes, sleeps) = (
+        shared.wakes.load(Ordering::SeqCst),
+        shared.sleeps.load(Ordering::SeqCst),
+    );
+    assert!(wakes > 0, "the workers slept between rounds and were woken");
+    assert!(wakes <= sleeps, "{wakes} wake-ups for {sleeps} sleeps");
+}
