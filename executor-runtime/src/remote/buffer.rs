@@ -15,9 +15,11 @@ use crate::remote::wire::{read_into, ReadError};
 /// Buffers at least this long are advised for huge pages: one huge page and more.
 const HUGE_PAGE: usize = 2 << 20;
 
-/// The most a buffer reserves before its bytes arrive: a larger claimed length (a corrupt one
-/// included) grows the buffer as bytes arrive instead (see `wire::read_into`).
-const RESERVE_AHEAD: usize = 1 << 30;
+/// The most a buffer reserves before its bytes arrive, so that a corrupt length costs at most this
+/// (untouched) reservation: a longer payload grows its buffer in 16 MiB steps as its bytes arrive
+/// (`wire::read_into`; glibc grows a buffer this large with `mremap`, without copying it). The same
+/// bound as the message buffers a side keeps (`protocol::KEEP_BUFFER`).
+const RESERVE_AHEAD: usize = 64 << 20;
 
 /// An empty vector with room for `len` bytes (up to [`RESERVE_AHEAD`]), its pages advised for
 /// huge pages when it is large.
@@ -30,7 +32,16 @@ pub(crate) fn fresh(len: usize) -> Vec<u8> {
 /// Reads exactly `len` bytes from `input` into a fresh vector of their own (see [`fresh`]).
 pub(crate) fn read_fresh(input: &mut impl Read, len: usize) -> Result<Vec<u8>, ReadError> {
     let mut buffer = fresh(len);
-    read_into(input, &mut buffer, len)?;
+    let mut advised = buffer.capacity();
+    while buffer.len() < len {
+        let step = (len - buffer.len()).min(RESERVE_AHEAD);
+        read_into(input, &mut buffer, step)?;
+        if buffer.capacity() > advised {
+            // Grown past what was reserved ahead: the new pages get the same advice.
+            advise_huge_pages(&buffer);
+            advised = buffer.capacity();
+        }
+    }
     Ok(buffer)
 }
 
@@ -63,10 +74,17 @@ mod tests {
 
     #[test]
     fn a_fresh_buffer_holds_exactly_the_bytes_read_and_reserves_at_most_a_bound() {
-        let bytes: Vec<u8> = (0..5 * HUGE_PAGE).map(|i| i as u8).collect();
+        let bytes: Vec<u8> = (0..RESERVE_AHEAD + 5 * HUGE_PAGE)
+            .map(|i| (i % 251) as u8)
+            .collect();
         let read = read_fresh(&mut bytes.as_slice(), bytes.len()).unwrap();
-        assert_eq!(read, bytes);
+        assert!(read == bytes, "the bytes past the reservation are read too");
+        // A corrupt length reserves no more than the bound, and fails when the bytes run out.
         assert!(fresh(usize::MAX / 2).capacity() <= RESERVE_AHEAD);
+        assert!(matches!(
+            read_fresh(&mut &bytes[..], usize::MAX / 2),
+            Err(ReadError::Io(_))
+        ));
         assert!(matches!(
             read_fresh(&mut &bytes[..10], 11),
             Err(ReadError::Io(_))
