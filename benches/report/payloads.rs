@@ -41,6 +41,10 @@ pub fn floor_label(size: usize) -> String {
     format!("floor: `memcpy` of {} MiB", size / MIB)
 }
 
+/// What making a payload costs: a clone into a fresh buffer (page faults, then the copy), which
+/// every row that copies the payload once in its timing pays.
+pub const FRESH_FLOOR: &str = "floor: clone into a fresh buffer";
+
 /// The Process rows of the other kinds of payload, each copying the payload once in the timing.
 pub const PROCESS_VEC_CLONED: &str = "`pool!(Process)`, `Vec<u8>` argument cloned into `submit`";
 pub const PROCESS_VEC_RESULT: &str = "`pool!(Process)`, `Vec<u8>` result, built in the worker";
@@ -62,6 +66,7 @@ pub fn payloads(settings: &Settings, size: usize, tasks: usize) -> Table {
     let bytes = (size * tasks) as f64;
     let mut rows = peer_rows(runs, bytes);
     rows.push(Row::new(&floor_label(size), runs, bytes));
+    rows.push(Row::new(FRESH_FLOOR, runs, bytes));
     rows.extend(KINDS.map(|label| Row::new(label, runs, bytes)));
     Table {
         title: format!(
@@ -77,7 +82,8 @@ pub fn payloads(settings: &Settings, size: usize, tasks: usize) -> Table {
              `pool!(Process)` and procspawn include start-up and shut-down; procspawn gets its \
              calls {WORKERS} at a time (with more outstanding it hangs: see below the \
              report); Python's figures exclude start-up. The floor copies the same bytes once in memory, into one \
-             reused buffer. The last {} rows are `pool!(Process)` with the other kinds of large payload, \
+             reused buffer. The next row clones them into a fresh buffer each time, what making a payload costs. \
+             The last {} rows are `pool!(Process)` with the other kinds of large payload, \
              each copying the payload once inside the timing, as a program that keeps its data would: \
              an owned argument is cloned into `submit`, a result is built in the worker \
              (`vec![7u8; n]`, `\"a\".repeat(n)`), a borrowed argument is copied by `submit` itself; \
@@ -198,6 +204,12 @@ pub fn payloads_run(
         }
     });
     rows[8].seconds[run] = Some(t);
+    let (t, ()) = timed(|| {
+        for _ in 0..tasks {
+            black_box(black_box(&source).clone());
+        }
+    });
+    rows[9].seconds[run] = Some(t);
     drop((source, target));
 
     process_kinds_run(rows, (size, tasks), run);
