@@ -283,19 +283,22 @@ fn helper_every_feature_of_a_block() {
     );
     assert_eq!(after, Ok(4));
 
-    // Borrowed text and bytes, a 1 MiB argument and a 1 MiB result (their own messages).
+    // Borrowed text and bytes, a 1 MiB argument and a 1 MiB result (their own messages), and a
+    // 32 KiB result (a raw tail that travels inside its outcome's message).
     let text = String::from("words");
     let bytes = vec![1u8; 100_000];
     let big = vec![2u8; 1 << 20];
-    let (described, summed, returned) = pool!(Mpi => {
+    let (described, summed, returned, inline) = pool!(Mpi => {
         let described = submit(describe, text.as_str(), bytes.as_slice());
         let summed = submit(checksum, big.clone());
         let returned = submit(big_result, 1 << 20);
-        (described.result(), summed.result(), returned.result())
+        let inline = submit(big_result, 32 << 10);
+        (described.result(), summed.result(), returned.result(), inline.result())
     });
     assert_eq!(described, Ok("words:100000".to_string()));
     assert_eq!(summed, Ok((1 << 20, 2 << 20)));
     assert_eq!(returned, Ok(vec![3u8; 1 << 20]));
+    assert_eq!(inline, Ok(vec![3u8; 32 << 10]));
 
     // Arguments over the 4 GiB message limit fail at `submit`, unsent, as on Process (the vector
     // is `calloc`'d and moves into the call without a copy: its pages are never touched).

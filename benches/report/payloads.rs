@@ -1,5 +1,6 @@
 //! Payloads: tasks with a large `Vec<u8>` argument (1 MiB and 64 MiB), with `memcpy` as the
-//! floor.
+//! floor; and on Process the other large kinds (issue 16): `Vec<u8>` and `String` results, `String`,
+//! `&str` and `&[u8]` arguments, each copying the payload once in the timing.
 
 use std::hint::black_box;
 
@@ -15,15 +16,58 @@ fn length(bytes: Vec<u8>) -> usize {
     bytes.len()
 }
 
+fn text_length(text: String) -> usize {
+    text.len()
+}
+
+fn slice_length(bytes: &[u8]) -> usize {
+    bytes.len()
+}
+
+fn str_length(text: &str) -> usize {
+    text.len()
+}
+
+fn bytes_of(len: usize) -> Vec<u8> {
+    vec![7u8; len]
+}
+
+fn text_of(len: usize) -> String {
+    "a".repeat(len)
+}
+
+/// The floor's label in a table of payloads of `size` bytes.
+pub fn floor_label(size: usize) -> String {
+    format!("floor: `memcpy` of {} MiB", size / MIB)
+}
+
+/// What making a payload costs: a clone into a fresh buffer (page faults, then the copy), which
+/// every row that copies the payload once in its timing pays.
+pub const FRESH_FLOOR: &str = "floor: clone into a fresh buffer";
+
+/// The Process rows of the other kinds of payload, each copying the payload once in the timing.
+pub const PROCESS_VEC_CLONED: &str = "`pool!(Process)`, `Vec<u8>` argument cloned into `submit`";
+pub const PROCESS_VEC_RESULT: &str = "`pool!(Process)`, `Vec<u8>` result, built in the worker";
+pub const PROCESS_STRING_CLONED: &str = "`pool!(Process)`, `String` argument cloned into `submit`";
+pub const PROCESS_STRING_RESULT: &str = "`pool!(Process)`, `String` result, built in the worker";
+pub const PROCESS_SLICE: &str = "`pool!(Process)`, `&[u8]` argument (`submit` copies it)";
+pub const PROCESS_STR: &str = "`pool!(Process)`, `&str` argument (`submit` copies it)";
+const KINDS: [&str; 6] = [
+    PROCESS_VEC_CLONED,
+    PROCESS_VEC_RESULT,
+    PROCESS_STRING_CLONED,
+    PROCESS_STRING_RESULT,
+    PROCESS_SLICE,
+    PROCESS_STR,
+];
+
 pub fn payloads(settings: &Settings, size: usize, tasks: usize) -> Table {
     let runs = settings.runs;
     let bytes = (size * tasks) as f64;
     let mut rows = peer_rows(runs, bytes);
-    rows.push(Row::new(
-        &format!("floor: `memcpy` of {} MiB", size / MIB),
-        runs,
-        bytes,
-    ));
+    rows.push(Row::new(&floor_label(size), runs, bytes));
+    rows.push(Row::new(FRESH_FLOOR, runs, bytes));
+    rows.extend(KINDS.map(|label| Row::new(label, runs, bytes)));
     Table {
         title: format!(
             "{} tasks with a {} MiB `Vec<u8>` argument",
@@ -38,8 +82,15 @@ pub fn payloads(settings: &Settings, size: usize, tasks: usize) -> Table {
              `pool!(Process)` and procspawn include start-up and shut-down; procspawn gets its \
              calls {WORKERS} at a time (with more outstanding it hangs: see below the \
              report); Python's figures exclude start-up. The floor copies the same bytes once in memory, into one \
-             reused buffer.",
-            size / MIB
+             reused buffer. The next row clones them into a fresh buffer each time, what making a payload costs. \
+             The last {} rows are `pool!(Process)` with the other kinds of large payload, \
+             each copying the payload once inside the timing, as a program that keeps its data would: \
+             an owned argument is cloned into `submit`, a result is built in the worker \
+             (`vec![7u8; n]`, `\"a\".repeat(n)`), a borrowed argument is copied by `submit` itself; \
+             the rows to compare are these with each other (a result with the cloned argument, a \
+             string with the bytes of the same row kind).",
+            size / MIB,
+            KINDS.len()
         ),
         unit: Unit::Rate,
         rows,
@@ -153,4 +204,69 @@ pub fn payloads_run(
         }
     });
     rows[8].seconds[run] = Some(t);
+    let (t, ()) = timed(|| {
+        for _ in 0..tasks {
+            black_box(black_box(&source).clone());
+        }
+    });
+    rows[9].seconds[run] = Some(t);
+    drop((source, target));
+
+    process_kinds_run(rows, (size, tasks), run);
+}
+
+/// The other kinds of large payload through `pool!(Process)` (see [`KINDS`]), each copying the
+/// payload once in the timing.
+fn process_kinds_run(rows: &mut [Row], (size, tasks): (usize, usize), run: usize) {
+    let total = size * tasks;
+    let bytes = vec![7u8; size];
+    let text = "a".repeat(size);
+    let mut record = |label: &str, t: f64, sum: usize| {
+        assert_eq!(sum, total, "{label}");
+        let row = rows.iter_mut().find(|r| r.label == label).expect("a row");
+        row.seconds[run] = Some(t);
+    };
+    let (t, sum) = timed(|| {
+        pool!(Process(max_workers = WORKERS) => {
+            let futures: Vec<_> = (0..tasks).map(|_| submit(length, bytes.clone())).collect();
+            futures.into_iter().map(|f| f.result().unwrap()).sum::<usize>()
+        })
+    });
+    record(PROCESS_VEC_CLONED, t, sum);
+    let (t, sum) = timed(|| {
+        pool!(Process(max_workers = WORKERS) => {
+            let futures: Vec<_> = (0..tasks).map(|_| submit(bytes_of, size)).collect();
+            futures.into_iter().map(|f| f.result().unwrap().len()).sum::<usize>()
+        })
+    });
+    record(PROCESS_VEC_RESULT, t, sum);
+    let (t, sum) = timed(|| {
+        pool!(Process(max_workers = WORKERS) => {
+            let futures: Vec<_> = (0..tasks).map(|_| submit(text_length, text.clone())).collect();
+            futures.into_iter().map(|f| f.result().unwrap()).sum::<usize>()
+        })
+    });
+    record(PROCESS_STRING_CLONED, t, sum);
+    let (t, sum) = timed(|| {
+        pool!(Process(max_workers = WORKERS) => {
+            let futures: Vec<_> = (0..tasks).map(|_| submit(text_of, size)).collect();
+            futures.into_iter().map(|f| f.result().unwrap().len()).sum::<usize>()
+        })
+    });
+    record(PROCESS_STRING_RESULT, t, sum);
+    let (t, sum) = timed(|| {
+        pool!(Process(max_workers = WORKERS) => {
+            let futures: Vec<_> =
+                (0..tasks).map(|_| submit(slice_length, bytes.as_slice())).collect();
+            futures.into_iter().map(|f| f.result().unwrap()).sum::<usize>()
+        })
+    });
+    record(PROCESS_SLICE, t, sum);
+    let (t, sum) = timed(|| {
+        pool!(Process(max_workers = WORKERS) => {
+            let futures: Vec<_> = (0..tasks).map(|_| submit(str_length, text.as_str())).collect();
+            futures.into_iter().map(|f| f.result().unwrap()).sum::<usize>()
+        })
+    });
+    record(PROCESS_STR, t, sum);
 }

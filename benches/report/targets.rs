@@ -3,10 +3,14 @@
 use crate::common::stats::{summarise, Summary};
 use crate::figures::{ratios, show_ratio, show_summary, sig, Table, Unit};
 use crate::markdown::Report;
+use crate::payloads::{
+    floor_label, PROCESS_SLICE, PROCESS_STR, PROCESS_STRING_CLONED, PROCESS_STRING_RESULT,
+    PROCESS_VEC_CLONED, PROCESS_VEC_RESULT,
+};
 use crate::peers::{PIPE, PROCESS, PROCSPAWN, RAYON, RAYON_WARM, THREAD, THREAD_WARM};
 use crate::python::{PY_FORK, PY_SPAWN, PY_THREAD};
 use crate::syscalls::THREAD_CALLS;
-use crate::SCALING_WORKERS;
+use crate::{MIB, SCALING_WORKERS};
 
 /// One target of the issue: what, the figure, and whether it is met.
 pub struct Target {
@@ -19,6 +23,7 @@ impl Report {
     pub fn targets(&self) -> Vec<Target> {
         let tiny = self.table(0);
         let one_mib = self.table(1);
+        let big = self.table(2);
         let startup = self.table(3);
         let calls = self.table(5);
         let mut out = Vec::new();
@@ -116,6 +121,58 @@ impl Report {
                 ),
             met: rate.map(|r| r >= 2.5),
         });
+        // Issue 16: the other kinds of large payload as fast as a byte vector argument, and every
+        // kind at half the rate of a `memcpy` at least.
+        for (what, a, b) in [
+            (
+                "`pool!(Process)` 64 MiB `Vec<u8>` result ≤ 1.2× the time of the argument",
+                PROCESS_VEC_RESULT,
+                PROCESS_VEC_CLONED,
+            ),
+            (
+                "`pool!(Process)` 64 MiB `String` argument ≤ 1.2× the time of `Vec<u8>`",
+                PROCESS_STRING_CLONED,
+                PROCESS_VEC_CLONED,
+            ),
+            (
+                "`pool!(Process)` 64 MiB `String` result ≤ 1.2× the time of `Vec<u8>`",
+                PROCESS_STRING_RESULT,
+                PROCESS_VEC_RESULT,
+            ),
+            (
+                "`pool!(Process)` 64 MiB `&str` argument ≤ 1.2× the time of `&[u8]`",
+                PROCESS_STR,
+                PROCESS_SLICE,
+            ),
+        ] {
+            let s = ratio(big, a, b);
+            out.push(Target {
+                what,
+                figure: s.map_or_else(
+                    || "not measured".to_string(),
+                    |s| format!("{} the time", show_ratio(s)),
+                ),
+                met: s.map(|s| s.median <= 1.2),
+            });
+        }
+        let floor = floor_label(64 * MIB);
+        for (what, row) in [
+            (
+                "`pool!(Process)` 64 MiB `Vec<u8>` arguments ≥ 0.5 of the `memcpy` floor's rate",
+                PROCESS,
+            ),
+            (
+                "`pool!(Process)` 64 MiB `Vec<u8>` results ≥ 0.5 of the `memcpy` floor's rate",
+                PROCESS_VEC_RESULT,
+            ),
+        ] {
+            out.push(at_least(
+                what,
+                ratio(big, &floor, row),
+                0.5,
+                "of the floor's rate",
+            ));
+        }
         for backend in [PROCESS, THREAD] {
             let s = startup.row(backend).and_then(|r| summarise(r.costs()));
             out.push(Target {

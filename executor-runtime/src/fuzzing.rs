@@ -203,7 +203,7 @@ pub fn values(data: &[u8]) -> Summary {
         let tail = (!tail.is_empty()).then(|| tail.to_vec());
         summary.decoded += arguments(head, tail);
     }
-    summary.decoded += results(data);
+    summary.decoded += results(data, None);
     summary
 }
 
@@ -238,7 +238,10 @@ fn outcome(payload: &[u8]) -> Result<usize, ReadError> {
     let (head, rest) = OutcomeHead::parse(payload)?;
     black_box((head.id, head.elapsed_ns));
     Ok(match head.status {
-        CallStatus::Returned => results(rest),
+        CallStatus::Returned => {
+            let (values, tail) = head.split_tail(rest)?;
+            results(values, (head.tail_len > 0).then(|| tail.to_vec()))
+        }
         CallStatus::Panicked => {
             black_box(crate::remote::call::decode_panic(rest));
             1
@@ -333,21 +336,22 @@ fn arguments(input: &[u8], tail: Option<Vec<u8>>) -> usize {
         + chunk::<String>(input, tail())
 }
 
-/// Decodes `bytes` as the result of calls of several result types, as the pool does (a `map`
-/// chunk's results included); gives how many decoded.
-fn results(bytes: &[u8]) -> usize {
-    fn one<T: serde::de::DeserializeOwned + 'static>(bytes: &[u8]) -> usize {
-        usize::from(black_box(wire::decode_whole::<T>(bytes)).is_ok())
+/// Decodes `bytes` (and `tail`, a raw tail) as the result of calls of several result types, as
+/// the pool does (a `map` chunk's results included); gives how many decoded.
+fn results(bytes: &[u8], tail: Option<Vec<u8>>) -> usize {
+    let one = |decode: fn(&[u8], Option<Vec<u8>>) -> bool| usize::from(decode(bytes, tail.clone()));
+    fn ok<T: serde::de::DeserializeOwned + 'static>(bytes: &[u8], tail: Option<Vec<u8>>) -> bool {
+        black_box(wire::decode_with_tail::<T>(bytes, tail)).is_ok()
     }
-    one::<()>(bytes)
-        + one::<u64>(bytes)
-        + one::<String>(bytes)
-        + one::<Vec<u8>>(bytes)
-        + one::<Option<(i32, String)>>(bytes)
-        + one::<Sample>(bytes)
-        + one::<BTreeMap<String, Vec<u8>>>(bytes)
-        + one::<Vec<Result<u64, String>>>(bytes)
-        + one::<Vec<Result<Vec<u8>, String>>>(bytes)
+    one(ok::<()>)
+        + one(ok::<u64>)
+        + one(ok::<String>)
+        + one(ok::<Vec<u8>>)
+        + one(ok::<Option<(i32, String)>>)
+        + one(ok::<Sample>)
+        + one(ok::<BTreeMap<String, Vec<u8>>>)
+        + one(ok::<Vec<Result<u64, String>>>)
+        + one(ok::<Vec<Result<Vec<u8>, String>>>)
 }
 
 #[cfg(test)]
@@ -395,6 +399,7 @@ mod tests {
         let mut payload = id.to_le_bytes().to_vec();
         payload.push(status);
         payload.extend_from_slice(&7u64.to_le_bytes());
+        payload.extend_from_slice(&0u64.to_le_bytes()); // no raw tail
         payload.extend_from_slice(result);
         frame(Kind::Outcome, &payload)
     }

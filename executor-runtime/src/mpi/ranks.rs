@@ -274,6 +274,7 @@ impl Ranks {
                 id,
                 status,
                 elapsed_ns,
+                tail_len,
             },
             inline,
         ) = OutcomeHead::parse(payload).map_err(|e| e.to_string())?;
@@ -300,6 +301,13 @@ impl Ranks {
             worker.serving = None;
             block.backend.in_use.fetch_sub(1, Ordering::SeqCst);
         }
+        // A large byte vector or string result comes detached, as its raw tail: the future gets
+        // that vector itself. (A raw tail that came inline is decoded from the message.)
+        let mut detached = detached;
+        let tail = match &detached {
+            Some(rest) if tail_len > 0 && rest.len() as u64 == tail_len => detached.take(),
+            _ => None,
+        };
         let bytes = match &detached {
             Some(rest) if inline.is_empty() => rest.as_slice(),
             Some(_) => return Err("a detached result after inline bytes".to_string()),
@@ -315,7 +323,7 @@ impl Ranks {
             }
         }
         // SAFETY: the call was claimed when it was sent, and is resolved once, here.
-        let panicked = unsafe { job.resolve(Outcome::Answered(status, bytes)) };
+        let panicked = unsafe { job.resolve(Outcome::Answered(status, bytes, tail)) };
         // Counted in the block once per sweep (`count_finished`): one lock and one wake-up for
         // many tiny calls.
         match self

@@ -23,6 +23,7 @@
 
 use crate::block::identity::{self, WorkerInfo};
 use crate::mpi::comm::{self as transport, Comm};
+use crate::remote::call::CallOutput;
 use crate::remote::protocol::{write_frame_into, CallHead};
 use crate::remote::serve::answer_call;
 use crate::remote::wire::{self, Fields, Kind};
@@ -144,7 +145,7 @@ fn serve(spawned: bool) -> i32 {
 /// whether to finalise MPI then (see [`STOP_WITHOUT_FINALIZE`]).
 fn serve_calls(pool: Comm) -> Result<bool, String> {
     let mut reader = FrameReader::new(pool, 0);
-    let mut output = Vec::new();
+    let mut output = CallOutput::default();
     let mut frame = Vec::new();
     let mut accepted = false;
     loop {
@@ -171,25 +172,41 @@ fn serve_calls(pool: Comm) -> Result<bool, String> {
                 // offsets from `remote::call::remote<n>` or `chunk_call`.
                 unsafe { answer_call(&head, arguments, tail, &mut frame, &mut output) }
                     .ok_or("a call named code outside the executable")?;
-                send_outcome(pool, &mut frame, &output)?;
+                send_outcome(pool, &mut frame, &mut output)?;
             }
             other => return Err(format!("unexpected {other:?} message from the pool")),
         }
-        if output.capacity() > DETACH * 1024 {
-            output = Vec::new();
+        if output.bytes.capacity() > DETACH * 1024 {
+            output.bytes = Vec::new();
         }
     }
 }
 
 /// Sends one call's outcome, its head in `frame` and its result in `output`: one message, or for
-/// a large result its frame and then the result, sent from its own buffer.
-fn send_outcome(pool: Comm, frame: &mut Vec<u8>, output: &[u8]) -> Result<(), String> {
-    if output.len() <= DETACH {
-        frame.extend_from_slice(output);
-        transport::send(pool, 0, frame)
-    } else {
-        transport::send(pool, 0, frame)?;
-        transport::send(pool, 0, output)
+/// a large result its frame and then the result, sent from its own buffer (a raw tail, a large
+/// byte vector or string result, is sent from the vector the function returned, then freed).
+fn send_outcome(pool: Comm, frame: &mut Vec<u8>, output: &mut CallOutput) -> Result<(), String> {
+    let tail = output.tail.take();
+    let bytes = &output.bytes;
+    match tail {
+        Some(tail) if tail.len() > DETACH => {
+            frame.extend_from_slice(bytes);
+            transport::send(pool, 0, frame)?;
+            transport::send(pool, 0, &tail)
+        }
+        Some(tail) => {
+            frame.extend_from_slice(bytes);
+            frame.extend_from_slice(&tail);
+            transport::send(pool, 0, frame)
+        }
+        None if bytes.len() <= DETACH => {
+            frame.extend_from_slice(bytes);
+            transport::send(pool, 0, frame)
+        }
+        None => {
+            transport::send(pool, 0, frame)?;
+            transport::send(pool, 0, bytes)
+        }
     }
 }
 

@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use crate::block::identity::{self, Backend, WorkerInfo};
 use crate::block::options::ProcessInitializer;
+use crate::remote::call::CallOutput;
 use crate::remote::executable::executable_identity;
 use crate::remote::protocol::{read_call, CallMessage, CALL_FIELDS, KEEP_BUFFER};
 use crate::remote::serve::{answer_call, run_initializer};
@@ -98,7 +99,7 @@ fn serve(fd: RawFd) -> i32 {
         return code;
     }
 
-    let mut output = Vec::new();
+    let mut output = CallOutput::default();
     let mut frame = Vec::new();
     loop {
         if reader.buffer().is_empty() && writer.flush().is_err() {
@@ -127,13 +128,20 @@ fn serve(fd: RawFd) -> i32 {
             eprintln!("executor worker: a call named code outside the executable");
             return EXIT_PROTOCOL;
         }
-        if writer.write_all(&frame).is_err() || writer.write_all(&output).is_err() {
+        if writer.write_all(&frame).is_err() || writer.write_all(&output.bytes).is_err() {
             return 0;
+        }
+        // A raw tail (a large byte vector or string result) is written from its own buffer, and
+        // freed once sent.
+        if let Some(tail) = output.tail.take() {
+            if writer.write_all(&tail).is_err() {
+                return 0;
+            }
         }
         // Buffers are reused (a fresh one costs a page fault per 4 KiB), but a huge one would
         // otherwise stay allocated for the worker's life.
-        if output.capacity() > KEEP_BUFFER {
-            output = Vec::new();
+        if output.bytes.capacity() > KEEP_BUFFER {
+            output.bytes = Vec::new();
         }
         if payload.capacity() > KEEP_BUFFER {
             payload = Vec::new();

@@ -110,9 +110,38 @@ impl WirePanic {
     }
 }
 
+/// What a call gives back in the worker: the encoded result (or message), and the raw tail of a
+/// large byte vector or string result, which is sent from its own buffer rather than copied into
+/// `bytes` (the last value in `bytes` is then its length).
+#[derive(Debug, Default)]
+pub(crate) struct CallOutput {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) tail: Option<Vec<u8>>,
+}
+
+impl CallOutput {
+    /// Empties both parts, keeping the encoded part's buffer.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.tail = None;
+    }
+
+    /// The length of the raw tail.
+    pub(crate) fn tail_len(&self) -> usize {
+        self.tail.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Replaces the output with a message (for [`CallStatus::Transport`]).
+    pub(crate) fn set_message(&mut self, message: &[u8]) {
+        self.clear();
+        self.bytes.extend_from_slice(message);
+    }
+}
+
 /// Writes a caught panic into a call's output, for [`CallStatus::Panicked`].
-fn encode_panic(panic: Panic, output: &mut Vec<u8>) -> CallStatus {
+fn encode_panic(panic: Panic, output: &mut CallOutput) -> CallStatus {
     output.clear();
+    let output = &mut output.bytes;
     let wire = WirePanic::from_panic(panic);
     if wire::encode_value(&wire, output).is_err() {
         // Strings always encode; were they not to, the message alone still crosses.
@@ -196,7 +225,7 @@ unsafe fn chunk_trampoline<T, R>(
     function: usize,
     input: &[u8],
     tail: Option<Vec<u8>>,
-    output: &mut Vec<u8>,
+    output: &mut CallOutput,
 ) -> CallStatus
 where
     T: Serialize + DeserializeOwned + 'static,
@@ -209,7 +238,7 @@ where
     let chunk: Vec<T> = match wire::decode_value(&mut input, &mut tail) {
         Ok(chunk) => chunk,
         Err(error) => {
-            output.extend_from_slice(format!("could not decode the arguments: {error}").as_bytes());
+            output.set_message(format!("could not decode the arguments: {error}").as_bytes());
             return CallStatus::Transport;
         }
     };
@@ -255,10 +284,10 @@ impl CallStatus {
 }
 
 /// The type of every trampoline once its type parameters are erased: the function's address, the
-/// encoded arguments and their raw tail (see `wire::Parts`), and the buffer for the encoded result
+/// encoded arguments and their raw tail (see `wire::Parts`), and the output for the encoded result
 /// (or message).
 pub(crate) type ErasedTrampoline =
-    unsafe fn(usize, &[u8], Option<Vec<u8>>, &mut Vec<u8>) -> CallStatus;
+    unsafe fn(usize, &[u8], Option<Vec<u8>>, &mut CallOutput) -> CallStatus;
 
 /// The arguments of one call, as `((S1, ..., Sn), (A1, ..., An))`: how each crosses (its
 /// [`Shape`]) and the types the function takes.
@@ -291,7 +320,7 @@ pub(crate) unsafe fn trampoline<Args, R>(
     function: usize,
     input: &[u8],
     tail: Option<Vec<u8>>,
-    output: &mut Vec<u8>,
+    output: &mut CallOutput,
 ) -> CallStatus
 where
     Args: Arguments<R>,
@@ -302,7 +331,7 @@ where
     match task_panic::catch(|| Args::decode_and_call(f, input, tail)) {
         Ok(Ok(value)) => encode_result(value, output),
         Ok(Err(error)) => {
-            output.extend_from_slice(format!("could not decode the arguments: {error}").as_bytes());
+            output.set_message(format!("could not decode the arguments: {error}").as_bytes());
             CallStatus::Transport
         }
         Err(panic) => encode_panic(panic, output),
@@ -310,15 +339,29 @@ where
 }
 
 /// Encodes a call's result into `output`; a panic in its `Serialize` or its `Drop` is reported
-/// as the call's panic rather than unwinding through the worker loop.
-fn encode_result<R: Serialize + 'static>(value: R, output: &mut Vec<u8>) -> CallStatus {
-    let encoded = task_panic::catch(|| wire::encode_value(&value, output));
+/// as the call's panic rather than unwinding through the worker loop. A large byte vector or string
+/// becomes the output's raw tail, moved rather than copied.
+fn encode_result<R: Serialize + 'static>(value: R, output: &mut CallOutput) -> CallStatus {
+    let value = match wire::into_raw(value) {
+        Ok(bytes) => {
+            output
+                .bytes
+                .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            if bytes.len() >= wire::OWN_PART {
+                output.tail = Some(bytes);
+            } else {
+                output.bytes.extend_from_slice(&bytes);
+            }
+            return CallStatus::Returned;
+        }
+        Err(value) => value,
+    };
+    let encoded = task_panic::catch(|| wire::encode_value(&value, &mut output.bytes));
     drop_quietly(value);
     match encoded {
         Ok(Ok(())) => CallStatus::Returned,
         Ok(Err(error)) => {
-            output.clear();
-            output.extend_from_slice(format!("could not encode the result: {error}").as_bytes());
+            output.set_message(format!("could not encode the result: {error}").as_bytes());
             CallStatus::Transport
         }
         Err(panic) => encode_panic(panic, output),
@@ -485,10 +528,16 @@ mod tests {
     }
 
     fn run(call: &RemoteCall<impl Sized>) -> (CallStatus, Vec<u8>) {
+        let (status, output) = run_with_tail(call);
+        assert!(output.tail.is_none(), "no raw tail");
+        (status, output.bytes)
+    }
+
+    fn run_with_tail(call: &RemoteCall<impl Sized>) -> (CallStatus, CallOutput) {
         let trampoline = address_at(call.trampoline);
         // SAFETY: the address is that of an `ErasedTrampoline`, taken in this process.
         let trampoline = unsafe { std::mem::transmute::<usize, ErasedTrampoline>(trampoline) };
-        let mut output = Vec::new();
+        let mut output = CallOutput::default();
         let arguments = call.arguments.as_ref().unwrap().concat();
         // SAFETY: the function address was taken from the matching function type.
         let status =
@@ -525,17 +574,51 @@ mod tests {
     }
 
     #[test]
-    fn a_byte_vector_result_round_trips() {
+    fn a_large_byte_vector_result_is_moved_into_the_raw_tail() {
         // SAFETY: no borrowed arguments.
         let call = unsafe {
             remote1((Owned,), |n: u64| vec![7u8; n as usize], 100_000).assume_call_local()
         };
-        let (status, output) = run(&call);
+        let (status, output) = run_with_tail(&call);
         assert_eq!(status, CallStatus::Returned);
+        assert_eq!(output.bytes, 100_000u64.to_le_bytes());
+        assert_eq!(output.tail_len(), 100_000);
         assert_eq!(
-            wire::decode_whole::<Vec<u8>>(&output).unwrap(),
+            wire::decode_with_tail::<Vec<u8>>(&output.bytes, output.tail).unwrap(),
             vec![7u8; 100_000]
         );
+    }
+
+    #[test]
+    fn string_results_cross_raw_inline_or_as_a_tail_around_the_threshold() {
+        for len in [0, 1, wire::OWN_PART - 1, wire::OWN_PART, wire::OWN_PART + 1] {
+            // SAFETY: no borrowed arguments.
+            let call = unsafe {
+                remote1((Owned,), |n: u64| "é".repeat(n as usize / 2), len as u64)
+                    .assume_call_local()
+            };
+            let (status, output) = run_with_tail(&call);
+            assert_eq!(status, CallStatus::Returned);
+            let expected = "é".repeat(len / 2);
+            assert_eq!(output.tail.is_some(), expected.len() >= wire::OWN_PART);
+            assert_eq!(
+                wire::decode_with_tail::<String>(&output.bytes, output.tail).unwrap(),
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn a_string_result_that_is_not_utf8_is_an_error() {
+        let bytes = (wire::OWN_PART as u64).to_le_bytes();
+        let tail = Some(vec![0xff; wire::OWN_PART]);
+        let error = wire::decode_with_tail::<String>(&bytes, tail).unwrap_err();
+        assert!(error.contains("not UTF-8"), "{error}");
+        let mut inline = 2u64.to_le_bytes().to_vec();
+        inline.extend_from_slice(&[0xc3, 0x28]);
+        assert!(wire::decode_whole::<String>(&inline)
+            .unwrap_err()
+            .contains("not UTF-8"));
     }
 
     #[test]
@@ -594,12 +677,12 @@ mod tests {
         let trampoline = address_at(call.trampoline);
         // SAFETY: as in `run`.
         let trampoline = unsafe { std::mem::transmute::<usize, ErasedTrampoline>(trampoline) };
-        let mut output = Vec::new();
+        let mut output = CallOutput::default();
         // SAFETY: as in `run`.
         let status =
             unsafe { trampoline(address_at(call.function), &arguments, None, &mut output) };
         assert_eq!(status, CallStatus::Transport);
-        assert!(String::from_utf8(output)
+        assert!(String::from_utf8(output.bytes)
             .unwrap()
             .starts_with("could not decode the arguments"));
     }

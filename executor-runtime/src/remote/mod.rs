@@ -14,6 +14,7 @@
 //!
 //! On the wire and the worker's side:
 //! - `wire`: frames and the value encoding;
+//! - `buffer`: the fresh vectors large payloads are read into;
 //! - `custom_error`: the message of an error a type's own `Serialize` raised, which postcard drops;
 //! - `protocol`: a call's and an outcome's fixed fields, written and parsed once;
 //! - `serve`: running one call in a worker and writing its outcome;
@@ -25,6 +26,7 @@
 //!
 //! It imports only the task and block layers.
 
+pub(crate) mod buffer;
 pub(crate) mod call;
 pub(crate) mod custom_error;
 pub(crate) mod executable;

@@ -2,20 +2,21 @@
 //!
 //! Every message is a frame (`wire`). A *call* carries fixed fields ([`CallHead`]: its id, the
 //! trampoline and function offsets, the length of its raw tail) and then the encoded arguments; an
-//! *outcome* carries [`OutcomeHead`] (the call's id, how it ended, its run time in the worker) and
-//! then the result or message. The Process backend streams them over a socket, the Mpi backend
+//! *outcome* carries [`OutcomeHead`] (the call's id, how it ended, its run time in the worker, the
+//! length of its raw tail) and then the result or message. The Process backend streams them over a socket, the Mpi backend
 //! packs several into one MPI message; the bytes are the same, so `fuzzing` reads both.
 
 use std::io::Read;
 
-use crate::remote::call::CallStatus;
+use crate::remote::buffer::read_fresh;
+use crate::remote::call::{CallOutput, CallStatus};
 use crate::remote::wire::{self, Fields, Kind, ReadError};
 
 /// Bytes of a call message before its arguments: id, trampoline, function, raw tail length.
 pub(crate) const CALL_FIELDS: usize = 32;
 
-/// Bytes of an outcome message before the result: id, status, run time.
-pub(crate) const OUTCOME_FIELDS: usize = 17;
+/// Bytes of an outcome message before the result: id, status, run time, raw tail length.
+pub(crate) const OUTCOME_FIELDS: usize = 25;
 
 /// The largest message buffer either side keeps between messages. A fresh buffer costs a page
 /// fault per 4 KiB, so buffers are reused; one grown for a huge payload is let go beyond this.
@@ -133,11 +134,7 @@ pub(crate) fn read_call(
     wire::read_into(reader, payload, head_len)?;
     let tail = match head.tail_len {
         0 => None,
-        len => {
-            let mut tail = Vec::new();
-            wire::read_into(reader, &mut tail, len as usize)?;
-            Some(tail)
-        }
+        len => Some(read_fresh(reader, len as usize)?),
     };
     Ok(CallMessage { head, tail })
 }
@@ -150,40 +147,101 @@ pub(crate) struct OutcomeHead {
     pub(crate) status: CallStatus,
     /// The call's run time in the worker, which sizes the window of calls in flight.
     pub(crate) elapsed_ns: u64,
+    /// The last `tail_len` bytes of the result are a raw byte vector or string (see
+    /// `call::CallOutput`), which the pool reads into a vector of its own.
+    pub(crate) tail_len: u64,
 }
 
 impl OutcomeHead {
-    /// Appends the frame header and these fields; `output` (the result or message) follows them.
-    /// A result over the frame limit is replaced by a message saying so, as a transport error.
-    pub(crate) fn write(mut self, frame: &mut Vec<u8>, output: &mut Vec<u8>) {
-        if output.len() > wire::MAX_FRAME - OUTCOME_FIELDS {
-            output.clear();
-            output.extend_from_slice(RESULT_TOO_LARGE);
+    /// Appends the frame header and these fields (the tail length is `output`'s); `output` (the
+    /// result or message, then its raw tail) follows them. A result over the frame limit is
+    /// replaced by a message saying so, as a transport error.
+    pub(crate) fn write(mut self, frame: &mut Vec<u8>, output: &mut CallOutput) {
+        if output.bytes.len() + output.tail_len() > wire::MAX_FRAME - OUTCOME_FIELDS {
+            output.set_message(RESULT_TOO_LARGE);
             self.status = CallStatus::Transport;
         }
-        wire::write_header(frame, Kind::Outcome, OUTCOME_FIELDS + output.len())
+        self.tail_len = output.tail_len() as u64;
+        let len = OUTCOME_FIELDS + output.bytes.len() + output.tail_len();
+        wire::write_header(frame, Kind::Outcome, len)
             .expect("checked against the frame limit just above");
         frame.extend_from_slice(&self.id.to_le_bytes());
         frame.push(self.status as u8);
         frame.extend_from_slice(&self.elapsed_ns.to_le_bytes());
+        frame.extend_from_slice(&self.tail_len.to_le_bytes());
     }
 
     /// Reads the fields at the start of an outcome's payload; gives them and the rest (the
-    /// result or message).
+    /// result or message, of which the last `tail_len` bytes are the raw tail when the whole
+    /// outcome is at hand).
     pub(crate) fn parse(payload: &[u8]) -> Result<(OutcomeHead, &[u8]), ReadError> {
         let mut fields = Fields::new(payload);
         let id = fields.u64("call id")?;
         let status = fields.u8("status")?;
         let elapsed_ns = fields.u64("run time")?;
+        let tail_len = fields.u64("tail length")?;
         let status = CallStatus::from_byte(status)
             .ok_or_else(|| ReadError::Malformed(format!("unknown call status {status}")))?;
+        if tail_len > 0 && status != CallStatus::Returned {
+            return Err(ReadError::Malformed(format!(
+                "a raw tail with a {status:?} outcome"
+            )));
+        }
         let head = OutcomeHead {
             id,
             status,
             elapsed_ns,
+            tail_len,
         };
         Ok((head, fields.rest()))
     }
+
+    /// Splits a whole outcome's result into the encoded part and the raw tail (for an outcome
+    /// read whole; the Process pool streams the tail into a vector of its own, see
+    /// [`read_outcome`]).
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+    pub(crate) fn split_tail<'a>(&self, rest: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), ReadError> {
+        let head_len = usize::try_from(self.tail_len)
+            .ok()
+            .and_then(|tail_len| rest.len().checked_sub(tail_len))
+            .ok_or_else(|| {
+                ReadError::Malformed(format!(
+                    "an outcome's tail of {} bytes is longer than the outcome",
+                    self.tail_len
+                ))
+            })?;
+        Ok(rest.split_at(head_len))
+    }
+}
+
+/// Reads the payload of an outcome frame of `len` bytes whose header was just read: the fields and
+/// the encoded result into `payload` (replacing its contents), and the raw tail, if any, straight
+/// into a vector of its own, which the future then receives without another copy.
+pub(crate) fn read_outcome(
+    reader: &mut impl Read,
+    len: usize,
+    payload: &mut Vec<u8>,
+) -> Result<(OutcomeHead, Option<Vec<u8>>), ReadError> {
+    if len < OUTCOME_FIELDS {
+        return Err(ReadError::Malformed(
+            "an outcome message was too short".into(),
+        ));
+    }
+    payload.clear();
+    wire::read_into(reader, payload, OUTCOME_FIELDS)?;
+    let (head, _) = OutcomeHead::parse(payload)?;
+    let Some(head_len) = (len - OUTCOME_FIELDS).checked_sub(head.tail_len as usize) else {
+        return Err(ReadError::Malformed(format!(
+            "an outcome's tail of {} bytes is longer than the outcome",
+            head.tail_len
+        )));
+    };
+    wire::read_into(reader, payload, head_len)?;
+    let tail = match head.tail_len {
+        0 => None,
+        len => Some(read_fresh(reader, len as usize)?),
+    };
+    Ok((head, tail))
 }
 
 /// Appends a whole frame to `out` (for short payloads: a hello, or its answer), for a backend that
@@ -254,14 +312,64 @@ mod tests {
             id: 3,
             status: CallStatus::Panicked,
             elapsed_ns: 1_500,
+            tail_len: 0,
         };
         let mut frame = Vec::new();
-        let mut output = b"boom".to_vec();
+        let mut output = CallOutput {
+            bytes: b"boom".to_vec(),
+            tail: None,
+        };
         head.write(&mut frame, &mut output);
-        frame.extend_from_slice(&output);
+        frame.extend_from_slice(&output.bytes);
         let (parsed, rest) = OutcomeHead::parse(&frame[wire::HEADER_LEN..]).unwrap();
         assert_eq!((parsed, rest), (head, &b"boom"[..]));
         frame[wire::HEADER_LEN + 8] = 9;
         assert!(OutcomeHead::parse(&frame[wire::HEADER_LEN..]).is_err());
+    }
+
+    #[test]
+    fn an_outcome_with_a_raw_tail_streams_it_into_its_own_vector_and_refuses_a_bad_length() {
+        let head = OutcomeHead {
+            id: 4,
+            status: CallStatus::Returned,
+            elapsed_ns: 10,
+            tail_len: 0,
+        };
+        let mut frame = Vec::new();
+        let mut output = CallOutput {
+            bytes: 3u64.to_le_bytes().to_vec(),
+            tail: Some(b"abc".to_vec()),
+        };
+        head.write(&mut frame, &mut output);
+        frame.extend_from_slice(&output.bytes);
+        frame.extend_from_slice(output.tail.as_deref().unwrap());
+        let mut input = &frame[..];
+        let (kind, len) = wire::read_header(&mut input).unwrap();
+        assert_eq!(kind, Kind::Outcome);
+        let mut payload = Vec::new();
+        let (parsed, tail) = read_outcome(&mut input, len, &mut payload).unwrap();
+        assert_eq!(
+            parsed,
+            OutcomeHead {
+                tail_len: 3,
+                ..head
+            }
+        );
+        assert_eq!(&payload[OUTCOME_FIELDS..], 3u64.to_le_bytes());
+        assert_eq!(tail.as_deref(), Some(&b"abc"[..]));
+        let (_, rest) = OutcomeHead::parse(&frame[wire::HEADER_LEN..]).unwrap();
+        assert_eq!(parsed.split_tail(rest).unwrap().1, b"abc");
+        // A tail longer than the frame, and a tail on a panic, are refused.
+        let mut long = frame.clone();
+        long[wire::HEADER_LEN + 17] = 200;
+        let mut input = &long[..];
+        let (_, len) = wire::read_header(&mut input).unwrap();
+        assert!(matches!(
+            read_outcome(&mut input, len, &mut payload),
+            Err(ReadError::Malformed(_))
+        ));
+        let mut panicked = frame.clone();
+        panicked[wire::HEADER_LEN + 8] = CallStatus::Panicked as u8;
+        assert!(OutcomeHead::parse(&panicked[wire::HEADER_LEN..]).is_err());
     }
 }

@@ -93,8 +93,9 @@ pub(crate) trait RemoteJob: Send + Sync {
 
 /// How a dispatched call ended.
 pub(crate) enum Outcome<'a> {
-    /// The worker answered: a status and the encoded result or message.
-    Answered(CallStatus, &'a [u8]),
+    /// The worker answered: a status and the encoded result or message, and the result's raw tail
+    /// (a large byte vector or string, read into a vector of its own; see `call::CallOutput`).
+    Answered(CallStatus, &'a [u8], Option<Vec<u8>>),
     /// No answer: the error says why.
     Failed(TaskError),
 }
@@ -148,8 +149,9 @@ impl<R: DeserializeOwned + Send + 'static> RemoteJob for RemoteTask<R> {
         let outcome = match outcome {
             // The user's `Deserialize` runs here, on a pool thread: a panic in it must not take
             // the thread down with the call unresolved.
-            Outcome::Answered(CallStatus::Returned, bytes) => {
-                match panic::catch_unwind(AssertUnwindSafe(|| wire::decode_whole::<R>(bytes))) {
+            Outcome::Answered(CallStatus::Returned, bytes, tail) => {
+                let decode = || wire::decode_with_tail::<R>(bytes, tail);
+                match panic::catch_unwind(AssertUnwindSafe(decode)) {
                     Ok(decoded) => decoded.map_err(|why| {
                         TaskError::Transport(format!("could not decode the result: {why}"))
                     }),
@@ -162,10 +164,10 @@ impl<R: DeserializeOwned + Send + 'static> RemoteJob for RemoteTask<R> {
                     }
                 }
             }
-            Outcome::Answered(CallStatus::Panicked, bytes) => {
+            Outcome::Answered(CallStatus::Panicked, bytes, _) => {
                 Err(TaskError::Panicked(call::decode_panic(bytes)))
             }
-            Outcome::Answered(CallStatus::Transport, bytes) => Err(TaskError::Transport(
+            Outcome::Answered(CallStatus::Transport, bytes, _) => Err(TaskError::Transport(
                 String::from_utf8_lossy(bytes).into_owned(),
             )),
             // The backend knows the worker; the call knows its function.

@@ -5,13 +5,13 @@
 
 use std::time::Instant;
 
-use crate::remote::call::{self, CallStatus, ErasedTrampoline};
+use crate::remote::call::{self, CallOutput, CallStatus, ErasedTrampoline};
 use crate::remote::executable::{address_at, in_executable};
 use crate::remote::protocol::{CallHead, OutcomeHead};
 
 /// Runs one call: the trampoline at offset `trampoline` with the function at offset `function`,
 /// the encoded `arguments` and the raw `tail`; the result or message goes to `output` (cleared
-/// first). `None`, without running anything, if either offset is outside the executable's code.
+/// first), a large byte vector or string result as its raw tail. `None`, without running anything, if either offset is outside the executable's code.
 ///
 /// # Safety
 /// The offsets must come from `remote::call::remote<n>` (or `chunk_call`) in a process running this
@@ -23,7 +23,7 @@ pub(crate) unsafe fn run_call(
     function: i64,
     arguments: &[u8],
     tail: Option<Vec<u8>>,
-    output: &mut Vec<u8>,
+    output: &mut CallOutput,
 ) -> Option<CallStatus> {
     output.clear();
     let (trampoline, function) = (
@@ -52,7 +52,7 @@ pub(crate) unsafe fn answer_call(
     arguments: &[u8],
     tail: Option<Vec<u8>>,
     frame: &mut Vec<u8>,
-    output: &mut Vec<u8>,
+    output: &mut CallOutput,
 ) -> Option<()> {
     let started = Instant::now();
     // SAFETY: forwarded from the caller.
@@ -63,6 +63,7 @@ pub(crate) unsafe fn answer_call(
         id: head.id,
         status,
         elapsed_ns,
+        tail_len: 0,
     };
     outcome.write(frame, output);
     Some(())
@@ -78,13 +79,13 @@ pub(crate) unsafe fn run_initializer(
     function: i64,
     arguments: &[u8],
 ) -> Option<String> {
-    let mut output = Vec::new();
+    let mut output = CallOutput::default();
     // SAFETY: forwarded from the caller.
     let Some(status) = (unsafe { run_call(trampoline, function, arguments, None, &mut output) })
     else {
         return Some("the initializer is not in the executable's code".to_string());
     };
-    initializer_failure(status, &output)
+    initializer_failure(status, &output.bytes)
 }
 
 /// Why a pool's initializer that ended with `status` and `output` makes its worker refuse to

@@ -35,7 +35,7 @@ pub unsafe trait Shape<A> {
 #[doc(hidden)]
 pub struct Owned;
 
-/// A `&str` argument: it crosses as its text; the worker passes the function a `&str` into its
+/// A `&str` argument: it crosses as its text (raw bytes, as a `String`); the worker passes the function a `&str` into its
 /// own copy, which lives until the call returns.
 #[doc(hidden)]
 pub struct BorrowedStr;
@@ -63,7 +63,9 @@ unsafe impl<'x> Shape<&'x str> for BorrowedStr {
     type Owned = String;
 
     fn encode(value: &'x str, output: &mut wire::Parts) -> Result<(), String> {
-        output.push_serialized(value)
+        // Raw, as a `String` crosses: the worker checks the UTF-8 once, at about 10 GB/s.
+        output.push_bytes(value.as_bytes());
+        Ok(())
     }
 
     unsafe fn view(owned: &mut Option<String>) -> &'x str {

@@ -20,7 +20,7 @@ use crate::remote::custom_error::custom_message;
 /// First byte of every frame.
 const MAGIC: u8 = 0xEC;
 /// Bumped whenever a message's layout changes.
-pub(crate) const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 2;
 /// The largest payload a frame may carry: 4 GiB - 1, what the length field holds.
 pub(crate) const MAX_FRAME: usize = u32::MAX as usize;
 /// Payloads are read in steps of at most this much, so a corrupt length costs no more memory than
@@ -72,20 +72,68 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     Ok(())
 }
 
-/// Appends one value (an argument or a result). A `Vec<u8>` is copied as raw bytes: serde would
-/// encode it byte by byte, which caps a 1 MiB argument at about 0.6 GB/s in every serde format
-/// measured. Other types go through serde and postcard.
+/// Appends one value (an argument or a result). A `Vec<u8>` or a `String` is copied as raw bytes
+/// (a `u64` length, then the bytes): serde would encode a byte vector byte by byte, which caps a
+/// 1 MiB argument at about 0.6 GB/s in every serde format measured, and a string's raw path lets a
+/// large one travel as a raw tail, as a byte vector does. Other types go through serde and postcard.
 pub(crate) fn encode_value<T: Serialize + 'static>(
     value: &T,
     output: &mut Vec<u8>,
 ) -> Result<(), String> {
-    if let Some(bytes) = (value as &dyn Any).downcast_ref::<Vec<u8>>() {
+    if let Some(bytes) = raw_bytes(value) {
         output.reserve(8 + bytes.len());
         output.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
         output.extend_from_slice(bytes);
         return Ok(());
     }
     encode_into(value, output).map_err(|e| explain(e, value))
+}
+
+/// Whether values of type `T` cross as raw bytes: `Vec<u8>` and `String`.
+pub(crate) fn is_raw<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<Vec<u8>>() || TypeId::of::<T>() == TypeId::of::<String>()
+}
+
+/// The bytes of a value that crosses raw (see [`is_raw`]).
+fn raw_bytes<T: 'static>(value: &T) -> Option<&[u8]> {
+    let value = value as &dyn Any;
+    if let Some(bytes) = value.downcast_ref::<Vec<u8>>() {
+        return Some(bytes);
+    }
+    value.downcast_ref::<String>().map(String::as_bytes)
+}
+
+/// The buffer of a value that crosses raw (see [`is_raw`]), taken without a copy; other values
+/// are given back.
+pub(crate) fn into_raw<T: 'static>(value: T) -> Result<Vec<u8>, T> {
+    let mut slot = Some(value);
+    let any = &mut slot as &mut dyn Any;
+    if let Some(bytes) = any.downcast_mut::<Option<Vec<u8>>>() {
+        return Ok(bytes.take().expect("just filled"));
+    }
+    if let Some(text) = any.downcast_mut::<Option<String>>() {
+        return Ok(text.take().expect("just filled").into_bytes());
+    }
+    Err(slot.expect("not taken"))
+}
+
+/// A value that crosses raw (see [`is_raw`]) from its bytes, without a copy: a `String` is
+/// checked to be UTF-8 (about 10 GB/s), so corrupt bytes give an error.
+fn from_raw<T: 'static>(bytes: Vec<u8>) -> Result<T, String> {
+    let mut bytes = Some(bytes);
+    if let Some(value) = (&mut bytes as &mut dyn Any).downcast_mut::<Option<T>>() {
+        return Ok(value.take().expect("just filled"));
+    }
+    let text = String::from_utf8(bytes.take().expect("not taken"))
+        .map_err(|error| format!("a string is not UTF-8: {}", error.utf8_error()))?;
+    let mut text = Some(text);
+    match (&mut text as &mut dyn Any).downcast_mut::<Option<T>>() {
+        Some(value) => Ok(value.take().expect("just filled")),
+        None => Err(format!(
+            "{} does not cross as raw bytes",
+            std::any::type_name::<T>()
+        )),
+    }
 }
 
 /// Why `value` could not be encoded: postcard's message, except for an error that the value's own
@@ -111,36 +159,27 @@ pub struct Parts {
     raw_last: bool,
 }
 
-/// Byte vectors at least this long become parts of their own.
-const OWN_PART: usize = 1 << 14;
+/// Byte vectors and strings at least this long become parts of their own (a raw tail when last).
+pub(crate) const OWN_PART: usize = 1 << 14;
 
 impl Parts {
-    /// Appends one value, as [`encode_value`] would, taking ownership of a `Vec<u8>`.
+    /// Appends one value, as [`encode_value`] would, taking ownership of a `Vec<u8>` or `String`.
     pub(crate) fn push_value<T: Serialize + 'static>(&mut self, value: T) -> Result<(), String> {
-        if TypeId::of::<T>() == TypeId::of::<Vec<u8>>() {
-            let value: Box<dyn Any> = Box::new(value);
-            let bytes = *value.downcast::<Vec<u8>>().expect("T is Vec<u8>");
-            if bytes.len() >= OWN_PART {
+        match into_raw(value) {
+            Ok(bytes) if bytes.len() >= OWN_PART => {
                 self.encoded()
                     .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
                 self.parts.push(bytes);
                 self.raw_last = true;
-                return Ok(());
+                Ok(())
             }
-            return encode_value(&bytes, self.encoded());
+            Ok(bytes) => encode_value(&bytes, self.encoded()),
+            Err(value) => encode_value(&value, self.encoded()),
         }
-        encode_value(&value, self.encoded())
     }
 
-    /// Appends a value through serde, never as raw bytes (for borrowed values such as `&str`).
-    pub(crate) fn push_serialized<T: Serialize + ?Sized>(
-        &mut self,
-        value: &T,
-    ) -> Result<(), String> {
-        encode_into(value, self.encoded()).map_err(|e| explain(e, value))
-    }
-
-    /// Appends a byte slice as a raw byte vector (what a `Vec<u8>` decodes from), copying it.
+    /// Appends a byte slice as raw bytes (what a `Vec<u8>`, or a `String` if they are UTF-8,
+    /// decodes from), copying it.
     pub(crate) fn push_bytes(&mut self, bytes: &[u8]) {
         if bytes.len() >= OWN_PART {
             self.encoded()
@@ -187,21 +226,21 @@ impl Parts {
     }
 }
 
-/// Takes one value written by [`encode_value`] off the front of `input`. A byte vector whose bytes
-/// are the message's raw tail (see [`Parts::raw_tail_len`]) is taken from `tail` without a copy.
+/// Takes one value written by [`encode_value`] off the front of `input`. Raw bytes (a byte vector
+/// or a string) that are the message's raw tail (see [`Parts::raw_tail_len`]) are taken from
+/// `tail` without a copy.
 pub(crate) fn decode_value<T: DeserializeOwned + 'static>(
     input: &mut &[u8],
     tail: &mut Option<Vec<u8>>,
 ) -> Result<T, String> {
-    if TypeId::of::<T>() == TypeId::of::<Vec<u8>>() {
+    if is_raw::<T>() {
         let Some((len, rest)) = input.split_first_chunk::<8>() else {
             return Err("the input ends inside a length".to_string());
         };
         let len = u64::from_le_bytes(*len);
         if rest.is_empty() && tail.as_ref().is_some_and(|t| t.len() as u64 == len) {
             *input = rest;
-            let value: Box<dyn Any> = Box::new(tail.take().expect("checked"));
-            return Ok(*value.downcast::<T>().expect("T is Vec<u8>"));
+            return from_raw(tail.take().expect("checked"));
         }
         if len > rest.len() as u64 {
             return Err(format!(
@@ -211,8 +250,7 @@ pub(crate) fn decode_value<T: DeserializeOwned + 'static>(
         }
         let (bytes, rest) = rest.split_at(len as usize);
         *input = rest;
-        let value: Box<dyn Any> = Box::new(bytes.to_vec());
-        return Ok(*value.downcast::<T>().expect("T is Vec<u8>"));
+        return from_raw(bytes.to_vec());
     }
     let (value, rest) = postcard::take_from_bytes(input).map_err(|e| e.to_string())?;
     *input = rest;
@@ -220,11 +258,21 @@ pub(crate) fn decode_value<T: DeserializeOwned + 'static>(
 }
 
 /// Decodes a whole message holding one value written by [`encode_value`].
-pub(crate) fn decode_whole<T: DeserializeOwned + 'static>(mut input: &[u8]) -> Result<T, String> {
-    let value = decode_value(&mut input, &mut None)?;
-    match input.len() {
-        0 => Ok(value),
-        extra => Err(format!("{extra} unexpected bytes after the value")),
+pub(crate) fn decode_whole<T: DeserializeOwned + 'static>(input: &[u8]) -> Result<T, String> {
+    decode_with_tail(input, None)
+}
+
+/// Decodes a whole message holding one value written by [`encode_value`], whose last bytes may
+/// come as a raw tail of their own (a large byte vector or string result).
+pub(crate) fn decode_with_tail<T: DeserializeOwned + 'static>(
+    mut input: &[u8],
+    mut tail: Option<Vec<u8>>,
+) -> Result<T, String> {
+    let value = decode_value(&mut input, &mut tail)?;
+    match (input.len(), tail) {
+        (0, None) => Ok(value),
+        (extra, None) => Err(format!("{extra} unexpected bytes after the value")),
+        (_, Some(tail)) => Err(format!("{} unexpected bytes after the value", tail.len())),
     }
 }
 

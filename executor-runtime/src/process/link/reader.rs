@@ -15,7 +15,7 @@ use crate::process::memory_limit::StderrRelay;
 use crate::process::pool::{LinkState, ProcessQueue};
 use crate::process::spawn::WorkerProcess;
 use crate::remote::call::CallStatus;
-use crate::remote::protocol::{OutcomeHead, KEEP_BUFFER};
+use crate::remote::protocol::{read_outcome, OutcomeHead, KEEP_BUFFER, OUTCOME_FIELDS};
 use crate::remote::queue::{Outcome, Queued};
 use crate::remote::window::next_window;
 use crate::remote::wire::{self, Kind, ReadError};
@@ -146,24 +146,20 @@ fn receive_outcomes(
             link.head_since = None;
             link.receiving = true;
         }
-        payload.clear();
-        match wire::read_into(reader, payload, len) {
-            Ok(()) => {}
-            Err(ReadError::Malformed(why)) => return End::Protocol(why),
-            Err(_) => return End::Closed,
-        }
         let (
             OutcomeHead {
                 id,
                 status,
                 elapsed_ns,
+                ..
             },
-            result,
-        ) = match OutcomeHead::parse(payload) {
+            tail,
+        ) = match read_outcome(reader, len, payload) {
             Ok(outcome) => outcome,
             Err(ReadError::Malformed(why)) => return End::Protocol(why),
-            Err(other) => return End::Protocol(other.to_string()),
+            Err(_) => return End::Closed,
         };
+        let result = &payload[OUTCOME_FIELDS..];
         let job = {
             let mut state = shared.lock();
             let link = &mut state.backend.links[slot];
@@ -201,7 +197,7 @@ fn receive_outcomes(
         let outcome = match job.1 {
             // Stopped while its answer was on its way: `stop` promised `Stopped`.
             true => Outcome::Failed(TaskError::Stopped),
-            false => Outcome::Answered(status, result),
+            false => Outcome::Answered(status, result, tail),
         };
         // SAFETY: the call was dispatched to this link and is resolved once, here.
         unsafe { shared.resolve(job.0, outcome) };
