@@ -158,10 +158,14 @@ fn spawn_worker(
     let (path, _) = shared.backend.executable.as_ref().map_err(Clone::clone)?;
     let (parent_end, child_end) =
         UnixStream::pair().map_err(|e| format!("cannot create a socket pair: {e}"))?;
-    // Larger socket buffers let a big argument cross in a few large copies instead of many
-    // 200 KiB ones, each a context switch between writer and worker.
+    // Larger socket buffers let a big argument or result cross in a few large copies instead of
+    // many 200 KiB ones, each a context switch between the two sides (one round of `cargo bench
+    // --bench payloads`, two 64 MiB results among its cases: 696 `recvfrom` calls, 476 with the
+    // worker's send buffer raised too).
     set_buffer_size(&parent_end, libc::SO_SNDBUF, SOCKET_BUFFER);
     set_buffer_size(&child_end, libc::SO_RCVBUF, SOCKET_BUFFER);
+    set_buffer_size(&child_end, libc::SO_SNDBUF, SOCKET_BUFFER);
+    set_buffer_size(&parent_end, libc::SO_RCVBUF, SOCKET_BUFFER);
     let stderr = match shared.backend.memory_limit {
         Some(_) => {
             Some(StderrPipe::new().map_err(|e| format!("cannot create a pipe for stderr: {e}"))?)
