@@ -40,16 +40,29 @@ fn allow_root(command: &mut Command) {
 
 /// Appends the arguments that run the ignored test `name` of `binary` as a helper.
 fn helper_args(command: &mut Command, binary: &Path, name: &str) {
+    command.arg(binary).args(helper_flags(name));
+    command.env("EXECUTOR_TEST_HELPER", "1");
+}
+
+/// The command that runs the helper `name` of `binary` without a launcher (its first block spawns
+/// its workers).
+fn alone(binary: &Path, name: &str) -> Command {
+    let mut command = Command::new(binary);
+    command.args(helper_flags(name));
+    command.env("EXECUTOR_TEST_HELPER", "1");
+    allow_root(&mut command);
     command
-        .arg(binary)
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("EXECUTOR_TEST_HELPER", "1");
+}
+
+/// The test harness's arguments that run the ignored test `name` alone, its output shown.
+fn helper_flags(name: &str) -> [&str; 5] {
+    [
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]
 }
 
 /// Runs `command` to its end, or kills it after [`NO_HANG`] and fails.
@@ -646,16 +659,7 @@ fn launched_ranks_one_and_two_serve_every_kind_of_call() {
 
 #[test]
 fn a_program_started_without_a_launcher_spawns_its_workers() {
-    let mut command = Command::new(this_binary());
-    command.args([
-        "--exact",
-        "helper_every_feature_of_a_block",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    command.env("EXECUTOR_TEST_HELPER", "1");
-    allow_root(&mut command);
+    let command = alone(&this_binary(), "helper_every_feature_of_a_block");
     let output = run_bounded(command);
     assert!(output.status.success(), "{}", text(&output));
     // Spawned workers are ranks 0 and 1 of their own job (one per CPU on this machine).
@@ -743,16 +747,7 @@ fn under_mpirun_a_dying_worker_ends_the_job_with_an_error() {
 /// `WorkerDied`, and the next calls run on freshly spawned workers.
 #[test]
 fn without_a_launcher_a_dead_worker_fails_its_call_and_new_workers_take_over() {
-    let mut command = Command::new(this_binary());
-    command.args([
-        "--exact",
-        "helper_a_worker_dies",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    command.env("EXECUTOR_TEST_HELPER", "1");
-    allow_root(&mut command);
+    let command = alone(&this_binary(), "helper_a_worker_dies");
     let output = run_bounded(command);
     assert!(output.status.success(), "{}", text(&output));
     assert!(
@@ -769,18 +764,8 @@ fn without_a_launcher_a_dead_worker_fails_its_call_and_new_workers_take_over() {
 /// after the loss run at once rather than after the hello's 60 s deadline.
 #[test]
 fn without_a_launcher_a_worker_still_greeting_is_replaced_with_its_spawned_job() {
-    let mut command = Command::new(this_binary());
-    command.args([
-        "--exact",
-        "helper_a_greeting_worker_ends_with_its_job",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    command
-        .env("EXECUTOR_TEST_HELPER", "1")
-        .env("EXECUTOR_MPI_TEST_SLOW_HELLO", "1:30000");
-    allow_root(&mut command);
+    let mut command = alone(&this_binary(), "helper_a_greeting_worker_ends_with_its_job");
+    command.env("EXECUTOR_MPI_TEST_SLOW_HELLO", "1:30000");
     let output = run_bounded(command);
     assert!(output.status.success(), "{}", text(&output));
     let report = reported(&output, "MPI greeting: ").unwrap_or_default();
@@ -795,16 +780,7 @@ fn without_a_launcher_workers_that_refuse_fail_the_calls_instead_of_being_respaw
     std::fs::create_dir_all(&dir).unwrap();
     let copy = dir.join("mpi-test");
     std::fs::copy(this_binary(), &copy).unwrap();
-    let mut command = Command::new(&copy);
-    command.args([
-        "--exact",
-        "helper_spawned_workers_run_another_executable",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    command.env("EXECUTOR_TEST_HELPER", "1");
-    allow_root(&mut command);
+    let command = alone(&copy, "helper_spawned_workers_run_another_executable");
     let output = run_bounded(command);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(output.status.success(), "{}", text(&output));
