@@ -239,10 +239,16 @@ impl Ranks {
             let why = String::from_utf8_lossy(payload).into_owned();
             log::warn!("executor: MPI worker {slot} refused to serve: {why}");
             worker.state = State::Refused;
-            // A spawned worker that refuses (another executable at the path) counts as a failed
-            // spawn: after `SPAWN_ATTEMPTS` of them the calls fail with why, rather than
-            // spawning refusers for ever.
-            if worker.spawned {
+            // A spawn whose workers refuse (another executable at the path) counts as a failed
+            // spawn, once however many of its workers refuse: after `SPAWN_ATTEMPTS` of them the
+            // calls fail with why, rather than spawning refusers for ever.
+            let comm = worker.comm;
+            let counted = self
+                .workers
+                .iter()
+                .enumerate()
+                .any(|(other, w)| other != slot && w.comm == comm && w.state == State::Refused);
+            if self.workers[slot].spawned && !counted {
                 self.spawn_failures += 1;
             }
             self.failure = Some(why);

@@ -249,10 +249,9 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
     let outcome = panic::catch_unwind(AssertUnwindSafe(f));
     DEPTH.with(|depth| depth.set(depth.get() - 1));
     outcome.map_err(|payload| {
-        let message = panic_message(&*payload);
-        drop_payload(payload);
         // Only a panic recorded during this call is this call's (one recorded before it, and
-        // caught by code of its own, is not).
+        // caught by code of its own, is not). Read before the payload is dropped: a destructor
+        // that panics would record its own location.
         let recorded = RECORDED.with(Cell::get) != before;
         let (location, backtrace) = LAST
             .try_with(|last| last.borrow_mut().take())
@@ -262,6 +261,8 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Panic> {
             .map_or((None, None), |(location, backtrace)| {
                 (Some(location), backtrace)
             });
+        let message = panic_message(&*payload);
+        drop_payload(payload);
         Panic::new(message)
             .with_location(location)
             .with_backtrace(backtrace)

@@ -24,7 +24,7 @@ use std::thread;
 use super::Shared;
 
 /// The spin steps of an idle worker's round: step `k` spins `2^min(k, 6)` hints between two looks
-/// at the queue, so a round spins 8 + 16 + 32 + 5 × 64 = 376 hints: 12 µs on AMD EPYC (family
+/// at the queue, so a round spins 8 + 16 + 32 + 4 × 64 = 312 hints: 10 µs on AMD EPYC (family
 /// 25, 33 ns a hint, measured), more where `pause` is slower. Long enough to span the gap between
 /// two submits of the block's thread (0.1 µs to a few), short enough that a worker with nothing
 /// to do soon gives its core back. It starts at 8 hints, not 1, because each look reads the
