@@ -87,18 +87,7 @@ impl CallHead {
     /// whole; the workers stream the tail into a buffer of its own, see [`read_call`]).
     #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
     pub(crate) fn split_tail<'a>(&self, rest: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), ReadError> {
-        let head_len = usize::try_from(self.tail_len)
-            .ok()
-            .and_then(|tail_len| rest.len().checked_sub(tail_len))
-            .ok_or_else(|| self.tail_too_long())?;
-        Ok(rest.split_at(head_len))
-    }
-
-    fn tail_too_long(&self) -> ReadError {
-        ReadError::Malformed(format!(
-            "a call's tail of {} bytes is longer than the call",
-            self.tail_len
-        ))
+        split_tail(Kind::Call, self.tail_len, rest)
     }
 }
 
@@ -122,20 +111,9 @@ pub(crate) fn read_call(
             "unexpected {kind:?} message from the pool"
         )));
     }
-    if len < CALL_FIELDS {
-        return Err(ReadError::Malformed("a call message was too short".into()));
-    }
-    payload.clear();
-    wire::read_into(reader, payload, CALL_FIELDS)?;
-    let (head, _) = CallHead::parse(payload)?;
-    let Some(head_len) = (len - CALL_FIELDS).checked_sub(head.tail_len as usize) else {
-        return Err(head.tail_too_long());
-    };
-    wire::read_into(reader, payload, head_len)?;
-    let tail = match head.tail_len {
-        0 => None,
-        len => Some(read_fresh(reader, len as usize)?),
-    };
+    let (head, tail) = read_with_tail(reader, Kind::Call, len, payload, |fields| {
+        CallHead::parse(fields).map(|(head, _)| (head, head.tail_len))
+    })?;
     Ok(CallMessage { head, tail })
 }
 
@@ -201,16 +179,7 @@ impl OutcomeHead {
     /// [`read_outcome`]).
     #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
     pub(crate) fn split_tail<'a>(&self, rest: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), ReadError> {
-        let head_len = usize::try_from(self.tail_len)
-            .ok()
-            .and_then(|tail_len| rest.len().checked_sub(tail_len))
-            .ok_or_else(|| {
-                ReadError::Malformed(format!(
-                    "an outcome's tail of {} bytes is longer than the outcome",
-                    self.tail_len
-                ))
-            })?;
-        Ok(rest.split_at(head_len))
+        split_tail(Kind::Outcome, self.tail_len, rest)
     }
 }
 
@@ -222,22 +191,62 @@ pub(crate) fn read_outcome(
     len: usize,
     payload: &mut Vec<u8>,
 ) -> Result<(OutcomeHead, Option<Vec<u8>>), ReadError> {
-    if len < OUTCOME_FIELDS {
-        return Err(ReadError::Malformed(
-            "an outcome message was too short".into(),
-        ));
+    read_with_tail(reader, Kind::Outcome, len, payload, |fields| {
+        OutcomeHead::parse(fields).map(|(head, _)| (head, head.tail_len))
+    })
+}
+
+/// The fixed fields' length of a call or outcome message, and how the message is named in errors.
+fn named(kind: Kind) -> (usize, &'static str, &'static str) {
+    match kind {
+        Kind::Call => (CALL_FIELDS, "a call", "call"),
+        _ => (OUTCOME_FIELDS, "an outcome", "outcome"),
+    }
+}
+
+fn tail_too_long(kind: Kind, tail_len: u64) -> ReadError {
+    let (_, a, noun) = named(kind);
+    ReadError::Malformed(format!(
+        "{a}'s tail of {tail_len} bytes is longer than the {noun}"
+    ))
+}
+
+/// Splits the rest of a whole call or outcome (after its fields) into the encoded part and the
+/// raw tail of `tail_len` bytes.
+fn split_tail(kind: Kind, tail_len: u64, rest: &[u8]) -> Result<(&[u8], &[u8]), ReadError> {
+    let head_len = usize::try_from(tail_len)
+        .ok()
+        .and_then(|tail_len| rest.len().checked_sub(tail_len))
+        .ok_or_else(|| tail_too_long(kind, tail_len))?;
+    Ok(rest.split_at(head_len))
+}
+
+/// Reads the payload of a call or outcome frame of `len` bytes whose header was just read: the
+/// fixed fields (which `parse` reads, giving the head and its tail length) and the encoded part
+/// into `payload` (replacing its contents), and the raw tail, if any, straight into a vector of
+/// its own, which the function or the future then receives without another copy.
+fn read_with_tail<H>(
+    reader: &mut impl Read,
+    kind: Kind,
+    len: usize,
+    payload: &mut Vec<u8>,
+    parse: impl FnOnce(&[u8]) -> Result<(H, u64), ReadError>,
+) -> Result<(H, Option<Vec<u8>>), ReadError> {
+    let (fields, a, _) = named(kind);
+    if len < fields {
+        return Err(ReadError::Malformed(format!("{a} message was too short")));
     }
     payload.clear();
-    wire::read_into(reader, payload, OUTCOME_FIELDS)?;
-    let (head, _) = OutcomeHead::parse(payload)?;
-    let Some(head_len) = (len - OUTCOME_FIELDS).checked_sub(head.tail_len as usize) else {
-        return Err(ReadError::Malformed(format!(
-            "an outcome's tail of {} bytes is longer than the outcome",
-            head.tail_len
-        )));
+    wire::read_into(reader, payload, fields)?;
+    let (head, tail_len) = parse(payload)?;
+    let Some(head_len) = usize::try_from(tail_len)
+        .ok()
+        .and_then(|tail_len| (len - fields).checked_sub(tail_len))
+    else {
+        return Err(tail_too_long(kind, tail_len));
     };
     wire::read_into(reader, payload, head_len)?;
-    let tail = match head.tail_len {
+    let tail = match tail_len {
         0 => None,
         len => Some(read_fresh(reader, len as usize)?),
     };
