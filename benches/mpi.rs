@@ -12,7 +12,9 @@
 //! The binary plays several parts, picked by its first argument: with none it is the conductor,
 //! which runs the others and prints the table; `--measure NAME` measures `pool!(Mpi)` in this
 //! process (launched or alone), `--measure-process` the same through `pool!(Process)`;
-//! `--pingpong` and `--pingpong-child` are the floor.
+//! `--pingpong` and `--pingpong-child` are the floor. `MPI_BENCH_ONLY=arguments` (or `results`,
+//! `tiny`, `map`) measures one row alone, and `MPI_BENCH_WORKERS=n` sets the workers (2), for
+//! `perf` and for probes.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -26,7 +28,12 @@ const TASKS: usize = 20_000;
 const PAYLOADS: usize = 200;
 const MAP_ITEMS: u64 = 20_000;
 const CHUNK: usize = 100;
-const WORKERS: usize = 2;
+static WORKERS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("MPI_BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2)
+});
 const RUNS: usize = 5;
 
 fn add(a: u64, b: u64) -> u64 {
@@ -75,7 +82,7 @@ macro_rules! measure_backend {
     ($backend:ident) => {{
         // Start-up: the first block of the process, one task.
         let started = Instant::now();
-        let one = pool!($backend(max_workers = WORKERS) => { submit(add, 1, 1).result().unwrap() });
+        let one = pool!($backend(max_workers = *WORKERS) => { submit(add, 1, 1).result().unwrap() });
         report("startup_ms", started.elapsed().as_secs_f64() * 1e3);
         assert_eq!(one, 2);
 
@@ -87,7 +94,7 @@ macro_rules! measure_backend {
         let tiny: Vec<f64> = (0..RUNS)
             .map(|_| {
                 let started = Instant::now();
-                let out: Vec<u64> = pool!($backend(max_workers = WORKERS) => {
+                let out: Vec<u64> = pool!($backend(max_workers = *WORKERS) => {
                     let futures: Vec<_> = (0..TASKS as u64).map(|i| submit(add, i, 1)).collect();
                     futures.into_iter().map(|f| f.result().unwrap()).collect()
                 });
@@ -104,7 +111,7 @@ macro_rules! measure_backend {
             .map(|_| {
                 let payloads = vec![payload.clone(); PAYLOADS];
                 let started = Instant::now();
-                let total: usize = pool!($backend(max_workers = WORKERS) => {
+                let total: usize = pool!($backend(max_workers = *WORKERS) => {
                     let futures: Vec<_> = payloads.into_iter().map(|p| submit(length, p)).collect();
                     futures.into_iter().map(|f| f.result().unwrap()).sum()
                 });
@@ -119,7 +126,7 @@ macro_rules! measure_backend {
         let results: Vec<f64> = (0..RUNS)
             .map(|_| {
                 let started = Instant::now();
-                let total: usize = pool!($backend(max_workers = WORKERS) => {
+                let total: usize = pool!($backend(max_workers = *WORKERS) => {
                     let futures: Vec<_> = (0..PAYLOADS).map(|i| submit(mebibyte, i as u8)).collect();
                     futures.into_iter().map(|f| f.result().unwrap().len()).sum()
                 });
@@ -134,7 +141,7 @@ macro_rules! measure_backend {
         let mapped: Vec<f64> = (0..RUNS)
             .map(|_| {
                 let started = Instant::now();
-                let sum: u64 = pool!($backend(max_workers = WORKERS) => {
+                let sum: u64 = pool!($backend(max_workers = *WORKERS) => {
                     map(add_one, 0..MAP_ITEMS, CHUNK).map(Result::unwrap).sum()
                 });
                 assert_eq!(sum, MAP_ITEMS * (MAP_ITEMS + 1) / 2);

@@ -201,6 +201,12 @@ fn big_result(n: usize) -> Vec<u8> {
     vec![3u8; n]
 }
 
+/// `n` bytes that differ from call to call and from place to place, so that a result delivered to
+/// the wrong future, or with its bytes shifted, does not compare equal.
+fn patterned(seed: u8, n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
 fn square(x: u64) -> u64 {
     x * x
 }
@@ -312,6 +318,34 @@ fn helper_every_feature_of_a_block() {
     assert_eq!(summed, Ok((1 << 20, 2 << 20)));
     assert_eq!(returned, Ok(vec![3u8; 1 << 20]));
     assert_eq!(inline, Ok(vec![3u8; 32 << 10]));
+
+    // Many large results in a row, of sizes on either side of what a worker keeps in flight
+    // unfetched (2 MiB), between tiny calls: each reaches its own future, whole and in order.
+    let sizes = [1 << 20, 70 << 10, 3 << 20, 1 << 20, (1 << 20) + 1, 5 << 20];
+    let (large, tiny) = pool!(Mpi(max_workers = 2) => {
+        let mut large = Vec::new();
+        let mut tiny = Vec::new();
+        for round in 0..4u8 {
+            for (i, &n) in sizes.iter().enumerate() {
+                let seed = round * 16 + i as u8;
+                large.push((seed, n, submit(patterned, seed, n)));
+                tiny.push(submit(add, seed as u64, 1));
+            }
+        }
+        let large: Vec<_> = large.into_iter().map(|(s, n, f)| (s, n, f.result())).collect();
+        let tiny: Vec<_> = tiny.into_iter().map(|f| f.result()).collect();
+        (large, tiny)
+    });
+    for (seed, n, result) in large {
+        assert!(
+            result == Ok(patterned(seed, n)),
+            "result {seed} of {n} bytes"
+        );
+    }
+    let expected: Vec<_> = (0..4u64)
+        .flat_map(|round| (0..6).map(move |i| Ok(round * 16 + i + 1)))
+        .collect();
+    assert_eq!(tiny, expected);
 
     // Arguments over the 4 GiB message limit fail at `submit`, unsent, as on Process (the vector
     // is `calloc`'d and moves into the call without a copy: its pages are never touched).

@@ -14,6 +14,7 @@ use crate::remote::call::CallStatus;
 use crate::remote::protocol::{write_frame_into, CallHead, OutcomeHead};
 use crate::remote::queue::{Outcome, Queued, RemoteJobRef};
 use crate::remote::serve::initializer_failure;
+use crate::remote::window::{fair_share, BlockWindow};
 use crate::remote::wire::{self, Fields, Kind};
 use crate::task::error::WorkerDeath;
 
@@ -41,8 +42,7 @@ struct Worker {
     /// When its hello was sent: a worker still greeting after [`lifecycle::HELLO_DEADLINE`] is
     /// given up (its pid is not known yet, so it cannot be watched).
     greeted: Instant,
-    window: usize,
-    average_ns: f64,
+    window: BlockWindow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +138,7 @@ impl Ranks {
             initializing: false,
             serving: None,
             greeted: Instant::now(),
-            window: 1,
-            average_ns: 0.0,
+            window: BlockWindow::new(),
         });
     }
 
@@ -302,7 +301,10 @@ impl Ranks {
             }
             return Ok(());
         };
-        worker.window = crate::remote::window::next_window(&mut worker.average_ns, elapsed_ns);
+        let moved = job.job().request().arguments.len()
+            + inline.len()
+            + detached.as_ref().map_or(0, Vec::len);
+        worker.window.record(elapsed_ns, moved);
         if worker.in_flight.is_empty() {
             worker.serving = None;
             block.backend.in_use.fetch_sub(1, Ordering::SeqCst);
@@ -370,7 +372,7 @@ impl Ranks {
             let worker = &self.workers[slot];
             if worker.state != State::Ready
                 || worker.initializing
-                || worker.in_flight.len() >= worker.window
+                || worker.in_flight.len() >= worker.window.calls()
             {
                 continue;
             }
@@ -381,12 +383,7 @@ impl Ranks {
             let Some(block) = block else {
                 continue;
             };
-            if worker.serving.is_none() {
-                // Another block's calls may cost something else: measure afresh, one at a time.
-                let worker = &mut self.workers[slot];
-                worker.window = 1;
-                worker.average_ns = 0.0;
-            }
+            self.workers[slot].window.serve(block.backend.id);
             // Rotate, so that blocks take turns at free workers.
             if let Some(at) = self
                 .blocks
@@ -409,7 +406,11 @@ impl Ranks {
                 return self.send_initializer(slot, block, initializer);
             }
         }
-        let room = self.workers[slot].window - self.workers[slot].in_flight.len();
+        let room = self.workers[slot].window.calls() - self.workers[slot].in_flight.len();
+        let room = room.min(fair_share(
+            block.backend.queued.load(Ordering::SeqCst),
+            self.workers_for(block),
+        ));
         let mut message = Vec::new();
         let mut cancelled = 0;
         let mut count = 0;
@@ -460,6 +461,21 @@ impl Ranks {
             block.finished(cancelled, None);
         }
         count > 0 || cancelled > 0
+    }
+
+    /// How many workers could take `block`'s calls now: ready ones that serve it or no block,
+    /// within its `max_workers`.
+    fn workers_for(&self, block: &Block) -> usize {
+        let id = block.backend.id;
+        let ready = self
+            .workers
+            .iter()
+            .filter(|w| w.state == State::Ready && w.serving.is_none_or(|s| s == id))
+            .count();
+        block
+            .backend
+            .max_workers
+            .map_or(ready, |most| ready.min(most))
     }
 
     /// Sends `block`'s initializer to worker `slot`; its calls follow once it has answered.

@@ -21,8 +21,10 @@
 //! large byte-vector tail, or an outcome's large result, travels as a message of its own right
 //! after its frame (see [`FrameReader`]), so big payloads are not copied into a frame buffer.
 
+use std::time::Instant;
+
 use crate::block::identity::{self, WorkerInfo};
-use crate::mpi::comm::{self as transport, Comm};
+use crate::mpi::comm::{self as transport, Comm, Idle, Keep, PendingSend};
 use crate::remote::call::CallOutput;
 use crate::remote::protocol::{write_frame_into, CallHead};
 use crate::remote::serve::answer_call;
@@ -147,9 +149,14 @@ fn serve_calls(pool: Comm) -> Result<bool, String> {
     let mut reader = FrameReader::new(pool, 0);
     let mut output = CallOutput::default();
     let mut frame = Vec::new();
+    let mut outgoing = Outgoing::default();
     let mut accepted = false;
     loop {
-        let Some((kind, payload, detached)) = reader.next()? else {
+        let Some((kind, payload, detached, started)) = reader.next()? else {
+            if !reader.without_finalize {
+                // The pool fetches every result it was sent before it ends the work.
+                outgoing.settle(0)?;
+            }
             return Ok(!reader.without_finalize);
         };
         match kind {
@@ -170,9 +177,9 @@ fn serve_calls(pool: Comm) -> Result<bool, String> {
                 // SAFETY: only the pool at rank 0 sends on this communicator (the job's members
                 // run this executable, checked in the handshake just answered), and it sends
                 // offsets from `remote::call::remote<n>` or `chunk_call`.
-                unsafe { answer_call(&head, arguments, tail, &mut frame, &mut output) }
+                unsafe { answer_call(&head, arguments, tail, &mut frame, &mut output, started) }
                     .ok_or("a call named code outside the executable")?;
-                send_outcome(pool, &mut frame, &mut output)?;
+                send_outcome(pool, &mut frame, &mut output, &mut outgoing)?;
             }
             other => return Err(format!("unexpected {other:?} message from the pool")),
         }
@@ -184,28 +191,74 @@ fn serve_calls(pool: Comm) -> Result<bool, String> {
 
 /// Sends one call's outcome, its head in `frame` and its result in `output`: one message, or for
 /// a large result its frame and then the result, sent from its own buffer (a raw tail, a large
-/// byte vector or string result, is sent from the vector the function returned, then freed).
-fn send_outcome(pool: Comm, frame: &mut Vec<u8>, output: &mut CallOutput) -> Result<(), String> {
-    let tail = output.tail.take();
-    let bytes = &output.bytes;
-    match tail {
+/// byte vector or string result, is sent from the vector the function returned) without waiting
+/// for the pool to fetch it (see [`Outgoing`]).
+fn send_outcome(
+    pool: Comm,
+    frame: &mut Vec<u8>,
+    output: &mut CallOutput,
+    outgoing: &mut Outgoing,
+) -> Result<(), String> {
+    let large = match output.tail.take() {
         Some(tail) if tail.len() > DETACH => {
-            frame.extend_from_slice(bytes);
-            transport::send(pool, 0, frame)?;
-            transport::send(pool, 0, &tail)
+            frame.extend_from_slice(&output.bytes);
+            tail
         }
         Some(tail) => {
-            frame.extend_from_slice(bytes);
+            frame.extend_from_slice(&output.bytes);
             frame.extend_from_slice(&tail);
-            transport::send(pool, 0, frame)
+            return transport::send(pool, 0, frame);
         }
-        None if bytes.len() <= DETACH => {
-            frame.extend_from_slice(bytes);
-            transport::send(pool, 0, frame)
+        None if output.bytes.len() <= DETACH => {
+            frame.extend_from_slice(&output.bytes);
+            return transport::send(pool, 0, frame);
         }
-        None => {
-            transport::send(pool, 0, frame)?;
-            transport::send(pool, 0, bytes)
+        None => std::mem::take(&mut output.bytes),
+    };
+    transport::send(pool, 0, frame)?;
+    outgoing.push(pool, large)
+}
+
+/// Large results on their way to the pool. Each is sent without waiting for the pool to fetch it
+/// (a large message waits for its receiver, and `MPI_Send` would spin on a core meanwhile), so the
+/// next call runs while the pool copies the last result; at most [`OUTGOING_BYTES`] are held so,
+/// and a larger result is waited for before the next call, as one would be by a blocking send.
+#[derive(Default)]
+struct Outgoing {
+    sends: std::collections::VecDeque<(usize, PendingSend)>,
+    bytes: usize,
+}
+
+/// The most bytes of sent results a worker holds until the pool has fetched them: two results of
+/// 1 MiB, as the pool's window keeps two such calls in flight (see `remote::window`).
+const OUTGOING_BYTES: usize = 2 << 20;
+
+impl Outgoing {
+    fn push(&mut self, pool: Comm, bytes: Vec<u8>) -> Result<(), String> {
+        let len = bytes.len();
+        let send = PendingSend::start(pool, 0, Keep::Owned(bytes))?;
+        self.sends.push_back((len, send));
+        self.bytes += len;
+        self.settle(OUTGOING_BYTES)
+    }
+
+    /// Frees the results the pool has fetched, waiting (polling, with [`Idle`]) until at most
+    /// `most` bytes are still held.
+    fn settle(&mut self, most: usize) -> Result<(), String> {
+        let mut idle = Idle::default();
+        loop {
+            while let Some((len, send)) = self.sends.front_mut() {
+                // Messages to one receiver are fetched in the order they were sent.
+                if !send.test()? {
+                    break;
+                }
+                self.bytes -= *len;
+                self.sends.pop_front();
+            }
+            if self.bytes <= most {
+                return Ok(());
+            }
+            idle.pause();
         }
     }
 }
@@ -285,12 +338,15 @@ impl FrameReader {
         }
     }
 
-    /// The next frame: its kind, the payload present in the message, and the detached rest if
-    /// any. `None` when the peer sent the empty message that ends the work.
+    /// The next frame: its kind, the payload present in the message, the detached rest if any,
+    /// and when its message had arrived (its receiving began). `None` when the peer sent the
+    /// empty message that ends the work.
     #[allow(clippy::type_complexity)]
-    fn next(&mut self) -> Result<Option<(Kind, &[u8], Option<Vec<u8>>)>, String> {
+    fn next(&mut self) -> Result<Option<(Kind, &[u8], Option<Vec<u8>>, Instant)>, String> {
+        let mut started = Instant::now();
         if self.at >= self.message.len() {
             let arrived = transport::wait_for(self.comm, self.peer, || true)?;
+            started = Instant::now();
             self.message.clear();
             self.at = 0;
             if self.message.capacity() > DETACH * 1024 {
@@ -320,6 +376,7 @@ impl FrameReader {
             kind,
             &self.message[start..start + present],
             detached,
+            started,
         )))
     }
 }

@@ -33,6 +33,7 @@ use std::io::{self, BufReader, BufWriter, Write};
 use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Instant;
 
 use crate::block::identity::{self, Backend, WorkerInfo};
 use crate::block::options::ProcessInitializer;
@@ -122,7 +123,16 @@ fn serve(fd: RawFd) -> i32 {
         }
         // SAFETY: only the parent can write to this channel (it is an inherited socket pair, not
         // a path or a port), and the handshake checked that it runs this executable.
-        let answered = unsafe { answer_call(&head, arguments, tail, &mut frame, &mut output) };
+        let answered = unsafe {
+            answer_call(
+                &head,
+                arguments,
+                tail,
+                &mut frame,
+                &mut output,
+                Instant::now(),
+            )
+        };
         if answered.is_none() {
             // Not a call the parent could have made: refuse to jump there.
             eprintln!("executor worker: a call named code outside the executable");

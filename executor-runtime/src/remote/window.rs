@@ -4,6 +4,12 @@
 
 /// How much work, in run time, a pool tries to keep in flight to each worker.
 const WORK_IN_FLIGHT_NS: f64 = 1_000_000.0;
+/// How many bytes of arguments and results a pool tries to keep in flight to each worker at most:
+/// two calls of 1 MiB. Each large argument or result in flight is a buffer of its own on both
+/// sides, and buffers alive at once come back from the allocator as fresh pages once freed
+/// together (200 calls with 1 MiB results on 2 Mpi workers, windows of 25 calls: 170,569 page
+/// faults in all, against 11,701 with one call at a time, and 2.2 GB/s against 6.5).
+const BYTES_IN_FLIGHT: f64 = 2.0 * 1024.0 * 1024.0;
 /// The most calls in flight to one worker.
 const MAX_WINDOW: usize = 256;
 
@@ -19,4 +25,131 @@ pub(crate) fn next_window(average_ns: &mut f64, elapsed_ns: u64) -> usize {
     };
     let window = WORK_IN_FLIGHT_NS / average_ns.max(1_000.0);
     (window as usize).clamp(1, MAX_WINDOW)
+}
+
+/// The window of a worker that serves calls of several blocks in turn (Mpi: one set of workers
+/// for every block of the process), with the block whose calls sized it: about
+/// `WORK_IN_FLIGHT_NS` of run time in flight, and at most `BYTES_IN_FLIGHT` of arguments and
+/// results (a call that moves 1 MiB in 0.1 µs of run time is not a tiny call). A worker that
+/// turns to another block's calls starts again at one call, since those may cost something else;
+/// one that goes on with the same block keeps its window, even after it ran out of calls in
+/// flight.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+#[derive(Debug, Clone)]
+pub(crate) struct BlockWindow {
+    calls: usize,
+    average_ns: f64,
+    average_bytes: f64,
+    block: Option<u64>,
+}
+
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+impl BlockWindow {
+    pub(crate) fn new() -> Self {
+        BlockWindow {
+            calls: 1,
+            average_ns: 0.0,
+            average_bytes: 0.0,
+            block: None,
+        }
+    }
+
+    /// The worker takes calls of `block` (by its id) next.
+    pub(crate) fn serve(&mut self, block: u64) {
+        if self.block != Some(block) {
+            *self = BlockWindow {
+                block: Some(block),
+                ..BlockWindow::new()
+            };
+        }
+    }
+
+    /// A call of the block served ran for `elapsed_ns` in the worker and moved `bytes` of
+    /// arguments and result.
+    pub(crate) fn record(&mut self, elapsed_ns: u64, bytes: usize) {
+        let by_time = next_window(&mut self.average_ns, elapsed_ns);
+        let bytes = bytes as f64;
+        self.average_bytes = if self.average_bytes == 0.0 {
+            bytes
+        } else {
+            0.8 * self.average_bytes + 0.2 * bytes
+        };
+        let by_bytes = (BYTES_IN_FLIGHT / self.average_bytes.max(1.0)) as usize;
+        self.calls = by_time.min(by_bytes).max(1);
+    }
+
+    /// How many calls may be in flight to the worker.
+    pub(crate) fn calls(&self) -> usize {
+        self.calls
+    }
+}
+
+/// How many of `queued` calls one of `workers` workers that could take them may take at once: its
+/// fair share, rounded up, and at least one. Without it the first worker whose window opens takes
+/// a whole queue of calls that move large arguments but run quickly, and the others idle (200
+/// calls with 1 MiB arguments on 2 Mpi workers: one took 199).
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub(crate) fn fair_share(queued: usize, workers: usize) -> usize {
+    queued.div_ceil(workers.max(1)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_that_ran_out_of_calls_keeps_its_window_for_the_same_block() {
+        let mut window = BlockWindow::new();
+        window.serve(7);
+        assert_eq!(window.calls(), 1, "a new block's calls start one at a time");
+        window.record(5_000, 100);
+        let grown = window.calls();
+        assert_eq!(grown, 200, "1 ms of work in flight at 5 µs a call");
+        // Its only call answered, the worker has none in flight; the block's next calls go to it.
+        window.serve(7);
+        assert_eq!(
+            window.calls(),
+            grown,
+            "the same block keeps the window it measured"
+        );
+        window.serve(8);
+        assert_eq!(
+            window.calls(),
+            1,
+            "another block's calls are measured afresh"
+        );
+    }
+
+    #[test]
+    fn long_calls_go_one_at_a_time_and_tiny_ones_up_to_the_bound() {
+        let mut window = BlockWindow::new();
+        window.serve(1);
+        window.record(5_000_000, 100);
+        assert_eq!(window.calls(), 1);
+        let mut tiny = BlockWindow::new();
+        tiny.serve(1);
+        for _ in 0..50 {
+            tiny.record(10, 40);
+        }
+        assert_eq!(tiny.calls(), MAX_WINDOW);
+    }
+
+    #[test]
+    fn calls_that_move_large_payloads_keep_few_bytes_in_flight_however_quick() {
+        let mut window = BlockWindow::new();
+        window.serve(1);
+        window.record(100, 1 << 20);
+        assert_eq!(window.calls(), 2, "two 1 MiB calls");
+        window.record(100, 64 << 20);
+        assert_eq!(window.calls(), 1, "never under one call");
+    }
+
+    #[test]
+    fn a_worker_takes_at_most_its_share_of_the_queue_and_always_one() {
+        assert_eq!(fair_share(198, 2), 99);
+        assert_eq!(fair_share(199, 2), 100);
+        assert_eq!(fair_share(1, 4), 1);
+        assert_eq!(fair_share(0, 2), 1);
+        assert_eq!(fair_share(5, 0), 5);
+    }
 }
