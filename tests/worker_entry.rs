@@ -55,6 +55,22 @@ fn helper_with_fd_3(fd: std::os::fd::RawFd) -> Command {
     command
 }
 
+/// The helper, with the socket `fd` at descriptor 3 and `ring` at 4, as the variable `3,4` says.
+fn helper_with_fds_3_and_4(fd: std::os::fd::RawFd, ring: std::os::fd::RawFd) -> Command {
+    let mut command = helper();
+    command.env(WORKER_ENV, "3,4");
+    // SAFETY: between fork and exec the closure only calls `dup2`, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 || libc::dup2(ring, 4) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
 fn stdout_of(mut command: Command) -> String {
     let output = command.output().expect("the helper runs");
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -120,4 +136,37 @@ fn a_hang_up_before_the_hello_is_an_error_exit() {
         assert!(!out.contains("main ran"), "{out}");
         assert_eq!(output.status.code(), Some(70), "{:?}", output.status);
     }
+}
+
+/// A worker told it has a shared-memory ring at descriptor 4 that is not one (here `/dev/null`)
+/// refuses to serve, saying why, in answer to the hello, and exits with the refusal's code, 71: the
+/// pool reports that as a failed start.
+#[test]
+fn a_worker_given_a_ring_it_cannot_map_refuses_to_serve_and_says_why() {
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let child = helper_with_fds_3_and_4(
+        std::os::fd::AsRawFd::as_raw_fd(&theirs),
+        std::os::fd::AsRawFd::as_raw_fd(&null),
+    )
+    .spawn()
+    .unwrap();
+    drop((theirs, null));
+    // A hello: worker 0, an executable identity of zeros, no initializer.
+    let mut hello = vec![0u8; 8 + 5 * 8];
+    hello.push(0);
+    let mut frame = vec![0xEC, 2, 1, 0];
+    frame.extend_from_slice(&(hello.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&hello);
+    ours.write_all(&frame).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let mut answer = Vec::new();
+    ours.read_to_end(&mut answer).unwrap();
+    assert_eq!(output.status.code(), Some(71), "{:?}", output.status);
+    assert_eq!(answer.get(2), Some(&3), "a refusal: {answer:?}");
+    let why = String::from_utf8_lossy(&answer[8..]);
+    assert!(
+        why.starts_with("the worker could not map its shared-memory ring: its file holds 0 bytes"),
+        "{why}"
+    );
 }

@@ -129,7 +129,7 @@ pub fn worker_stream(data: &[u8]) -> Summary {
         return summary;
     }
     loop {
-        let read = read_call(&mut input, &mut payload);
+        let read = read_call(&mut input, &mut payload, None);
         summary.saw(&payload);
         let call = match read {
             Ok(call) => call,

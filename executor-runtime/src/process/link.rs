@@ -1,9 +1,9 @@
 //! One worker process and the two parent threads that talk to it.
 //!
-//! `start` executes the current binary with one end of a socket pair; the *writer* thread (here)
-//! sends the hello and then calls from the block's queue, up to the link's window; the *reader*
-//! thread (`reader`) receives the handshake answer and then outcomes, in the order the calls were
-//! sent, and resolves their futures. When the channel closes or carries garbage, the reader reaps
+//! `start` executes the current binary with one end of a socket pair and a shared-memory ring for
+//! large payloads (`ring`); the *writer* thread (here) sends the hello and then calls from the
+//! block's queue, up to the link's window; the *reader* thread (`reader`) receives the handshake
+//! answer and then outcomes, in the order the calls were sent, and resolves their futures. When the channel closes or carries garbage, the reader reaps
 //! the worker, blames the call it was running, puts the others back in the queue and lets the pool
 //! start a replacement. With a `timeout`, one more thread per pool (`watch_timeouts`) kills the
 //! worker of a call that overran it.
@@ -11,25 +11,26 @@
 use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
 mod reader;
 
 use crate::process::memory_limit::{self, StderrPipe, StderrRelay};
-use crate::process::pool::{worker_env, ProcessQueue, ProcessState};
-use crate::process::spawn::{self, WorkerProcess, WORKER_FD};
+use crate::process::pool::{ProcessQueue, ProcessState};
+use crate::process::ring::{self, Ring, Sender, Side};
+use crate::process::spawn::{self, worker_env, WorkerProcess};
 use crate::process::worker::Hello;
 use crate::remote::queue::{QueueState, Queued, RemoteJobRef};
-use crate::remote::wire::{self, Kind};
+use crate::remote::wire::{self, Kind, ReadError};
 /// Arguments longer than this are written straight from their buffer instead of being copied
 /// into a batch with other calls.
 const COPY_LIMIT: usize = 1 << 16;
 
 /// Starts a worker process in `slot` (claimed by `ProcessQueue::slot_to_start`) and its two threads.
 pub(crate) fn start(shared: &Arc<ProcessQueue>, slot: usize, generation: u64) {
-    let (child, channel, relay) = match spawn_worker(shared, slot) {
+    let (child, channel, relay, ring) = match spawn_worker(shared, slot) {
         Ok(started) => started,
         Err(why) => return start_failed(shared, slot, generation, why),
     };
@@ -46,11 +47,16 @@ pub(crate) fn start(shared: &Arc<ProcessQueue>, slot: usize, generation: u64) {
         "executor: process pool {} started worker {slot} (pid {pid})",
         shared.backend.id
     );
+    // Each half watches the socket of the thread that uses it, and goes with it.
+    let (ring_sender, ring_receiver) = ring
+        .map(|ring| ring.split(Side::Pool, write_half.as_raw_fd(), channel.as_raw_fd()))
+        .unzip();
     let writer = {
         let shared = Arc::clone(shared);
+        let out = SocketWriter(write_half);
         thread::Builder::new()
             .name(format!("executor-p{}-send-{slot}", shared.backend.id))
-            .spawn(move || writer_loop(&shared, slot, generation, SocketWriter(write_half)))
+            .spawn(move || writer_loop(&shared, slot, generation, out, ring_sender))
     };
     let writer = match writer {
         Ok(handle) => handle,
@@ -64,7 +70,10 @@ pub(crate) fn start(shared: &Arc<ProcessQueue>, slot: usize, generation: u64) {
         let shared = Arc::clone(shared);
         thread::Builder::new()
             .name(format!("executor-p{}-recv-{slot}", shared.backend.id))
-            .spawn(move || reader::reader_loop(&shared, slot, generation, (child, relay), channel))
+            .spawn(move || {
+                let worker = (child, relay);
+                reader::reader_loop(&shared, slot, generation, worker, channel, ring_receiver)
+            })
     };
     let mut state = shared.lock();
     state.backend.links[slot].pid = pid;
@@ -149,12 +158,14 @@ fn reap_quietly(child: WorkerProcess) {
     drop(child);
 }
 
-/// Executes the current binary as a worker, with one end of a fresh socket pair; under a memory
+/// What `spawn_worker` gives: the worker, the pool's end of its socket, the relay of its standard
+/// error under a memory limit, and its shared-memory ring, if one could be made.
+type Spawned = (WorkerProcess, UnixStream, Option<StderrRelay>, Option<Ring>);
+
+/// Executes the current binary as a worker, with one end of a fresh socket pair and a fresh
+/// shared-memory ring (see `ring`; without one, every tail crosses the socket); under a memory
 /// limit, applies it and relays the worker's standard error (see `memory_limit`).
-fn spawn_worker(
-    shared: &ProcessQueue,
-    slot: usize,
-) -> Result<(WorkerProcess, UnixStream, Option<StderrRelay>), String> {
+fn spawn_worker(shared: &ProcessQueue, slot: usize) -> Result<Spawned, String> {
     let (path, _) = shared.backend.executable.as_ref().map_err(Clone::clone)?;
     let (parent_end, child_end) =
         UnixStream::pair().map_err(|e| format!("cannot create a socket pair: {e}"))?;
@@ -172,15 +183,30 @@ fn spawn_worker(
         }
         None => None,
     };
-    let (name, value) = worker_env(WORKER_FD);
+    let ring = match Ring::create() {
+        Ok(ring) => Some(ring),
+        Err(error) => {
+            static SAID: Once = Once::new();
+            SAID.call_once(|| {
+                log::debug!(
+                    "executor: no shared-memory ring for Process workers ({error}): large \
+                     payloads cross their sockets"
+                )
+            });
+            None
+        }
+    };
     let child = spawn::spawn(
         path,
         child_end.as_raw_fd(),
-        (name, &value),
+        ring.as_ref().map(|(_, fd)| fd.as_raw_fd()),
+        &worker_env(ring.is_some()),
         stderr.as_ref().map(|pipe| pipe.write.as_raw_fd()),
     )
     .map_err(|e| could_not_start(&format!("a worker process ({})", path.display()), &e))?;
     drop(child_end);
+    // The worker has its copy of the ring's descriptor; the mapping is all the pool keeps.
+    let ring = ring.map(|(ring, _fd)| ring);
     let relay = match (stderr, shared.backend.memory_limit) {
         (Some(StderrPipe { read, write }), Some(limit)) => {
             drop(write);
@@ -192,7 +218,7 @@ fn spawn_worker(
         }
         _ => None,
     };
-    Ok((child, parent_end, relay))
+    Ok((child, parent_end, relay, ring))
 }
 
 /// Socket buffer size asked for (the kernel caps it at `net.core.wmem_max`/`rmem_max`).
@@ -247,7 +273,13 @@ impl Write for SocketWriter {
     }
 }
 
-fn writer_loop(shared: &Arc<ProcessQueue>, slot: usize, generation: u64, mut out: SocketWriter) {
+fn writer_loop(
+    shared: &Arc<ProcessQueue>,
+    slot: usize,
+    generation: u64,
+    mut out: SocketWriter,
+    mut ring: Option<Sender>,
+) {
     let Ok((_, identity)) = &shared.backend.executable else {
         return;
     };
@@ -324,18 +356,39 @@ fn writer_loop(shared: &Arc<ProcessQueue>, slot: usize, generation: u64, mut out
         frame.clear();
         let mut last = None;
         for (id, request) in batch.drain(..) {
-            last = Some(id);
+            // Every call before this one is whole in `frame` or already sent.
+            let before = last.replace(id);
             if !request.write_call_head(id, &mut frame) {
                 continue;
             }
-            for part in request.arguments.parts() {
-                if part.len() <= COPY_LIMIT {
+            let parts = request.arguments.parts();
+            let tail_len = request.arguments.raw_tail_len();
+            for (index, part) in parts.iter().enumerate() {
+                let is_tail = index + 1 == parts.len() && tail_len > 0;
+                let in_ring = is_tail && ring.is_some() && ring::carries(tail_len);
+                if !in_ring && part.len() <= COPY_LIMIT {
                     frame.extend_from_slice(part);
-                } else {
-                    if out.write_all(&frame).is_err() || out.write_all(part).is_err() {
-                        return out.give_up();
-                    }
-                    frame.clear();
+                    continue;
+                }
+                // A large part: what precedes it goes first. The calls before this one are then
+                // written whole, and may run (and be timed) while this part crosses, which can
+                // take as long as the worker takes to read it.
+                if out.write_all(&frame).is_err() {
+                    return out.give_up();
+                }
+                frame.clear();
+                if let (Some(before), true) = (before, shared.backend.timed()) {
+                    written(shared, slot, generation, before);
+                }
+                let sent = match (&mut ring, in_ring) {
+                    // The head is on the socket, whole: the worker reads it, then pulls the tail
+                    // from the ring.
+                    (Some(ring), true) => ring.send(part),
+                    _ => out.write_all(part).map_err(ReadError::Io),
+                };
+                if let Err(error) = sent {
+                    log::debug!("executor: worker {slot}: sending a call failed: {error}");
+                    return out.give_up();
                 }
             }
             if frame.is_empty() && shared.backend.timed() {

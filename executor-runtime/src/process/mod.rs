@@ -7,7 +7,9 @@
 //!   the timeout watcher, and what happens when a worker dies;
 //! - `worker`: the worker's side: becoming a worker before `main`, the handshake, serving calls,
 //!   the watchdog that ends a worker whose parent is gone;
-//! - `spawn`: starting a worker process (`posix_spawn`) and reaping it;
+//! - `ring`: the shared-memory ring per worker that large argument and result tails cross;
+//! - `spawn`: starting a worker process (`posix_spawn`, with its environment) and reaping it;
+//! - `tunables`: the huge-page allocator setting a worker gets;
 //! - `memory_limit`: capping a worker's memory, and recognising a call that went over the cap.
 //!
 //! It imports only the task, block and remote layers.
@@ -15,5 +17,7 @@
 pub(crate) mod link;
 pub(crate) mod memory_limit;
 pub(crate) mod pool;
+pub(crate) mod ring;
 pub(crate) mod spawn;
+pub(crate) mod tunables;
 pub(crate) mod worker;

@@ -19,7 +19,6 @@
 //! needs no lifetime tricks: opening a `ProcessScope` is safe.
 
 use std::collections::VecDeque;
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -489,9 +488,4 @@ fn stray_worker_variable() -> Option<String> {
          only for its workers, so it refuses to start workers from here. Unset {WORKER_ENV} \
          before starting the program (for example `env -u {WORKER_ENV} ...`)"
     ))
-}
-
-/// The environment entry that makes a child a worker: its socket's descriptor.
-pub(crate) fn worker_env(fd: i32) -> (&'static str, OsString) {
-    (WORKER_ENV, OsString::from(fd.to_string()))
 }

@@ -4,19 +4,26 @@
 //! makes it `fork` the parent: the kernel copies the parent's page tables and the parent then takes
 //! a copy-on-write fault on every page it touches until the child has called `exec`. With a large
 //! heap that cost milliseconds per worker. `posix_spawn` (a `vfork`-style clone in glibc) copies
-//! nothing, and its `adddup2` file action places the socket at a fixed descriptor in the child, where
-//! `dup2` clears close-on-exec, so no other child of this process can inherit it.
+//! nothing, and its `adddup2` file action places the socket (and the shared-memory ring's file, see
+//! `ring`) at a fixed descriptor in the child, where `dup2` clears close-on-exec, so no other child
+//! of this process can inherit them.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CString, OsString};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
 
+use crate::process::tunables;
+use crate::process::worker::WORKER_ENV;
+
 /// The descriptor a worker finds its socket at.
 pub(crate) const WORKER_FD: RawFd = 3;
+/// The descriptor a worker finds its shared-memory ring's file at, when it has one.
+pub(crate) const RING_FD: RawFd = 4;
 
 /// A started worker process; dropping it without [`WorkerProcess::wait`] kills and reaps it.
 pub(crate) struct WorkerProcess {
@@ -89,19 +96,21 @@ impl Drop for WorkerProcess {
 const OWN_EXECUTABLE: &std::ffi::CStr = c"/proc/self/exe";
 
 /// Executes this process's own executable ([`OWN_EXECUTABLE`]) with `name` as `argv[0]`, the
-/// socket `channel` at [`WORKER_FD`], `env` added to the environment, stdin from `/dev/null`,
-/// stdout shared with this process, stderr shared too or `stderr` where given, and no signal
-/// blocked.
+/// socket `channel` at [`WORKER_FD`], the ring's file `ring` (if any) at [`RING_FD`], the `env`
+/// entries set in the environment (replacing inherited ones of the same names), stdin from
+/// `/dev/null`, stdout shared with this process, stderr shared too or `stderr` where given, and no
+/// signal blocked.
 pub(crate) fn spawn(
     name: &Path,
     channel: RawFd,
-    env: (&str, &OsStr),
+    ring: Option<RawFd>,
+    env: &[(&str, OsString)],
     stderr: Option<RawFd>,
 ) -> io::Result<WorkerProcess> {
     let name = CString::new(name.as_os_str().as_bytes())?;
     let argv = [name.as_ptr(), std::ptr::null()];
     let mut environment: Vec<CString> = std::env::vars_os()
-        .filter(|(name, _)| name != env.0)
+        .filter(|(name, _)| !env.iter().any(|(ours, _)| name == ours))
         .filter_map(|(name, value)| {
             let mut entry = name.into_vec();
             entry.push(b'=');
@@ -109,34 +118,32 @@ pub(crate) fn spawn(
             CString::new(entry).ok()
         })
         .collect();
-    let mut ours = env.0.as_bytes().to_vec();
-    ours.push(b'=');
-    ours.extend_from_slice(env.1.as_bytes());
-    environment.push(CString::new(ours)?);
+    for (name, value) in env {
+        let mut ours = name.as_bytes().to_vec();
+        ours.push(b'=');
+        ours.extend_from_slice(value.as_bytes());
+        environment.push(CString::new(ours)?);
+    }
     let envp: Vec<*const libc::c_char> = environment
         .iter()
         .map(|entry| entry.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
     let null = std::fs::File::open("/dev/null")?;
-    // `dup2(3, 3)` would leave close-on-exec set: move a socket that sits at 3 elsewhere first.
-    let moved = if channel == WORKER_FD {
-        // SAFETY: `fcntl(F_DUPFD_CLOEXEC)` returns a new descriptor that we alone own.
-        let fd = unsafe { libc::fcntl(channel, libc::F_DUPFD_CLOEXEC, WORKER_FD + 1) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+    let (channel, _moved_channel) = out_of_the_way(channel)?;
+    let (ring, _moved_ring) = match ring {
+        Some(ring) => {
+            let (fd, moved) = out_of_the_way(ring)?;
+            (Some(fd), moved)
         }
-        // SAFETY: `fd` is a fresh descriptor owned by nothing else.
-        Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
-    } else {
-        None
+        None => (None, None),
     };
-    let channel = moved.as_ref().map_or(channel, |fd| fd.as_raw_fd());
 
     // SAFETY: every pointer passed below is valid for the duration of the calls: `name`, `argv`,
     // `environment` and `envp` live until the end of this function and are NUL-terminated, as
     // `posix_spawn` requires; `actions` and `attributes` are initialised before use and destroyed
-    // once. The descriptors named in the file actions are open (`channel`, `null`, `stderr`).
+    // once. The descriptors named in the file actions are open (`channel`, `ring`, `null`,
+    // `stderr`; the moved copies live until the end of this function).
     unsafe {
         let mut actions = std::mem::zeroed::<libc::posix_spawn_file_actions_t>();
         let mut attributes = std::mem::zeroed::<libc::posix_spawnattr_t>();
@@ -154,11 +161,18 @@ pub(crate) fn spawn(
                 2,
             ));
         }
-        if result.is_ok() && channel != WORKER_FD {
+        if result.is_ok() {
             result = check(libc::posix_spawn_file_actions_adddup2(
                 &mut actions,
                 channel,
                 WORKER_FD,
+            ));
+        }
+        if let (true, Some(ring)) = (result.is_ok(), ring) {
+            result = check(libc::posix_spawn_file_actions_adddup2(
+                &mut actions,
+                ring,
+                RING_FD,
             ));
         }
         if result.is_ok() {
@@ -193,6 +207,34 @@ pub(crate) fn spawn(
             status: None,
         })
     }
+}
+
+/// `fd`, or a close-on-exec duplicate of it above [`RING_FD`] (kept open by the `OwnedFd` given
+/// with it) if it sits where a worker's descriptors go: `dup2` onto itself would leave
+/// close-on-exec set, and the ring's file at 3 would be replaced by the socket before it moved.
+fn out_of_the_way(fd: RawFd) -> io::Result<(RawFd, Option<OwnedFd>)> {
+    if !(WORKER_FD..=RING_FD).contains(&fd) {
+        return Ok((fd, None));
+    }
+    // SAFETY: `fcntl(F_DUPFD_CLOEXEC)` returns a new descriptor that we alone own.
+    let moved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, RING_FD + 1) };
+    if moved < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `moved` is a fresh descriptor owned by nothing else.
+    Ok((moved, Some(unsafe { OwnedFd::from_raw_fd(moved) })))
+}
+
+/// The environment entries that make a child a worker: its socket's descriptor, and its ring's
+/// after a comma when it has one (`3` or `3,4`); and those that give it huge pages (`tunables`).
+pub(crate) fn worker_env(ring: bool) -> Vec<(&'static str, OsString)> {
+    let fds = match ring {
+        false => WORKER_FD.to_string(),
+        true => format!("{WORKER_FD},{RING_FD}"),
+    };
+    let mut entries = vec![(WORKER_ENV, OsString::from(fds))];
+    entries.extend(tunables::worker_entries());
+    entries
 }
 
 fn check(code: libc::c_int) -> io::Result<()> {

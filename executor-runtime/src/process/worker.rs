@@ -6,7 +6,9 @@
 //! runs even if the file was since replaced or deleted; no `fork`, which in a process with other
 //! threads can leave the child holding a lock forever). The
 //! child inherits one end of a Unix socket pair, and the environment variable
-//! `__EXECUTOR_WORKER_FD` names its descriptor. The crate root places a function in the executable's
+//! `__EXECUTOR_WORKER_FD` names its descriptor (`3`), and after a comma that of the shared-memory
+//! ring's file (`3,4`, see `ring`), which the worker maps and closes; a worker that cannot map the
+//! ring it was given refuses to serve. The crate root places a function in the executable's
 //! `.init_array`, which the dynamic loader runs before `main`, in every program linked with this
 //! crate; it calls [`enter_if_asked`], which does nothing unless the variable is set *and* names
 //! an inherited socket. A worker
@@ -30,6 +32,7 @@
 //! worker outlives its parent.
 
 use std::io::{self, BufReader, BufWriter, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -37,9 +40,11 @@ use std::time::Instant;
 
 use crate::block::identity::{self, Backend, WorkerInfo};
 use crate::block::options::ProcessInitializer;
+use crate::process::ring::{self, Ring, Side};
+use crate::process::tunables;
 use crate::remote::call::CallOutput;
 use crate::remote::executable::executable_identity;
-use crate::remote::protocol::{read_call, CallMessage, CALL_FIELDS, KEEP_BUFFER};
+use crate::remote::protocol::{read_call, CallMessage, TailChannel, CALL_FIELDS, KEEP_BUFFER};
 use crate::remote::serve::{answer_call, run_initializer};
 use crate::remote::wire::{self, Fields, Kind, ReadError};
 
@@ -56,7 +61,7 @@ pub(crate) fn enter_if_asked() {
     let Some(value) = std::env::var_os(WORKER_ENV) else {
         return;
     };
-    let Some(fd) = value.to_str().and_then(|v| v.parse::<RawFd>().ok()) else {
+    let Some((fd, ring_fd)) = value.to_str().and_then(parse_fds) else {
         return;
     };
     if !is_socket(fd) {
@@ -67,9 +72,29 @@ pub(crate) fn enter_if_asked() {
     }
     // Before `main` the process has one thread, so changing the environment races with nothing.
     std::env::remove_var(WORKER_ENV);
-    let code = std::panic::catch_unwind(|| serve(fd)).unwrap_or(EXIT_PROTOCOL);
+    tunables::restore_in_worker();
+    let code = std::panic::catch_unwind(|| serve(fd, ring_fd)).unwrap_or(EXIT_PROTOCOL);
     let _ = io::stdout().flush();
     std::process::exit(code);
+}
+
+/// The descriptors the worker variable names: the socket's, and the ring's after a comma.
+fn parse_fds(value: &str) -> Option<(RawFd, Option<RawFd>)> {
+    match value.split_once(',') {
+        None => Some((value.parse().ok()?, None)),
+        Some((socket, ring)) => Some((socket.parse().ok()?, Some(ring.parse().ok()?))),
+    }
+}
+
+/// Maps the ring the pool passed at `fd` (see `ring`), closing the descriptor; says why not.
+fn open_ring(fd: RawFd) -> Result<Ring, String> {
+    // SAFETY: `fcntl(F_GETFD)` only reads the descriptor's flags, and fails on a closed one.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(format!("descriptor {fd} is not open"));
+    }
+    // SAFETY: `fd` is open (checked) and was inherited for this purpose alone: the variable that
+    // named it is gone, so nothing else in this process knows it, and this is its only owner.
+    Ring::open(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn is_socket(fd: RawFd) -> bool {
@@ -82,21 +107,37 @@ fn is_socket(fd: RawFd) -> bool {
 }
 
 /// The worker's life: handshake, then calls until the parent closes the channel. Returns the exit code.
-fn serve(fd: RawFd) -> i32 {
+fn serve(fd: RawFd, ring_fd: Option<RawFd>) -> i32 {
     // SAFETY: `fd` was inherited from the parent, is a socket (checked), and nothing else in this
     // process knows it (the variable naming it is gone), so this stream is its only owner.
     let channel = unsafe { UnixStream::from_raw_fd(fd) };
     set_cloexec(fd);
+    // A worker given a ring it cannot use refuses to serve (in the handshake): the pool sends
+    // large tails through it.
+    let ring = ring_fd.map(open_ring).transpose();
     let Ok(read_half) = channel.try_clone() else {
         return EXIT_PROTOCOL;
     };
     detach_channel_in_forks([fd, read_half.as_raw_fd()]);
     start_watchdog(fd);
+    let ((mut ring_sender, mut ring_receiver), refusal) = match ring {
+        Ok(ring) => (
+            ring.map(|ring| ring.split(Side::Worker, fd, read_half.as_raw_fd()))
+                .unzip(),
+            None,
+        ),
+        Err(why) => (
+            (None, None),
+            Some(format!(
+                "the worker could not map its shared-memory ring: {why}"
+            )),
+        ),
+    };
     let mut reader = BufReader::with_capacity(1 << 16, read_half);
     let mut writer = BufWriter::with_capacity(1 << 16, channel);
     let mut payload = Vec::new();
 
-    if let Err(code) = handshake(&mut reader, &mut writer, &mut payload) {
+    if let Err(code) = handshake(&mut reader, &mut writer, &mut payload, refusal) {
         return code;
     }
 
@@ -106,7 +147,10 @@ fn serve(fd: RawFd) -> i32 {
         if reader.buffer().is_empty() && writer.flush().is_err() {
             return 0;
         }
-        let CallMessage { head, tail } = match read_call(&mut reader, &mut payload) {
+        let side = ring_receiver
+            .as_mut()
+            .map(|ring| ring as &mut dyn TailChannel);
+        let CallMessage { head, tail } = match read_call(&mut reader, &mut payload, side) {
             Ok(call) => call,
             Err(ReadError::Closed) => return 0,
             Err(error) => {
@@ -142,10 +186,24 @@ fn serve(fd: RawFd) -> i32 {
             return 0;
         }
         // A raw tail (a large byte vector or string result) is written from its own buffer, and
-        // freed once sent.
+        // freed once sent: through the ring if it is large and there is one, after the head has
+        // left (the pool reads the head, then pulls the tail).
         if let Some(tail) = output.tail.take() {
-            if writer.write_all(&tail).is_err() {
-                return 0;
+            let sent = match &mut ring_sender {
+                Some(ring) if ring::carries(tail.len()) => match writer.flush() {
+                    Ok(()) => ring.send(&tail),
+                    Err(error) => Err(ReadError::Io(error)),
+                },
+                _ => writer.write_all(&tail).map_err(ReadError::Io),
+            };
+            match sent {
+                Ok(()) => {}
+                Err(ReadError::Malformed(why)) => {
+                    eprintln!("executor worker: {why}");
+                    return EXIT_PROTOCOL;
+                }
+                // The pool is gone.
+                Err(_) => return 0,
             }
         }
         // Buffers are reused (a fresh one costs a page fault per 4 KiB), but a huge one would
@@ -226,6 +284,7 @@ fn handshake(
     reader: &mut BufReader<UnixStream>,
     writer: &mut BufWriter<UnixStream>,
     payload: &mut Vec<u8>,
+    refusal: Option<String>,
 ) -> Result<(), i32> {
     match wire::read_frame(reader, payload) {
         Ok(Kind::Hello) => {}
@@ -240,6 +299,7 @@ fn handshake(
         return Err(EXIT_PROTOCOL);
     };
     let mut refusal = match executable_identity() {
+        _ if refusal.is_some() => refusal,
         Ok(own) if own == parent_exe => None,
         Ok(_) => Some(format!(
             "the worker's executable {} is not the one the pool runs (its device, inode, size or \

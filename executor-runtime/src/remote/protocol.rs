@@ -99,11 +99,25 @@ pub(crate) struct CallMessage {
     pub(crate) tail: Option<Vec<u8>>,
 }
 
+/// A channel beside the stream for large raw tails (the Process backend's shared-memory ring): a
+/// tail it [carries](TailChannel::carries) is not in the stream, though the frame's length still
+/// counts it, and comes through the channel after the message's head. Both sides know whether
+/// the channel exists and apply the same rule, so no message says which way its tail went.
+pub(crate) trait TailChannel {
+    /// Whether a tail of `len` bytes comes through this channel.
+    fn carries(&self, len: usize) -> bool;
+    /// Receives the next tail, of `len` bytes, into a vector of its own (as
+    /// `buffer::read_fresh` would read it from the stream).
+    fn receive(&mut self, len: usize) -> Result<Vec<u8>, ReadError>;
+}
+
 /// Reads one call message from `reader`: the fields and encoded arguments into `payload`, and the
-/// raw tail (the bytes of a trailing `Vec<u8>` argument) straight into a vector of its own.
+/// raw tail (the bytes of a trailing `Vec<u8>` argument) straight into a vector of its own, from
+/// `reader` or from `side` if it carries it.
 pub(crate) fn read_call(
     reader: &mut impl Read,
     payload: &mut Vec<u8>,
+    side: Option<&mut dyn TailChannel>,
 ) -> Result<CallMessage, ReadError> {
     let (kind, len) = wire::read_header(reader)?;
     if kind != Kind::Call {
@@ -111,7 +125,7 @@ pub(crate) fn read_call(
             "unexpected {kind:?} message from the pool"
         )));
     }
-    let (head, tail) = read_with_tail(reader, Kind::Call, len, payload, |fields| {
+    let (head, tail) = read_with_tail(reader, Kind::Call, len, payload, side, |fields| {
         CallHead::parse(fields).map(|(head, _)| (head, head.tail_len))
     })?;
     Ok(CallMessage { head, tail })
@@ -185,13 +199,15 @@ impl OutcomeHead {
 
 /// Reads the payload of an outcome frame of `len` bytes whose header was just read: the fields and
 /// the encoded result into `payload` (replacing its contents), and the raw tail, if any, straight
-/// into a vector of its own, which the future then receives without another copy.
+/// into a vector of its own (from `reader`, or from `side` if it carries it), which the future
+/// then receives without another copy.
 pub(crate) fn read_outcome(
     reader: &mut impl Read,
     len: usize,
     payload: &mut Vec<u8>,
+    side: Option<&mut dyn TailChannel>,
 ) -> Result<(OutcomeHead, Option<Vec<u8>>), ReadError> {
-    read_with_tail(reader, Kind::Outcome, len, payload, |fields| {
+    read_with_tail(reader, Kind::Outcome, len, payload, side, |fields| {
         OutcomeHead::parse(fields).map(|(head, _)| (head, head.tail_len))
     })
 }
@@ -224,12 +240,14 @@ fn split_tail(kind: Kind, tail_len: u64, rest: &[u8]) -> Result<(&[u8], &[u8]), 
 /// Reads the payload of a call or outcome frame of `len` bytes whose header was just read: the
 /// fixed fields (which `parse` reads, giving the head and its tail length) and the encoded part
 /// into `payload` (replacing its contents), and the raw tail, if any, straight into a vector of
-/// its own, which the function or the future then receives without another copy.
+/// its own, which the function or the future then receives without another copy: from `reader`,
+/// after the encoded part, or from `side` if it carries a tail that long.
 fn read_with_tail<H>(
     reader: &mut impl Read,
     kind: Kind,
     len: usize,
     payload: &mut Vec<u8>,
+    side: Option<&mut dyn TailChannel>,
     parse: impl FnOnce(&[u8]) -> Result<(H, u64), ReadError>,
 ) -> Result<(H, Option<Vec<u8>>), ReadError> {
     let (fields, a, _) = named(kind);
@@ -246,9 +264,10 @@ fn read_with_tail<H>(
         return Err(tail_too_long(kind, tail_len));
     };
     wire::read_into(reader, payload, head_len)?;
-    let tail = match tail_len {
-        0 => None,
-        len => Some(read_fresh(reader, len as usize)?),
+    let tail = match (tail_len as usize, side) {
+        (0, _) => None,
+        (len, Some(side)) if side.carries(len) => Some(side.receive(len)?),
+        (len, _) => Some(read_fresh(reader, len)?),
     };
     Ok((head, tail))
 }
@@ -288,7 +307,7 @@ mod tests {
         };
         assert!(long.split_tail(rest).is_err());
         let mut streamed = Vec::new();
-        let message = read_call(&mut &frame[..], &mut streamed).unwrap();
+        let message = read_call(&mut &frame[..], &mut streamed, None).unwrap();
         assert_eq!(message.head, head);
         assert_eq!(&streamed[CALL_FIELDS..], b"ab");
         assert_eq!(message.tail.as_deref(), Some(&b"123"[..]));
@@ -356,7 +375,7 @@ mod tests {
         let (kind, len) = wire::read_header(&mut input).unwrap();
         assert_eq!(kind, Kind::Outcome);
         let mut payload = Vec::new();
-        let (parsed, tail) = read_outcome(&mut input, len, &mut payload).unwrap();
+        let (parsed, tail) = read_outcome(&mut input, len, &mut payload, None).unwrap();
         assert_eq!(
             parsed,
             OutcomeHead {
@@ -374,7 +393,7 @@ mod tests {
         let mut input = &long[..];
         let (_, len) = wire::read_header(&mut input).unwrap();
         assert!(matches!(
-            read_outcome(&mut input, len, &mut payload),
+            read_outcome(&mut input, len, &mut payload, None),
             Err(ReadError::Malformed(_))
         ));
         let mut panicked = frame.clone();

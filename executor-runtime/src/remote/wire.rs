@@ -15,6 +15,7 @@ use std::io::{self, Read, Write};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::remote::buffer;
 use crate::remote::custom_error::custom_message;
 
 /// First byte of every frame.
@@ -184,7 +185,9 @@ impl Parts {
         if bytes.len() >= OWN_PART {
             self.encoded()
                 .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-            self.parts.push(bytes.to_vec());
+            // A buffer of its own, advised for huge pages when large: a fresh 64 MiB on 4 KiB
+            // pages costs 16,384 page faults (see `buffer`).
+            self.parts.push(buffer::copy_fresh(bytes));
             self.raw_last = true;
         } else {
             let encoded = self.encoded();

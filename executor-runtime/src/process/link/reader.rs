@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 
 use crate::process::memory_limit::StderrRelay;
 use crate::process::pool::{LinkState, ProcessQueue};
+use crate::process::ring::Receiver;
 use crate::process::spawn::WorkerProcess;
 use crate::remote::call::CallStatus;
-use crate::remote::protocol::{read_outcome, OutcomeHead, KEEP_BUFFER, OUTCOME_FIELDS};
+use crate::remote::protocol::{
+    read_outcome, OutcomeHead, TailChannel, KEEP_BUFFER, OUTCOME_FIELDS,
+};
 use crate::remote::queue::{Outcome, Queued};
 use crate::remote::window::next_window;
 use crate::remote::wire::{self, Kind, ReadError};
@@ -59,6 +62,7 @@ pub(super) fn reader_loop(
     generation: u64,
     worker: (WorkerProcess, Option<StderrRelay>),
     input: UnixStream,
+    mut ring: Option<Receiver>,
 ) {
     {
         let mut state = shared.lock();
@@ -82,7 +86,7 @@ pub(super) fn reader_loop(
             shared.changed.notify_all();
             (
                 true,
-                receive_outcomes(shared, slot, &mut reader, &mut payload),
+                receive_outcomes(shared, slot, &mut reader, &mut payload, ring.as_mut()),
             )
         }
         Err(end) => (false, end),
@@ -125,12 +129,14 @@ fn handshake(reader: &mut BufReader<UnixStream>, payload: &mut Vec<u8>) -> Resul
     }
 }
 
-/// Resolves calls as their outcomes arrive, until the channel ends.
+/// Resolves calls as their outcomes arrive, until the channel ends. Large result tails come
+/// through `ring` when the link has one.
 fn receive_outcomes(
     shared: &ProcessQueue,
     slot: usize,
     reader: &mut BufReader<UnixStream>,
     payload: &mut Vec<u8>,
+    mut ring: Option<&mut Receiver>,
 ) -> End {
     loop {
         let len = match wire::read_header(reader) {
@@ -154,7 +160,7 @@ fn receive_outcomes(
                 ..
             },
             tail,
-        ) = match read_outcome(reader, len, payload) {
+        ) = match read_outcome(reader, len, payload, side(&mut ring)) {
             Ok(outcome) => outcome,
             Err(ReadError::Malformed(why)) => return End::Protocol(why),
             Err(_) => return End::Closed,
@@ -207,6 +213,11 @@ fn receive_outcomes(
             *payload = Vec::new();
         }
     }
+}
+
+/// The ring, as the channel large tails come through.
+fn side<'a>(ring: &'a mut Option<&mut Receiver>) -> Option<&'a mut dyn TailChannel> {
+    ring.as_deref_mut().map(|ring| ring as &mut dyn TailChannel)
 }
 
 /// Whether the call `id` was stopped (`Future::stop`); forgets it.
