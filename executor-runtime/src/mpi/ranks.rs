@@ -14,7 +14,7 @@ use crate::remote::call::CallStatus;
 use crate::remote::protocol::{write_frame_into, CallHead, OutcomeHead};
 use crate::remote::queue::{Outcome, Queued, RemoteJobRef};
 use crate::remote::serve::initializer_failure;
-use crate::remote::window::{fair_share, BlockWindow};
+use crate::remote::window::{fair_share, Window};
 use crate::remote::wire::{self, Fields, Kind};
 use crate::task::error::WorkerDeath;
 
@@ -42,7 +42,7 @@ struct Worker {
     /// When its hello was sent: a worker still greeting after [`lifecycle::HELLO_DEADLINE`] is
     /// given up (its pid is not known yet, so it cannot be watched).
     greeted: Instant,
-    window: BlockWindow,
+    window: Window,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +138,7 @@ impl Ranks {
             initializing: false,
             serving: None,
             greeted: Instant::now(),
-            window: BlockWindow::new(),
+            window: Window::new(),
         });
     }
 

@@ -23,6 +23,7 @@ use crate::process::ring::{self, Ring, Sender, Side};
 use crate::process::spawn::{self, worker_env, WorkerProcess};
 use crate::process::worker::Hello;
 use crate::remote::queue::{QueueState, Queued, RemoteJobRef};
+use crate::remote::window::fair_share;
 use crate::remote::wire::{self, Kind, ReadError};
 /// Arguments longer than this are written straight from their buffer instead of being copied
 /// into a batch with other calls.
@@ -310,7 +311,7 @@ fn writer_loop(
             if link.ready
                 && !served
                 && !state.queue.is_empty()
-                && link.in_flight.len() < link.window
+                && link.in_flight.len() < link.window.calls()
             {
                 break;
             }
@@ -325,7 +326,14 @@ fn writer_loop(
                 .wait(state)
                 .unwrap_or_else(|e| e.into_inner());
         }
-        let mut room = state.backend.links[slot].window - state.backend.links[slot].in_flight.len();
+        let link = &state.backend.links[slot];
+        let mut room = link.window.calls() - link.in_flight.len();
+        let ready = state
+            .backend
+            .links
+            .iter()
+            .filter(|l| l.alive && l.ready && !l.retiring);
+        room = room.min(fair_share(state.queue.len(), ready.count()));
         if let Some(most) = shared.backend.max_tasks_per_child {
             room = room.min(most - state.backend.links[slot].sent);
         }

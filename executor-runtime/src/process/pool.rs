@@ -31,6 +31,7 @@ use crate::process::worker::WORKER_ENV;
 use crate::remote::executable::executable_identity;
 use crate::remote::queue::{CallQueue, QueueState, Queued, RemoteJobRef};
 use crate::remote::scope::{RemoteBackend, RemoteScope};
+use crate::remote::window::Window;
 use crate::task::error::TaskError;
 
 /// The pool of one `pool!(Process => { ... })` block.
@@ -63,9 +64,7 @@ pub(crate) struct LinkState {
     /// Calls sent and not answered, oldest first, with their ids.
     pub(crate) in_flight: VecDeque<(u64, RemoteJobRef)>,
     /// How many calls may be in flight.
-    pub(crate) window: usize,
-    /// Moving average of the calls' run time in the worker, in nanoseconds.
-    pub(crate) average_ns: f64,
+    pub(crate) window: Window,
     /// The worker accepted the handshake. Calls are claimed and sent only then, so a worker that
     /// never answers, or refuses, holds no call.
     pub(crate) ready: bool,
@@ -247,7 +246,7 @@ impl RemoteBackend for ProcessBackend {
             .backend
             .links
             .iter()
-            .any(|l| l.alive && l.ready && !l.retiring && l.in_flight.len() < l.window);
+            .any(|l| l.alive && l.ready && !l.retiring && l.in_flight.len() < l.window.calls());
         let step = queue.next_step(state);
         (room || step.start.is_some() || !step.stranded.is_empty()).then_some(step)
     }
@@ -399,8 +398,7 @@ impl ProcessQueue {
                     alive: false,
                     pid: 0,
                     in_flight: VecDeque::new(),
-                    window: 1,
-                    average_ns: 0.0,
+                    window: Window::new(),
                     ready: false,
                     head_since: None,
                     written_below: 0,
@@ -421,8 +419,7 @@ impl ProcessQueue {
         link.generation += 1;
         link.alive = true;
         link.pid = 0;
-        link.window = 1;
-        link.average_ns = 0.0;
+        link.window = Window::new();
         link.ready = false;
         link.head_since = None;
         link.written_below = 0;

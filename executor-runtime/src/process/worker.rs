@@ -31,7 +31,7 @@
 //! killed, so its end closed), the worker exits at once even if a task is still running, so no
 //! worker outlives its parent.
 
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -150,6 +150,11 @@ fn serve(fd: RawFd, ring_fd: Option<RawFd>) -> i32 {
         let side = ring_receiver
             .as_mut()
             .map(|ring| ring as &mut dyn TailChannel);
+        // The call's run time counts from its arrival, so a call whose arguments take long to
+        // arrive counts as long in the pool's window (see `serve::answer_call`). An error here
+        // comes again from `read_call`.
+        let _ = reader.fill_buf();
+        let started = Instant::now();
         let CallMessage { head, tail } = match read_call(&mut reader, &mut payload, side) {
             Ok(call) => call,
             Err(ReadError::Closed) => return 0,
@@ -167,16 +172,8 @@ fn serve(fd: RawFd, ring_fd: Option<RawFd>) -> i32 {
         }
         // SAFETY: only the parent can write to this channel (it is an inherited socket pair, not
         // a path or a port), and the handshake checked that it runs this executable.
-        let answered = unsafe {
-            answer_call(
-                &head,
-                arguments,
-                tail,
-                &mut frame,
-                &mut output,
-                Instant::now(),
-            )
-        };
+        let answered =
+            unsafe { answer_call(&head, arguments, tail, &mut frame, &mut output, started) };
         if answered.is_none() {
             // Not a call the parent could have made: refuse to jump there.
             eprintln!("executor worker: a call named code outside the executable");

@@ -16,7 +16,7 @@ const MAX_WINDOW: usize = 256;
 /// Folds a call's run time into the moving `average_ns` of a worker's calls and gives the window
 /// that keeps about `WORK_IN_FLIGHT_NS` of work in flight: one call at a time when calls are long,
 /// up to `MAX_WINDOW` when they are tiny.
-pub(crate) fn next_window(average_ns: &mut f64, elapsed_ns: u64) -> usize {
+fn next_window(average_ns: &mut f64, elapsed_ns: u64) -> usize {
     let elapsed = elapsed_ns as f64;
     *average_ns = if *average_ns == 0.0 {
         elapsed
@@ -27,26 +27,24 @@ pub(crate) fn next_window(average_ns: &mut f64, elapsed_ns: u64) -> usize {
     (window as usize).clamp(1, MAX_WINDOW)
 }
 
-/// The window of a worker that serves calls of several blocks in turn (Mpi: one set of workers
-/// for every block of the process), with the block whose calls sized it: about
+/// The window of a worker, with the block whose calls sized it: about
 /// `WORK_IN_FLIGHT_NS` of run time in flight, and at most `BYTES_IN_FLIGHT` of arguments and
 /// results (a call that moves 1 MiB in 0.1 µs of run time is not a tiny call). A worker that
-/// turns to another block's calls starts again at one call, since those may cost something else;
-/// one that goes on with the same block keeps its window, even after it ran out of calls in
-/// flight.
-#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+/// serves calls of several blocks in turn (Mpi: one set of workers for every block of the process)
+/// starts again at one call when it turns to another block's, since those may cost something
+/// else; one that goes on with the same block keeps its window, even after it ran out of calls in
+/// flight. (A Process worker serves one block all its life.)
 #[derive(Debug, Clone)]
-pub(crate) struct BlockWindow {
+pub(crate) struct Window {
     calls: usize,
     average_ns: f64,
     average_bytes: f64,
     block: Option<u64>,
 }
 
-#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
-impl BlockWindow {
+impl Window {
     pub(crate) fn new() -> Self {
-        BlockWindow {
+        Window {
             calls: 1,
             average_ns: 0.0,
             average_bytes: 0.0,
@@ -57,9 +55,9 @@ impl BlockWindow {
     /// The worker takes calls of `block` (by its id) next.
     pub(crate) fn serve(&mut self, block: u64) {
         if self.block != Some(block) {
-            *self = BlockWindow {
+            *self = Window {
                 block: Some(block),
-                ..BlockWindow::new()
+                ..Window::new()
             };
         }
     }
@@ -88,7 +86,6 @@ impl BlockWindow {
 /// fair share, rounded up, and at least one. Without it the first worker whose window opens takes
 /// a whole queue of calls that move large arguments but run quickly, and the others idle (200
 /// calls with 1 MiB arguments on 2 Mpi workers: one took 199).
-#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub(crate) fn fair_share(queued: usize, workers: usize) -> usize {
     queued.div_ceil(workers.max(1)).max(1)
 }
@@ -99,7 +96,7 @@ mod tests {
 
     #[test]
     fn a_worker_that_ran_out_of_calls_keeps_its_window_for_the_same_block() {
-        let mut window = BlockWindow::new();
+        let mut window = Window::new();
         window.serve(7);
         assert_eq!(window.calls(), 1, "a new block's calls start one at a time");
         window.record(5_000, 100);
@@ -122,11 +119,11 @@ mod tests {
 
     #[test]
     fn long_calls_go_one_at_a_time_and_tiny_ones_up_to_the_bound() {
-        let mut window = BlockWindow::new();
+        let mut window = Window::new();
         window.serve(1);
         window.record(5_000_000, 100);
         assert_eq!(window.calls(), 1);
-        let mut tiny = BlockWindow::new();
+        let mut tiny = Window::new();
         tiny.serve(1);
         for _ in 0..50 {
             tiny.record(10, 40);
@@ -136,7 +133,7 @@ mod tests {
 
     #[test]
     fn calls_that_move_large_payloads_keep_few_bytes_in_flight_however_quick() {
-        let mut window = BlockWindow::new();
+        let mut window = Window::new();
         window.serve(1);
         window.record(100, 1 << 20);
         assert_eq!(window.calls(), 2, "two 1 MiB calls");

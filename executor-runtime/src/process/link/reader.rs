@@ -20,7 +20,6 @@ use crate::remote::protocol::{
     read_outcome, OutcomeHead, TailChannel, KEEP_BUFFER, OUTCOME_FIELDS,
 };
 use crate::remote::queue::{Outcome, Queued};
-use crate::remote::window::next_window;
 use crate::remote::wire::{self, Kind, ReadError};
 use crate::task::error::{TaskError, WorkerDeath};
 
@@ -182,7 +181,10 @@ fn receive_outcomes(
                 .front()
                 .is_some_and(|&(next, _)| next < link.written_below)
                 .then(Instant::now);
-            adapt_window(link, elapsed_ns);
+            let moved = job.job().request().arguments.len()
+                + payload.len().saturating_sub(OUTCOME_FIELDS)
+                + tail.as_ref().map_or(0, Vec::len);
+            link.window.record(elapsed_ns, moved);
             link.kill_if_head_stopped(shared.backend.id, slot);
             let options = job.job().options();
             let retry = !stopped
@@ -225,12 +227,6 @@ fn take_stop_id(link: &mut LinkState, id: u64) -> bool {
     let before = link.stop_ids.len();
     link.stop_ids.retain(|&stopped| stopped != id);
     link.stop_ids.len() != before
-}
-
-/// Keeps about `WORK_IN_FLIGHT_NS` of work in flight: one call at a time when calls are long (so
-/// none waits behind another while a worker idles), up to `MAX_WINDOW` when they are tiny.
-fn adapt_window(link: &mut LinkState, elapsed_ns: u64) {
-    link.window = next_window(&mut link.average_ns, elapsed_ns);
 }
 
 /// Reaps the worker and settles its calls; starts a replacement if work is waiting.
