@@ -301,10 +301,8 @@ impl Ranks {
             }
             return Ok(());
         };
-        let moved = job.job().request().arguments.len()
-            + inline.len()
-            + detached.as_ref().map_or(0, Vec::len);
-        worker.window.record(elapsed_ns, moved);
+        let returned = inline.len() + detached.as_ref().map_or(0, Vec::len);
+        worker.window.record(elapsed_ns, returned);
         if worker.in_flight.is_empty() {
             worker.serving = None;
             block.backend.in_use.fetch_sub(1, Ordering::SeqCst);

@@ -24,7 +24,7 @@
 use std::time::Instant;
 
 use crate::block::identity::{self, WorkerInfo};
-use crate::mpi::comm::{self as transport, Comm, Idle, Keep, PendingSend};
+use crate::mpi::comm::{self as transport, Comm};
 use crate::remote::call::CallOutput;
 use crate::remote::protocol::{write_frame_into, CallHead};
 use crate::remote::serve::answer_call;
@@ -149,14 +149,9 @@ fn serve_calls(pool: Comm) -> Result<bool, String> {
     let mut reader = FrameReader::new(pool, 0);
     let mut output = CallOutput::default();
     let mut frame = Vec::new();
-    let mut outgoing = Outgoing::default();
     let mut accepted = false;
     loop {
         let Some((kind, payload, detached, started)) = reader.next()? else {
-            if !reader.without_finalize {
-                // The pool fetches every result it was sent before it ends the work.
-                outgoing.settle(0)?;
-            }
             return Ok(!reader.without_finalize);
         };
         match kind {
@@ -179,7 +174,7 @@ fn serve_calls(pool: Comm) -> Result<bool, String> {
                 // offsets from `remote::call::remote<n>` or `chunk_call`.
                 unsafe { answer_call(&head, arguments, tail, &mut frame, &mut output, started) }
                     .ok_or("a call named code outside the executable")?;
-                send_outcome(pool, &mut frame, &mut output, &mut outgoing)?;
+                send_outcome(pool, &mut frame, &mut output)?;
             }
             other => return Err(format!("unexpected {other:?} message from the pool")),
         }
@@ -191,74 +186,28 @@ fn serve_calls(pool: Comm) -> Result<bool, String> {
 
 /// Sends one call's outcome, its head in `frame` and its result in `output`: one message, or for
 /// a large result its frame and then the result, sent from its own buffer (a raw tail, a large
-/// byte vector or string result, is sent from the vector the function returned) without waiting
-/// for the pool to fetch it (see [`Outgoing`]).
-fn send_outcome(
-    pool: Comm,
-    frame: &mut Vec<u8>,
-    output: &mut CallOutput,
-    outgoing: &mut Outgoing,
-) -> Result<(), String> {
-    let large = match output.tail.take() {
+/// byte vector or string result, is sent from the vector the function returned, then freed).
+fn send_outcome(pool: Comm, frame: &mut Vec<u8>, output: &mut CallOutput) -> Result<(), String> {
+    let tail = output.tail.take();
+    let bytes = &output.bytes;
+    match tail {
         Some(tail) if tail.len() > DETACH => {
-            frame.extend_from_slice(&output.bytes);
-            tail
+            frame.extend_from_slice(bytes);
+            transport::send(pool, 0, frame)?;
+            transport::send(pool, 0, &tail)
         }
         Some(tail) => {
-            frame.extend_from_slice(&output.bytes);
+            frame.extend_from_slice(bytes);
             frame.extend_from_slice(&tail);
-            return transport::send(pool, 0, frame);
+            transport::send(pool, 0, frame)
         }
-        None if output.bytes.len() <= DETACH => {
-            frame.extend_from_slice(&output.bytes);
-            return transport::send(pool, 0, frame);
+        None if bytes.len() <= DETACH => {
+            frame.extend_from_slice(bytes);
+            transport::send(pool, 0, frame)
         }
-        None => std::mem::take(&mut output.bytes),
-    };
-    transport::send(pool, 0, frame)?;
-    outgoing.push(pool, large)
-}
-
-/// Large results on their way to the pool. Each is sent without waiting for the pool to fetch it
-/// (a large message waits for its receiver, and `MPI_Send` would spin on a core meanwhile), so the
-/// next call runs while the pool copies the last result; at most [`OUTGOING_BYTES`] are held so,
-/// and a larger result is waited for before the next call, as one would be by a blocking send.
-#[derive(Default)]
-struct Outgoing {
-    sends: std::collections::VecDeque<(usize, PendingSend)>,
-    bytes: usize,
-}
-
-/// The most bytes of sent results a worker holds until the pool has fetched them: two results of
-/// 1 MiB, as the pool's window keeps two such calls in flight (see `remote::window`).
-const OUTGOING_BYTES: usize = 2 << 20;
-
-impl Outgoing {
-    fn push(&mut self, pool: Comm, bytes: Vec<u8>) -> Result<(), String> {
-        let len = bytes.len();
-        let send = PendingSend::start(pool, 0, Keep::Owned(bytes))?;
-        self.sends.push_back((len, send));
-        self.bytes += len;
-        self.settle(OUTGOING_BYTES)
-    }
-
-    /// Frees the results the pool has fetched, waiting (polling, with [`Idle`]) until at most
-    /// `most` bytes are still held.
-    fn settle(&mut self, most: usize) -> Result<(), String> {
-        let mut idle = Idle::default();
-        loop {
-            while let Some((len, send)) = self.sends.front_mut() {
-                // Messages to one receiver are fetched in the order they were sent.
-                if !send.test()? {
-                    break;
-                }
-                self.bytes -= *len;
-                self.sends.pop_front();
-            }
-            if self.bytes <= most {
-                return Ok(());
-            }
-            idle.pause();
+        None => {
+            transport::send(pool, 0, frame)?;
+            transport::send(pool, 0, bytes)
         }
     }
 }

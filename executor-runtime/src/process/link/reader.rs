@@ -181,10 +181,9 @@ fn receive_outcomes(
                 .front()
                 .is_some_and(|&(next, _)| next < link.written_below)
                 .then(Instant::now);
-            let moved = job.job().request().arguments.len()
-                + payload.len().saturating_sub(OUTCOME_FIELDS)
-                + tail.as_ref().map_or(0, Vec::len);
-            link.window.record(elapsed_ns, moved);
+            let returned =
+                payload.len().saturating_sub(OUTCOME_FIELDS) + tail.as_ref().map_or(0, Vec::len);
+            link.window.record(elapsed_ns, returned);
             link.kill_if_head_stopped(shared.backend.id, slot);
             let options = job.job().options();
             let retry = !stopped
