@@ -14,7 +14,7 @@
 //! process (launched or alone), `--measure-process` the same through `pool!(Process)`;
 //! `--pingpong` and `--pingpong-child` are the floor. `MPI_BENCH_ONLY=arguments` (or `results`,
 //! `tiny`, `map`) measures one row alone, and `MPI_BENCH_WORKERS=n` sets the workers (2), for
-//! `perf` and for probes.
+//! `perf` and for probes; `MPI_BENCH_SAMPLES=1` prints each row's samples, not only their median.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -69,6 +69,9 @@ fn main() {
 }
 
 fn median(mut samples: Vec<f64>) -> f64 {
+    if std::env::var_os("MPI_BENCH_SAMPLES").is_some() {
+        eprintln!("samples: {samples:.2?}");
+    }
     samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
     samples[samples.len() / 2]
 }

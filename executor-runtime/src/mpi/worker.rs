@@ -24,7 +24,7 @@
 use std::time::Instant;
 
 use crate::block::identity::{self, WorkerInfo};
-use crate::mpi::comm::{self as transport, Comm};
+use crate::mpi::comm::{self as transport, Comm, Idle, Keep, PendingSend};
 use crate::remote::call::CallOutput;
 use crate::remote::protocol::{write_frame_into, CallHead};
 use crate::remote::serve::answer_call;
@@ -188,28 +188,37 @@ fn serve_calls(pool: Comm) -> Result<bool, String> {
 /// a large result its frame and then the result, sent from its own buffer (a raw tail, a large
 /// byte vector or string result, is sent from the vector the function returned, then freed).
 fn send_outcome(pool: Comm, frame: &mut Vec<u8>, output: &mut CallOutput) -> Result<(), String> {
-    let tail = output.tail.take();
-    let bytes = &output.bytes;
-    match tail {
+    let large = match output.tail.take() {
         Some(tail) if tail.len() > DETACH => {
-            frame.extend_from_slice(bytes);
-            transport::send(pool, 0, frame)?;
-            transport::send(pool, 0, &tail)
+            frame.extend_from_slice(&output.bytes);
+            tail
         }
         Some(tail) => {
-            frame.extend_from_slice(bytes);
+            frame.extend_from_slice(&output.bytes);
             frame.extend_from_slice(&tail);
-            transport::send(pool, 0, frame)
+            return transport::send(pool, 0, frame);
         }
-        None if bytes.len() <= DETACH => {
-            frame.extend_from_slice(bytes);
-            transport::send(pool, 0, frame)
+        None if output.bytes.len() <= DETACH => {
+            frame.extend_from_slice(&output.bytes);
+            return transport::send(pool, 0, frame);
         }
-        None => {
-            transport::send(pool, 0, frame)?;
-            transport::send(pool, 0, bytes)
-        }
+        None => std::mem::take(&mut output.bytes),
+    };
+    transport::send(pool, 0, frame)?;
+    send_large(pool, large)
+}
+
+/// Sends a large result and waits until the pool has fetched it, polling with [`Idle`]'s backoff:
+/// a blocking `MPI_Send` of a large message spins on a core until the receiver has copied it, and
+/// the receiver is the pool's one driver thread, which that spinning (two workers on 2 cores)
+/// keeps from its core.
+fn send_large(pool: Comm, bytes: Vec<u8>) -> Result<(), String> {
+    let mut send = PendingSend::start(pool, 0, Keep::Owned(bytes))?;
+    let mut idle = Idle::default();
+    while !send.test()? {
+        idle.pause();
     }
+    Ok(())
 }
 
 /// Answers the hello: `Ready` with this worker's pid, rank and host, or `Refused` with why.
