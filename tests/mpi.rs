@@ -319,8 +319,8 @@ fn helper_every_feature_of_a_block() {
     assert_eq!(returned, Ok(vec![3u8; 1 << 20]));
     assert_eq!(inline, Ok(vec![3u8; 32 << 10]));
 
-    // Many large results in a row, of sizes on either side of what a worker keeps in flight
-    // unfetched (2 MiB), between tiny calls: each reaches its own future, whole and in order.
+    // Many large results in a row, of sizes on either side of the results a worker may have in
+    // flight (1 MiB), between tiny calls: each reaches its own future, whole and in order.
     let sizes = [1 << 20, 70 << 10, 3 << 20, 1 << 20, (1 << 20) + 1, 5 << 20];
     let (large, tiny) = pool!(Mpi(max_workers = 2) => {
         let mut large = Vec::new();
