@@ -31,7 +31,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::remote::buffer::{self, RESERVE_AHEAD};
 use crate::remote::protocol::TailChannel;
@@ -115,7 +115,13 @@ struct Mapping {
 // through the atomic header words or through copies into and out of the slots the ring's protocol
 // gives to one side at a time, from whichever thread holds that side's half.
 unsafe impl Send for Mapping {}
-// SAFETY: as for `Send`: shared references only reach the atomic header words.
+// SAFETY: shared references reach the atomic header words, and raw pointers into the slots
+// (`slot`); a ring's slots are written only by its `Sender` and read only by its `Receiver`, each
+// held by one thread, and the counts (release stores, acquire loads) give each slot to one side at
+// a time, so no two threads of this process touch a slot at once. A faulty peer process that
+// writes a slot while we copy it races with us on shared memory, outside what Rust's model can
+// rule out: the copy is of plain bytes, any of which is a valid `u8`, so it can only yield wrong
+// bytes, which the receiver checks as it checks any bytes from the socket.
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
@@ -235,8 +241,9 @@ impl Ring {
 
     /// Splits the rings into the half that sends (on the thread that writes to the socket
     /// `sending_socket`) and the half that receives (on the thread that reads `receiving_socket`).
-    /// Each half watches its socket for the other side's hang-up, so each must be dropped before
-    /// its socket is closed.
+    /// While it waits, each half asks its socket (by descriptor number) whether the other side
+    /// hung up, so a half must not wait once its socket is closed (a reused number would be asked
+    /// instead); dropping a half waits for nothing.
     pub(crate) fn split(
         self,
         side: Side,
@@ -305,6 +312,7 @@ impl Half {
             std::hint::spin_loop();
         }
         let sleepers = self.sleepers();
+        let mut checked = Instant::now();
         loop {
             // Flag first, then look again: the other side stores its count, then reads the flag
             // (both `SeqCst`), so either it sees the flag and wakes us or we see its count.
@@ -315,9 +323,16 @@ impl Half {
                 sleepers.fetch_and(!flag, Ordering::SeqCst);
                 return is_ready.map(|_| ());
             }
-            let timed_out = futex_wait(word, seen, NAP);
+            futex_wait(word, seen, NAP);
             sleepers.fetch_and(!flag, Ordering::SeqCst);
-            if timed_out && hung_up(self.socket) {
+            // By the clock, not by how the wait ended: signals (`EINTR`) or a faulty peer's
+            // stray wake-ups more often than every `NAP` would otherwise keep the socket from
+            // ever being asked.
+            if checked.elapsed() < NAP {
+                continue;
+            }
+            checked = Instant::now();
+            if hung_up(self.socket) {
                 return Err(ReadError::Io(io::Error::new(
                     io::ErrorKind::BrokenPipe,
                     "the other side hung up while a payload crossed the shared-memory ring",

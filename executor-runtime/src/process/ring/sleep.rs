@@ -1,13 +1,13 @@
 //! Sleeping on a ring's word, which another process shares, and seeing that process gone.
 
-use std::io;
 use std::os::fd::RawFd;
 use std::ptr;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-/// Sleeps until `word` may no longer hold `expected`, or for `timeout`; `true` if it timed out.
-pub(super) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> bool {
+/// Sleeps until `word` may no longer hold `expected`, or for `timeout`, or until a signal or a
+/// stray wake-up: the caller looks at the word again either way.
+pub(super) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
     let timeout = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -15,7 +15,7 @@ pub(super) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> 
     // SAFETY: `FUTEX_WAIT` reads the aligned 32-bit word (inside a live mapping, borrowed for the
     // call) and compares it with `expected` before it sleeps; it writes no memory of ours and reads
     // the live `timeout`. Not `FUTEX_PRIVATE_FLAG`: the word is shared with another process.
-    let done = unsafe {
+    unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
@@ -24,9 +24,8 @@ pub(super) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> 
             &timeout as *const libc::timespec,
             ptr::null::<u32>(),
             0u32,
-        )
-    };
-    done < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT)
+        );
+    }
 }
 
 /// Wakes the thread sleeping on `word`, in whichever process it is.
