@@ -130,14 +130,10 @@ pub(crate) fn spawn(
         .chain(std::iter::once(std::ptr::null()))
         .collect();
     let null = std::fs::File::open("/dev/null")?;
+    let (null_fd, _moved_null) = out_of_the_way(null.as_raw_fd())?;
+    let (stderr, _moved_stderr) = out_of_the_way_if_any(stderr)?;
     let (channel, _moved_channel) = out_of_the_way(channel)?;
-    let (ring, _moved_ring) = match ring {
-        Some(ring) => {
-            let (fd, moved) = out_of_the_way(ring)?;
-            (Some(fd), moved)
-        }
-        None => (None, None),
-    };
+    let (ring, _moved_ring) = out_of_the_way_if_any(ring)?;
 
     // SAFETY: every pointer passed below is valid for the duration of the calls: `name`, `argv`,
     // `environment` and `envp` live until the end of this function and are NUL-terminated, as
@@ -151,7 +147,7 @@ pub(crate) fn spawn(
         check(libc::posix_spawnattr_init(&mut attributes))?;
         let mut result = check(libc::posix_spawn_file_actions_adddup2(
             &mut actions,
-            null.as_raw_fd(),
+            null_fd,
             0,
         ));
         if let (true, Some(stderr)) = (result.is_ok(), stderr) {
@@ -210,10 +206,12 @@ pub(crate) fn spawn(
 }
 
 /// `fd`, or a close-on-exec duplicate of it above [`RING_FD`] (kept open by the `OwnedFd` given
-/// with it) if it sits where a worker's descriptors go: `dup2` onto itself would leave
-/// close-on-exec set, and the ring's file at 3 would be replaced by the socket before it moved.
+/// with it) if it sits where the file actions put a worker's descriptors (0 to [`RING_FD`]): an
+/// earlier action would replace it before it is copied (the ring's file at 3 by the socket, or,
+/// where this process was started with stdin or stderr closed, a descriptor at 0 or 2 by
+/// `/dev/null` or the stderr pipe), and `dup2` onto itself may leave close-on-exec set.
 fn out_of_the_way(fd: RawFd) -> io::Result<(RawFd, Option<OwnedFd>)> {
-    if !(WORKER_FD..=RING_FD).contains(&fd) {
+    if !(0..=RING_FD).contains(&fd) {
         return Ok((fd, None));
     }
     // SAFETY: `fcntl(F_DUPFD_CLOEXEC)` returns a new descriptor that we alone own.
@@ -225,15 +223,24 @@ fn out_of_the_way(fd: RawFd) -> io::Result<(RawFd, Option<OwnedFd>)> {
     Ok((moved, Some(unsafe { OwnedFd::from_raw_fd(moved) })))
 }
 
+/// [`out_of_the_way`] for a descriptor there may not be.
+fn out_of_the_way_if_any(fd: Option<RawFd>) -> io::Result<(Option<RawFd>, Option<OwnedFd>)> {
+    match fd {
+        Some(fd) => out_of_the_way(fd).map(|(fd, moved)| (Some(fd), moved)),
+        None => Ok((None, None)),
+    }
+}
+
 /// The environment entries that make a child a worker: its socket's descriptor, and its ring's
-/// after a comma when it has one (`3` or `3,4`); and those that give it huge pages (`tunables`).
-pub(crate) fn worker_env(ring: bool) -> Vec<(&'static str, OsString)> {
+/// after a comma when it has one (`3` or `3,4`); and those that set its allocator (`tunables`),
+/// which keeps no freed memory for reuse where the worker's memory is limited.
+pub(crate) fn worker_env(ring: bool, memory_limited: bool) -> Vec<(&'static str, OsString)> {
     let fds = match ring {
         false => WORKER_FD.to_string(),
         true => format!("{WORKER_FD},{RING_FD}"),
     };
     let mut entries = vec![(WORKER_ENV, OsString::from(fds))];
-    entries.extend(tunables::worker_entries());
+    entries.extend(tunables::worker_entries(memory_limited));
     entries
 }
 

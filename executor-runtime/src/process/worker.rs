@@ -82,7 +82,11 @@ pub(crate) fn enter_if_asked() {
 fn parse_fds(value: &str) -> Option<(RawFd, Option<RawFd>)> {
     match value.split_once(',') {
         None => Some((value.parse().ok()?, None)),
-        Some((socket, ring)) => Some((socket.parse().ok()?, Some(ring.parse().ok()?))),
+        // One descriptor cannot be both: each is given to an owner of its own.
+        Some((socket, ring)) => match (socket.parse().ok()?, ring.parse().ok()?) {
+            (socket, ring) if socket == ring => None,
+            (socket, ring) => Some((socket, Some(ring))),
+        },
     }
 }
 
@@ -423,5 +427,19 @@ fn start_watchdog(fd: RawFd) {
         // Without a watchdog a hung task could outlive the parent; the end of input still stops
         // an idle worker. Nothing better to do this early.
         eprintln!("executor worker: could not start the watchdog thread");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_fds;
+
+    #[test]
+    fn the_worker_variable_names_a_socket_and_maybe_a_ring_never_one_descriptor_twice() {
+        assert_eq!(parse_fds("3"), Some((3, None)));
+        assert_eq!(parse_fds("3,4"), Some((3, Some(4))));
+        assert_eq!(parse_fds("3,3"), None, "two owners of one descriptor");
+        assert_eq!(parse_fds("3,"), None);
+        assert_eq!(parse_fds("three"), None);
     }
 }
