@@ -7,7 +7,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use concurrent_futures::{pool, TaskError};
+use concurrent_futures::{pool, TaskError, WorkerDeath};
 
 /// Tails at least this long take the ring (`ring::RING_MIN`).
 const RING_MIN: usize = 256 << 10;
@@ -111,6 +111,27 @@ fn abort_while_returning(len: usize) -> Vec<u8> {
     let result = vec![3u8; len];
     abort_once_the_ring_is_used();
     result
+}
+
+/// In a worker: writes a count into the pool → worker ring that no worker following the protocol
+/// could write (its "consumed" count, 128 bytes into the ring's header, set 2^31 chunks past what
+/// was published), as a worker whose memory is corrupt might. Whether the ring's file was found.
+fn corrupt_the_rings_consumed_count() -> bool {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let Some(start) = maps
+        .lines()
+        .find(|line| line.contains("memfd:executor-ring"))
+        .and_then(|line| line.split('-').next())
+        .and_then(|start| usize::from_str_radix(start, 16).ok())
+    else {
+        return false;
+    };
+    // SAFETY: `start + 128` lies in the first page of the worker's mapping of its ring (a shared,
+    // writable mapping of at least 4 MiB), 4-aligned; the pool only ever reads that word
+    // atomically, and this write is the fault under test.
+    let consumed = unsafe { std::sync::atomic::AtomicU32::from_ptr((start + 128) as *mut u32) };
+    consumed.fetch_add(1 << 31, std::sync::atomic::Ordering::SeqCst);
+    true
 }
 
 /// Runs `f` on a thread of its own and gives its result, failing the test (instead of hanging it)
@@ -225,4 +246,28 @@ fn a_worker_killed_by_timeout_while_a_large_argument_waits_in_the_ring_is_replac
     assert_eq!(tiny.unwrap(), 3);
     assert!(matches!(slow, Err(TaskError::TimedOut { .. })), "{slow:?}");
     assert_eq!(large.unwrap(), 16 << 20);
+}
+
+#[test]
+fn a_worker_that_writes_an_impossible_count_into_its_ring_is_killed_as_a_protocol_breach() {
+    let (found, broken, next) = within(|| {
+        pool!(Process(max_workers = 1) => {
+            let found = submit(corrupt_the_rings_consumed_count).result().unwrap();
+            // The pool reads the worker's count before it copies a large argument's first chunk.
+            let broken = submit(length, bytes(1 << 20, 2)).result();
+            (found, broken, submit(length, bytes(1 << 20, 3)).result())
+        })
+    });
+    assert!(found, "the worker found its ring's mapping");
+    assert!(
+        matches!(
+            broken,
+            Err(TaskError::WorkerDied {
+                death: WorkerDeath::BrokeProtocol,
+                ..
+            })
+        ),
+        "{broken:?}"
+    );
+    assert_eq!(next, Ok(1 << 20), "a replacement serves the next call");
 }

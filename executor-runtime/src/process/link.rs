@@ -3,10 +3,10 @@
 //! `start` executes the current binary with one end of a socket pair and a shared-memory ring for
 //! large payloads (`ring`); the *writer* thread (here) sends the hello and then calls from the
 //! block's queue, up to the link's window; the *reader* thread (`reader`) receives the handshake
-//! answer and then outcomes, in the order the calls were sent, and resolves their futures. When the channel closes or carries garbage, the reader reaps
-//! the worker, blames the call it was running, puts the others back in the queue and lets the pool
-//! start a replacement. With a `timeout`, one more thread per pool (`watch_timeouts`) kills the
-//! worker of a call that overran it.
+//! answer and then outcomes, in the order the calls were sent, and resolves their futures. When the
+//! channel closes or carries garbage, the reader reaps the worker, blames the call it was running,
+//! puts the others back in the queue and lets the pool start a replacement. With a `timeout`, one
+//! more thread per pool (`watch_timeouts`) kills the worker of a call that overran it.
 
 use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
@@ -201,7 +201,7 @@ fn spawn_worker(shared: &ProcessQueue, slot: usize) -> Result<Spawned, String> {
         path,
         child_end.as_raw_fd(),
         ring.as_ref().map(|(_, fd)| fd.as_raw_fd()),
-        &worker_env(ring.is_some()),
+        &worker_env(ring.is_some(), shared.backend.memory_limit.is_some()),
         stderr.as_ref().map(|pipe| pipe.write.as_raw_fd()),
     )
     .map_err(|e| could_not_start(&format!("a worker process ({})", path.display()), &e))?;
@@ -328,11 +328,7 @@ fn writer_loop(
         }
         let link = &state.backend.links[slot];
         let mut room = link.window.calls() - link.in_flight.len();
-        let ready = state
-            .backend
-            .links
-            .iter()
-            .filter(|l| l.alive && l.ready && !l.retiring);
+        let ready = state.backend.links.iter().filter(|l| l.serving());
         room = room.min(fair_share(state.queue.len(), ready.count()));
         if let Some(most) = shared.backend.max_tasks_per_child {
             room = room.min(most - state.backend.links[slot].sent);
@@ -396,6 +392,14 @@ fn writer_loop(
                 };
                 if let Err(error) = sent {
                     log::debug!("executor: worker {slot}: sending a call failed: {error}");
+                    if let ReadError::Malformed(why) = error {
+                        // The reader, which settles the worker's end, learns it was a breach.
+                        let mut state = shared.lock();
+                        let link = &mut state.backend.links[slot];
+                        if link.generation == generation {
+                            link.writer_found_breach = Some(why);
+                        }
+                    }
                     return out.give_up();
                 }
             }

@@ -97,9 +97,17 @@ pub(crate) struct LinkState {
     /// The parent's end of the worker's socket (its reader's), or -1 before the reader has it.
     /// Open while the link is alive and not `reaping`.
     pub(crate) channel: i32,
+    /// Why the writer found the worker's side of the shared-memory ring impossible (a count the
+    /// ring's size rules out): the reader ends the link as a breach of the protocol.
+    pub(crate) writer_found_breach: Option<String>,
 }
 
 impl LinkState {
+    /// Whether the worker may be given calls: alive, past the handshake, and not retiring.
+    pub(crate) fn serving(&self) -> bool {
+        self.alive && self.ready && !self.retiring
+    }
+
     /// Kills the worker if the call it runs (the head of `in_flight`) was stopped. Called with the
     /// pool's lock held.
     pub(crate) fn kill_if_head_stopped(&mut self, pool: u64, slot: usize) {
@@ -246,7 +254,7 @@ impl RemoteBackend for ProcessBackend {
             .backend
             .links
             .iter()
-            .any(|l| l.alive && l.ready && !l.retiring && l.in_flight.len() < l.window.calls());
+            .any(|l| l.serving() && l.in_flight.len() < l.window.calls());
         let step = queue.next_step(state);
         (room || step.start.is_some() || !step.stranded.is_empty()).then_some(step)
     }
@@ -411,6 +419,7 @@ impl ProcessQueue {
                     stop_ids: Vec::new(),
                     stop_killed: false,
                     channel: -1,
+                    writer_found_breach: None,
                 });
                 state.links.len() - 1
             }
@@ -432,6 +441,7 @@ impl ProcessQueue {
         link.stop_ids.clear();
         link.stop_killed = false;
         link.channel = -1;
+        link.writer_found_breach = None;
         Some((slot, link.generation))
     }
 

@@ -238,10 +238,16 @@ fn finish(
     end: End,
 ) {
     let pid = child.id();
+    let mut end = end;
     {
         let mut state = shared.lock();
-        if state.backend.links[slot].generation == generation {
-            state.backend.links[slot].reaping = true;
+        let link = &mut state.backend.links[slot];
+        if link.generation == generation {
+            link.reaping = true;
+            // The writer gave up on the channel because of what the worker wrote in the ring.
+            if let (End::Closed, Some(why)) = (&end, link.writer_found_breach.take()) {
+                end = End::Protocol(why);
+            }
         }
     }
     let broke_protocol = match &end {
