@@ -26,8 +26,9 @@
 //!
 //! *How a process is told it is a worker.* The pool starts a worker with `posix_spawn` of its own
 //! executable (never `fork`), with one end of a Unix socket pair at descriptor 3 (and a
-//! shared-memory ring for large payloads at 4) and the variable `__EXECUTOR_WORKER_FD=3,4`. A function in the executable's `.init_array` (this crate puts it there,
-//! so every program linked with it has it) runs before `main`: when the variable names an inherited
+//! shared-memory ring for large payloads at 4) and the variable `__EXECUTOR_WORKER_FD=3,4`. A
+//! function in the executable's `.init_array` (this crate puts it there, so every program linked
+//! with it has it) runs before `main`: when the variable names an inherited
 //! socket, it removes the variable, reads the parent's hello, serves calls until the socket closes
 //! and exits, so `main` (or the test harness) never runs in a worker. Otherwise it does nothing.
 //! There is nothing to call, register or annotate.

@@ -320,7 +320,7 @@ impl Idle {
 pub(crate) struct PendingSend {
     request: ffi::MPI_Request,
     /// What the request reads from: owned here so it outlives the request.
-    _bytes: Keep,
+    bytes: Keep,
     done: bool,
 }
 
@@ -373,7 +373,7 @@ impl PendingSend {
         check(code, "MPI_Isend")?;
         Ok(PendingSend {
             request,
-            _bytes: bytes,
+            bytes,
             done: false,
         })
     }
@@ -391,6 +391,18 @@ impl PendingSend {
         self.done = flag != 0;
         Ok(self.done)
     }
+
+    /// The buffer a completed send of [`Keep::Owned`] bytes read from, for reuse; `None` for a
+    /// tail, or while the send has not completed (MPI may still read the bytes).
+    pub(crate) fn into_buffer(mut self) -> Option<Vec<u8>> {
+        if !self.done {
+            return None;
+        }
+        match std::mem::replace(&mut self.bytes, Keep::Owned(Vec::new())) {
+            Keep::Owned(bytes) => Some(bytes),
+            Keep::Tail(_) => None,
+        }
+    }
 }
 
 impl Drop for PendingSend {
@@ -398,7 +410,7 @@ impl Drop for PendingSend {
         if !self.done {
             // MPI may still read the bytes (the peer died, or MPI is being torn down): leak them
             // rather than free memory MPI may touch.
-            let bytes = std::mem::replace(&mut self._bytes, Keep::Owned(Vec::new()));
+            let bytes = std::mem::replace(&mut self.bytes, Keep::Owned(Vec::new()));
             std::mem::forget(bytes);
         }
     }

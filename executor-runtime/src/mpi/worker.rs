@@ -26,7 +26,7 @@ use std::time::Instant;
 use crate::block::identity::{self, WorkerInfo};
 use crate::mpi::comm::{self as transport, Comm, Idle, Keep, PendingSend};
 use crate::remote::call::CallOutput;
-use crate::remote::protocol::{write_frame_into, CallHead};
+use crate::remote::protocol::{write_frame_into, CallHead, KEEP_BUFFER};
 use crate::remote::serve::answer_call;
 use crate::remote::wire::{self, Fields, Kind};
 
@@ -186,39 +186,48 @@ fn serve_calls(pool: Comm) -> Result<bool, String> {
 
 /// Sends one call's outcome, its head in `frame` and its result in `output`: one message, or for
 /// a large result its frame and then the result, sent from its own buffer (a raw tail, a large
-/// byte vector or string result, is sent from the vector the function returned, then freed).
+/// byte vector or string result, is sent from the vector the function returned, then freed; a
+/// large encoded result from `output`'s buffer, which goes back there for the next call).
 fn send_outcome(pool: Comm, frame: &mut Vec<u8>, output: &mut CallOutput) -> Result<(), String> {
-    let large = match output.tail.take() {
+    match output.tail.take() {
         Some(tail) if tail.len() > DETACH => {
             frame.extend_from_slice(&output.bytes);
-            tail
+            transport::send(pool, 0, frame)?;
+            send_large(pool, tail).map(drop)
         }
         Some(tail) => {
             frame.extend_from_slice(&output.bytes);
             frame.extend_from_slice(&tail);
-            return transport::send(pool, 0, frame);
+            transport::send(pool, 0, frame)
         }
         None if output.bytes.len() <= DETACH => {
             frame.extend_from_slice(&output.bytes);
-            return transport::send(pool, 0, frame);
+            transport::send(pool, 0, frame)
         }
-        None => std::mem::take(&mut output.bytes),
-    };
-    transport::send(pool, 0, frame)?;
-    send_large(pool, large)
+        None => {
+            transport::send(pool, 0, frame)?;
+            let mut bytes = send_large(pool, std::mem::take(&mut output.bytes))?;
+            // Reused as the Process worker reuses it: up to `KEEP_BUFFER`.
+            if bytes.capacity() <= KEEP_BUFFER {
+                bytes.clear();
+                output.bytes = bytes;
+            }
+            Ok(())
+        }
+    }
 }
 
-/// Sends a large result and waits until the pool has fetched it, polling with [`Idle`]'s backoff:
-/// a blocking `MPI_Send` of a large message spins on a core until the receiver has copied it, and
-/// the receiver is the pool's one driver thread, which that spinning (two workers on 2 cores)
-/// keeps from its core.
-fn send_large(pool: Comm, bytes: Vec<u8>) -> Result<(), String> {
+/// Sends a large result and waits until MPI is done with its buffer (the pool has fetched it),
+/// polling with [`Idle`]'s backoff: a blocking `MPI_Send` of a large message spins on a core until
+/// the receiver has copied it, and the receiver is the pool's one driver thread, which that
+/// spinning (two workers on 2 cores) keeps from its core. Gives the buffer back.
+fn send_large(pool: Comm, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
     let mut send = PendingSend::start(pool, 0, Keep::Owned(bytes))?;
     let mut idle = Idle::default();
     while !send.test()? {
         idle.pause();
     }
-    Ok(())
+    Ok(send.into_buffer().unwrap_or_default())
 }
 
 /// Answers the hello: `Ready` with this worker's pid, rank and host, or `Refused` with why.

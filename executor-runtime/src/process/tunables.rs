@@ -16,12 +16,15 @@
 //!   the next call. Measured on an Intel Xeon VM (2 vCPUs), 12 alternations of 8 calls on 2 workers:
 //!   64 MiB results at a median 4.00 GB/s against 3.65 without (three such sets: +6 to +12%),
 //!   arguments 4.78 against 4.59; `perf` put the workers' share of the kernel's page clearing at 7%
-//!   of all samples, from 24%. The price: a worker keeps up to 128 MiB more than it uses until it
-//!   exits.
+//!   of all samples, from 24%. The price: glibc gives back only the top of its heap, so memory freed
+//!   below memory still in use stays with the worker until it exits: a worker may keep as much as
+//!   it once used at its peak. Under `memory_limit` (`RLIMIT_DATA`, which counts the heap) the pool
+//!   leaves these two out, so that memory kept for reuse never counts against the cap.
 //!
 //! Where transparent huge pages are `never` the first changes nothing; older glibc ignores the
 //! names. The user's choice wins: a tunable that the inherited `GLIBC_TUNABLES` names at all (say
-//! `glibc.malloc.hugetlb=0`) keeps the user's value, and the pool adds only the others.
+//! `glibc.malloc.hugetlb=0`), or whose older variable is set (`MALLOC_MMAP_MAX_`,
+//! `MALLOC_TRIM_THRESHOLD_`), keeps the user's value, and the pool adds only the others.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -29,11 +32,32 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 /// glibc's variable.
 pub(crate) const TUNABLES: &str = "GLIBC_TUNABLES";
 
-/// What the pool adds, each unless the user's value names it: name and value.
-const ADDED: [(&str, &str); 3] = [
-    ("glibc.malloc.hugetlb", "1"),
-    ("glibc.malloc.mmap_max", "0"),
-    ("glibc.malloc.trim_threshold", "134217728"),
+/// A tunable the pool may add: its name, its value, and glibc's older variable for it, if any.
+struct Tunable {
+    name: &'static str,
+    value: &'static str,
+    variable: Option<&'static str>,
+}
+
+/// Huge pages for large allocations.
+const HUGE_PAGES: Tunable = Tunable {
+    name: "glibc.malloc.hugetlb",
+    value: "1",
+    variable: None,
+};
+
+/// Large freed allocations kept for the next calls (not under `memory_limit`).
+const REUSE: [Tunable; 2] = [
+    Tunable {
+        name: "glibc.malloc.mmap_max",
+        value: "0",
+        variable: Some("MALLOC_MMAP_MAX_"),
+    },
+    Tunable {
+        name: "glibc.malloc.trim_threshold",
+        value: "134217728",
+        variable: Some("MALLOC_TRIM_THRESHOLD_"),
+    },
 ];
 
 /// Tells the worker what the pool appended to `GLIBC_TUNABLES` (the exact text), so that it takes
@@ -41,18 +65,21 @@ const ADDED: [(&str, &str); 3] = [
 pub(crate) const ADDED_ENV: &str = "__EXECUTOR_WORKER_TUNABLES";
 
 /// The worker's `GLIBC_TUNABLES` for an `inherited` one, and the text the pool added, if it adds
-/// any: the tunables of [`ADDED`] that `inherited` does not name, alone or appended with `:`.
-pub(crate) fn with_worker_tunables(inherited: Option<&OsStr>) -> Option<(OsString, String)> {
+/// any: those of `wanted` that `inherited` does not name, alone or appended with `:`.
+fn with_worker_tunables<'a>(
+    inherited: Option<&OsStr>,
+    wanted: impl IntoIterator<Item = &'a Tunable>,
+) -> Option<(OsString, String)> {
     let bytes = inherited.map_or(&[][..], OsStr::as_bytes);
     let names = |name: &str| {
         bytes
             .split(|&b| b == b':')
             .any(|entry| entry.split(|&b| b == b'=').next() == Some(name.as_bytes()))
     };
-    let added: Vec<String> = ADDED
-        .iter()
-        .filter(|(name, _)| !names(name))
-        .map(|(name, value)| format!("{name}={value}"))
+    let added: Vec<String> = wanted
+        .into_iter()
+        .filter(|tunable| !names(tunable.name))
+        .map(|tunable| format!("{}={}", tunable.name, tunable.value))
         .collect();
     if added.is_empty() {
         return None;
@@ -66,10 +93,22 @@ pub(crate) fn with_worker_tunables(inherited: Option<&OsStr>) -> Option<(OsStrin
     Some((OsString::from_vec(value), added))
 }
 
+/// The tunables the pool wants for its workers: huge pages always, reuse unless the workers'
+/// memory is limited; none that the user set through glibc's older variables.
+fn wanted(memory_limited: bool) -> impl Iterator<Item = &'static Tunable> {
+    let reuse = if memory_limited { &[][..] } else { &REUSE[..] };
+    std::iter::once(&HUGE_PAGES).chain(reuse).filter(|tunable| {
+        tunable
+            .variable
+            .is_none_or(|v| std::env::var_os(v).is_none())
+    })
+}
+
 /// The environment entries that give a worker the tunables (see the module's docs): the changed
 /// `GLIBC_TUNABLES` and what was added to it; none where the user's setting names them all.
-pub(crate) fn worker_entries() -> Vec<(&'static str, OsString)> {
-    match with_worker_tunables(std::env::var_os(TUNABLES).as_deref()) {
+pub(crate) fn worker_entries(memory_limited: bool) -> Vec<(&'static str, OsString)> {
+    let inherited = std::env::var_os(TUNABLES);
+    match with_worker_tunables(inherited.as_deref(), wanted(memory_limited)) {
         Some((value, added)) => vec![(TUNABLES, value), (ADDED_ENV, OsString::from(added))],
         None => Vec::new(),
     }
@@ -110,14 +149,18 @@ mod tests {
     const ALL: &str = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:\
                        glibc.malloc.trim_threshold=134217728";
 
+    fn all() -> impl Iterator<Item = &'static Tunable> {
+        std::iter::once(&HUGE_PAGES).chain(&REUSE)
+    }
+
     #[test]
     fn the_pool_adds_its_tunables_and_the_worker_takes_them_out() {
-        let (value, added) = with_worker_tunables(None).unwrap();
+        let (value, added) = with_worker_tunables(None, all()).unwrap();
         assert_eq!(value, ALL);
         assert_eq!(added, ALL);
         assert_eq!(without_added(&value, OsStr::new(&added)), None);
         let inherited = OsStr::new("glibc.malloc.arena_max=2");
-        let (value, added) = with_worker_tunables(Some(inherited)).unwrap();
+        let (value, added) = with_worker_tunables(Some(inherited), all()).unwrap();
         assert_eq!(value, format!("glibc.malloc.arena_max=2:{ALL}").as_str());
         assert_eq!(
             without_added(&value, OsStr::new(&added)).as_deref(),
@@ -129,7 +172,7 @@ mod tests {
     #[test]
     fn a_tunable_the_user_names_keeps_the_users_value() {
         let inherited = OsStr::new("glibc.malloc.hugetlb=0");
-        let (value, added) = with_worker_tunables(Some(inherited)).unwrap();
+        let (value, added) = with_worker_tunables(Some(inherited), all()).unwrap();
         assert_eq!(
             value,
             "glibc.malloc.hugetlb=0:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=134217728"
@@ -140,10 +183,16 @@ mod tests {
         );
         let named = "glibc.malloc.mmap_max=65536:glibc.malloc.hugetlb=2:\
                      glibc.malloc.trim_threshold=0";
-        assert_eq!(with_worker_tunables(Some(OsStr::new(named))), None);
+        assert_eq!(with_worker_tunables(Some(OsStr::new(named)), all()), None);
         // A name is a whole entry's name, not part of another's.
         let (value, _) =
-            with_worker_tunables(Some(OsStr::new("glibc.malloc.hugetlb_x=1"))).unwrap();
+            with_worker_tunables(Some(OsStr::new("glibc.malloc.hugetlb_x=1")), all()).unwrap();
         assert_eq!(value, format!("glibc.malloc.hugetlb_x=1:{ALL}").as_str());
+    }
+
+    #[test]
+    fn workers_under_a_memory_limit_keep_no_freed_memory_for_reuse() {
+        let names: Vec<&str> = wanted(true).map(|tunable| tunable.name).collect();
+        assert_eq!(names, ["glibc.malloc.hugetlb"]);
     }
 }

@@ -17,8 +17,11 @@ const HUGE_PAGE: usize = 2 << 20;
 
 /// The most a buffer reserves before its bytes arrive, so that a corrupt length costs at most this
 /// (untouched) reservation: a longer payload grows its buffer in 16 MiB steps as its bytes arrive
-/// (`wire::read_into`; glibc grows a buffer this large with `mremap`, without copying it). The same
-/// bound as the message buffers a side keeps (`protocol::KEEP_BUFFER`).
+/// (`wire::read_into`). In the pool's process (glibc's defaults) a buffer this large is a mapping
+/// of its own, which glibc grows with `mremap`, without copying it; in a worker, whose large
+/// allocations come from the heap (`process::tunables`), it grows in place at the heap's top, and
+/// is copied only where a live allocation sits above it. The same bound as the message buffers a
+/// side keeps (`protocol::KEEP_BUFFER`).
 pub(crate) const RESERVE_AHEAD: usize = 64 << 20;
 
 /// An empty vector with room for `len` bytes (up to [`RESERVE_AHEAD`]), its pages advised for
@@ -64,9 +67,11 @@ pub(crate) fn fill_fresh(
 }
 
 /// Advises a large vector's allocation for transparent huge pages: every page it spans, rounded
-/// out to whole pages. An allocation this large is a mapping of its own (glibc maps anything over
-/// 32 MiB, and often less, by itself), and advising all of it keeps it one mapping, which
-/// `realloc` can then grow by moving it (`mremap`, no copy). Advising only the 2 MiB pages inside
+/// out to whole pages. In the pool's process an allocation this large is a mapping of its own
+/// (glibc's defaults map anything over 32 MiB, and often less, by itself), and advising all of it
+/// keeps it one mapping, which `realloc` can then grow by moving it (`mremap`, no copy). (In a
+/// worker it lies in the heap, which glibc advises the same way under the pool's
+/// `glibc.malloc.hugetlb=1`; where the user turned that off, this advice still covers the buffer.) Advising only the 2 MiB pages inside
 /// it split the mapping in three, `mremap` refused to move it (`EFAULT`), and glibc copied it into
 /// a new one instead: a 256 MiB result read in 64 MiB steps peaked at 1.5× its size
 /// (`tests/load.rs`, `process_256`). The pages at either end may hold the allocator's own bytes or

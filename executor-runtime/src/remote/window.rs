@@ -16,16 +16,21 @@ const RESULT_BYTES_IN_FLIGHT: f64 = 1024.0 * 1024.0;
 /// The most calls in flight to one worker.
 const MAX_WINDOW: usize = 256;
 
+/// Folds `sample` into a moving `average` (a fifth of its weight to the newest; the first sample
+/// sets it).
+fn fold_into(average: &mut f64, sample: f64) {
+    *average = if *average == 0.0 {
+        sample
+    } else {
+        0.8 * *average + 0.2 * sample
+    };
+}
+
 /// Folds a call's run time into the moving `average_ns` of a worker's calls and gives the window
 /// that keeps about `WORK_IN_FLIGHT_NS` of work in flight: one call at a time when calls are long,
 /// up to `MAX_WINDOW` when they are tiny.
 fn next_window(average_ns: &mut f64, elapsed_ns: u64) -> usize {
-    let elapsed = elapsed_ns as f64;
-    *average_ns = if *average_ns == 0.0 {
-        elapsed
-    } else {
-        0.8 * *average_ns + 0.2 * elapsed
-    };
+    fold_into(average_ns, elapsed_ns as f64);
     let window = WORK_IN_FLIGHT_NS / average_ns.max(1_000.0);
     (window as usize).clamp(1, MAX_WINDOW)
 }
@@ -71,12 +76,7 @@ impl Window {
     /// returned `bytes` of result.
     pub(crate) fn record(&mut self, elapsed_ns: u64, bytes: usize) {
         let by_time = next_window(&mut self.average_ns, elapsed_ns);
-        let bytes = bytes as f64;
-        self.average_bytes = if self.average_bytes == 0.0 {
-            bytes
-        } else {
-            0.8 * self.average_bytes + 0.2 * bytes
-        };
+        fold_into(&mut self.average_bytes, bytes as f64);
         let by_bytes = (RESULT_BYTES_IN_FLIGHT / self.average_bytes.max(1.0)) as usize;
         self.calls = by_time.min(by_bytes).max(1);
     }
@@ -90,7 +90,9 @@ impl Window {
 /// How many of `queued` calls one of `workers` workers that could take them may take at once: its
 /// fair share, rounded up, and at least one. Without it the first worker whose window opens takes
 /// a whole queue of calls that move large arguments but run quickly, and the others idle (200
-/// calls with 1 MiB arguments on 2 Mpi workers: one took 199).
+/// calls with 1 MiB arguments on 2 Mpi workers: one took 199). The share is of what is queued
+/// now, not of the block: a worker that comes back for more while its calls are in flight takes a
+/// share of what is left (its own calls in flight are not counted against it).
 pub(crate) fn fair_share(queued: usize, workers: usize) -> usize {
     queued.div_ceil(workers.max(1)).max(1)
 }
