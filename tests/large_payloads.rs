@@ -10,6 +10,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use concurrent_futures::{pool, TaskError};
 
+mod common;
+use common::payloads::{patterned_bytes, two_byte_text};
+
 /// A raw tail of its own from this size (`wire::OWN_PART`).
 const OWN_PART: usize = 16 << 10;
 
@@ -30,27 +33,6 @@ fn alone() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Bytes that differ from place to place, so that a misplaced or missing chunk shows.
-fn bytes(len: usize) -> Vec<u8> {
-    // A prime period, built once and repeated (fast in debug builds too).
-    let period: Vec<u8> = (0..251).map(|i| (i * 31 % 251) as u8).collect();
-    let mut bytes = Vec::with_capacity(len);
-    while bytes.len() < len {
-        let more = (len - bytes.len()).min(period.len());
-        bytes.extend_from_slice(&period[..more]);
-    }
-    bytes
-}
-
-/// Text of `len` bytes with two-byte characters, so that a cut inside one would not be UTF-8.
-fn text(len: usize) -> String {
-    let mut text = "é".repeat(len / 2);
-    if len % 2 == 1 {
-        text.push('x');
-    }
-    text
-}
-
 fn echo_bytes(bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
@@ -64,11 +46,11 @@ fn copy_borrowed(text: &str, bytes: &[u8]) -> (usize, String, Vec<u8>) {
 }
 
 fn make_bytes(len: usize) -> Vec<u8> {
-    bytes(len)
+    patterned_bytes(len, 0)
 }
 
 fn make_text(len: usize) -> String {
-    text(len)
+    two_byte_text(len)
 }
 
 #[test]
@@ -76,10 +58,10 @@ fn byte_vectors_and_strings_round_trip_as_arguments_and_results_at_every_size() 
     let _alone = alone();
     pool!(Process(max_workers = 1) => {
         for len in SIZES {
-            let sent = bytes(len);
+            let sent = patterned_bytes(len, 0);
             assert!(submit(echo_bytes, sent.clone()).result().unwrap() == sent, "Vec<u8> of {len}");
             assert!(submit(make_bytes, len).result().unwrap() == sent, "Vec<u8> result of {len}");
-            let sent = text(len);
+            let sent = two_byte_text(len);
             assert!(submit(echo_text, sent.clone()).result().unwrap() == sent, "String of {len}");
             assert!(submit(make_text, len).result().unwrap() == sent, "String result of {len}");
         }
@@ -90,7 +72,7 @@ fn byte_vectors_and_strings_round_trip_as_arguments_and_results_at_every_size() 
 fn borrowed_text_and_bytes_round_trip_at_every_size() {
     let _alone = alone();
     for len in SIZES {
-        let (text, bytes) = (text(len), bytes(len));
+        let (text, bytes) = (two_byte_text(len), patterned_bytes(len, 0));
         let (total, text_back, bytes_back) = pool!(Process(max_workers = 1) => { submit(copy_borrowed, text.as_str(), bytes.as_slice()).result().unwrap() });
         assert_eq!(total, 2 * len, "lengths of {len}");
         assert!(
@@ -150,7 +132,7 @@ fn a_worker_that_dies_in_the_middle_of_a_large_result_fails_that_call_and_leaks_
     );
     assert_eq!(
         next.unwrap(),
-        bytes(1 << 20),
+        patterned_bytes(1 << 20, 0),
         "a replacement worker serves the next call"
     );
     assert_eq!(

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use concurrent_futures::{pool, TaskError, WorkerDeath};
 
+mod common;
+use common::payloads::{patterned_bytes, two_byte_text};
+
 /// Tails at least this long take the ring (`ring::RING_MIN`).
 const RING_MIN: usize = 256 << 10;
 /// A ring's slots and their size (`ring::SLOTS`, `ring::CHUNK`).
@@ -29,26 +32,6 @@ const SIZES: [usize; 9] = [
     48 << 20,
 ];
 
-/// Bytes that differ from place to place (a prime period), so that a misplaced chunk shows.
-fn bytes(len: usize, seed: usize) -> Vec<u8> {
-    let period: Vec<u8> = (0..251).map(|i| ((i * 31 + seed) % 251) as u8).collect();
-    let mut bytes = Vec::with_capacity(len);
-    while bytes.len() < len {
-        let more = (len - bytes.len()).min(period.len());
-        bytes.extend_from_slice(&period[..more]);
-    }
-    bytes
-}
-
-/// Text of `len` bytes with two-byte characters, so that a chunk cut inside one shows.
-fn text(len: usize) -> String {
-    let mut text = "é".repeat(len / 2);
-    if len % 2 == 1 {
-        text.push('x');
-    }
-    text
-}
-
 fn echo_bytes(bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
@@ -66,11 +49,11 @@ fn copy_str(text: &str) -> String {
 }
 
 fn make_bytes(len: usize, seed: usize) -> Vec<u8> {
-    bytes(len, seed)
+    patterned_bytes(len, seed)
 }
 
 fn make_text(len: usize) -> String {
-    text(len)
+    two_byte_text(len)
 }
 
 fn length(bytes: Vec<u8>) -> usize {
@@ -149,11 +132,11 @@ fn tails_cross_the_ring_whole_as_arguments_and_results_of_every_kind_and_size() 
     within(|| {
         pool!(Process(max_workers = 1) => {
             for (seed, len) in SIZES.into_iter().enumerate() {
-                let sent = bytes(len, seed);
+                let sent = patterned_bytes(len, seed);
                 assert!(submit(echo_bytes, sent.clone()).result().unwrap() == sent, "Vec<u8> of {len}");
                 assert!(submit(copy_slice, sent.as_slice()).result().unwrap() == sent, "&[u8] of {len}");
                 assert!(submit(make_bytes, len, seed).result().unwrap() == sent, "Vec<u8> result of {len}");
-                let sent = text(len);
+                let sent = two_byte_text(len);
                 assert!(submit(echo_text, sent.clone()).result().unwrap() == sent, "String of {len}");
                 assert!(submit(copy_str, sent.as_str()).result().unwrap() == sent, "&str of {len}");
                 assert!(submit(make_text, len).result().unwrap() == sent, "String result of {len}");
@@ -168,7 +151,7 @@ fn large_and_small_calls_interleaved_on_two_workers_keep_their_own_payloads() {
         pool!(Process(max_workers = 2) => {
             let futures: Vec<_> = (0..24)
                 .map(|i| match i % 3 {
-                    0 => (i, Some(submit(echo_bytes, bytes(3 << 20, i))), None),
+                    0 => (i, Some(submit(echo_bytes, patterned_bytes(3 << 20, i))), None),
                     1 => (i, Some(submit(make_bytes, (2 << 20) + i, i)), None),
                     _ => (i, None, Some(submit(add, i as u64, 1))),
                 })
@@ -177,8 +160,8 @@ fn large_and_small_calls_interleaved_on_two_workers_keep_their_own_payloads() {
                 match (large, small) {
                     (Some(large), _) => {
                         let expected = match i % 3 {
-                            0 => bytes(3 << 20, i),
-                            _ => bytes((2 << 20) + i, i),
+                            0 => patterned_bytes(3 << 20, i),
+                            _ => patterned_bytes((2 << 20) + i, i),
                         };
                         assert!(large.result().unwrap() == expected, "call {i}");
                     }
@@ -204,11 +187,11 @@ fn a_worker_that_aborts_while_its_large_result_crosses_fails_that_call_alone() {
         "{died:?}"
     );
     assert!(
-        beside.unwrap() == bytes(8 << 20, 5),
+        beside.unwrap() == patterned_bytes(8 << 20, 5),
         "the other worker's call"
     );
     assert!(
-        next.unwrap() == bytes(4 << 20, 6),
+        next.unwrap() == patterned_bytes(4 << 20, 6),
         "a replacement serves the next call"
     );
 }
@@ -218,8 +201,8 @@ fn a_worker_that_aborts_while_a_large_argument_crosses_fails_that_call_alone() {
     let (died, next) = within(|| {
         pool!(Process(max_workers = 1) => {
             submit(abort_once_the_ring_is_used).result().unwrap();
-            let died = submit(length, bytes(256 << 20, 1)).result();
-            (died, submit(length, bytes(4 << 20, 2)).result())
+            let died = submit(length, patterned_bytes(256 << 20, 1)).result();
+            (died, submit(length, patterned_bytes(4 << 20, 2)).result())
         })
     });
     assert!(
@@ -239,7 +222,7 @@ fn a_worker_killed_by_timeout_while_a_large_argument_waits_in_the_ring_is_replac
             // A tiny call first: the pool then keeps several calls in flight to the worker.
             let tiny = submit(add, 1, 2).result();
             let slow = submit(nap, 60_000);
-            let large = submit(length, bytes(16 << 20, 3));
+            let large = submit(length, patterned_bytes(16 << 20, 3));
             (tiny, slow.result(), large.result())
         })
     });
@@ -254,8 +237,8 @@ fn a_worker_that_writes_an_impossible_count_into_its_ring_is_killed_as_a_protoco
         pool!(Process(max_workers = 1) => {
             let found = submit(corrupt_the_rings_consumed_count).result().unwrap();
             // The pool reads the worker's count before it copies a large argument's first chunk.
-            let broken = submit(length, bytes(1 << 20, 2)).result();
-            (found, broken, submit(length, bytes(1 << 20, 3)).result())
+            let broken = submit(length, patterned_bytes(1 << 20, 2)).result();
+            (found, broken, submit(length, patterned_bytes(1 << 20, 3)).result())
         })
     });
     assert!(found, "the worker found its ring's mapping");

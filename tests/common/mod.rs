@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test file uses part of this
 
+pub(crate) mod payloads;
+
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
