@@ -14,7 +14,7 @@ use crate::remote::call::CallStatus;
 use crate::remote::protocol::{write_frame_into, CallHead, OutcomeHead};
 use crate::remote::queue::{Outcome, Queued, RemoteJobRef};
 use crate::remote::serve::initializer_failure;
-use crate::remote::window::{fair_share, Window};
+use crate::remote::window::Window;
 use crate::remote::wire::{self, Fields, Kind};
 use crate::task::error::WorkerDeath;
 
@@ -404,11 +404,11 @@ impl Ranks {
                 return self.send_initializer(slot, block, initializer);
             }
         }
-        let room = self.workers[slot].window.calls() - self.workers[slot].in_flight.len();
-        let room = room.min(fair_share(
+        let room = self.workers[slot].window.room(
+            self.workers[slot].in_flight.len(),
             block.backend.queued.load(Ordering::SeqCst),
             self.workers_for(block),
-        ));
+        );
         let mut message = Vec::new();
         let mut cancelled = 0;
         let mut count = 0;

@@ -23,7 +23,6 @@ use crate::process::ring::{self, Ring, Sender, Side};
 use crate::process::spawn::{self, worker_env, WorkerProcess};
 use crate::process::worker::Hello;
 use crate::remote::queue::{QueueState, Queued, RemoteJobRef};
-use crate::remote::window::fair_share;
 use crate::remote::wire::{self, Kind, ReadError};
 /// Arguments longer than this are written straight from their buffer instead of being copied
 /// into a batch with other calls.
@@ -327,9 +326,10 @@ fn writer_loop(
                 .unwrap_or_else(|e| e.into_inner());
         }
         let link = &state.backend.links[slot];
-        let mut room = link.window.calls() - link.in_flight.len();
         let ready = state.backend.links.iter().filter(|l| l.serving());
-        room = room.min(fair_share(state.queue.len(), ready.count()));
+        let mut room = link
+            .window
+            .room(link.in_flight.len(), state.queue.len(), ready.count());
         if let Some(most) = shared.backend.max_tasks_per_child {
             room = room.min(most - state.backend.links[slot].sent);
         }

@@ -85,6 +85,15 @@ impl Window {
     pub(crate) fn calls(&self) -> usize {
         self.calls
     }
+
+    /// How many calls the worker may take now, with `in_flight` calls in flight, from `queued`
+    /// calls that `workers` workers could take: the room left in its window, at most its
+    /// [`fair_share`]. None where the window is full, or shrank below what is in flight.
+    pub(crate) fn room(&self, in_flight: usize, queued: usize, workers: usize) -> usize {
+        self.calls
+            .saturating_sub(in_flight)
+            .min(fair_share(queued, workers))
+    }
 }
 
 /// How many of `queued` calls one of `workers` workers that could take them may take at once: its
@@ -93,7 +102,7 @@ impl Window {
 /// calls with 1 MiB arguments on 2 Mpi workers: one took 199). The share is of what is queued
 /// now, not of the block: a worker that comes back for more while its calls are in flight takes a
 /// share of what is left (its own calls in flight are not counted against it).
-pub(crate) fn fair_share(queued: usize, workers: usize) -> usize {
+fn fair_share(queued: usize, workers: usize) -> usize {
     queued.div_ceil(workers.max(1)).max(1)
 }
 
@@ -155,5 +164,22 @@ mod tests {
         assert_eq!(fair_share(1, 4), 1);
         assert_eq!(fair_share(0, 2), 1);
         assert_eq!(fair_share(5, 0), 5);
+    }
+
+    #[test]
+    fn a_workers_room_is_what_its_window_has_left_within_its_share() {
+        let mut window = Window::new();
+        window.serve(1);
+        window.record(1_000, 8);
+        assert_eq!(window.calls(), 256);
+        assert_eq!(window.room(6, 1_000, 2), 250, "the window's room");
+        assert_eq!(window.room(6, 100, 2), 50, "the fair share");
+        window.record(10_000_000, 8);
+        assert!(window.calls() < 6);
+        assert_eq!(
+            window.room(6, 100, 2),
+            0,
+            "a window that shrank below its calls in flight"
+        );
     }
 }
