@@ -1,6 +1,7 @@
 //! The Mpi backend against its peers and its floor, 2 workers, all in one run: 20,000 tiny tasks,
 //! 200 tasks with a 1 MiB argument, start-up, and `map` over 20,000 items (chunks of 100), through
-//! `pool!(Mpi)` launched (`mpirun -n 3`) and singleton (spawned workers), `pool!(Process)`, and
+//! `pool!(Mpi)` launched (`mpirun -n 3`; once more with rank 0's heap on transparent huge pages,
+//! `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`) and singleton (spawned workers), `pool!(Process)`, and
 //! `mpi4py.futures` (`benches/python/mpi_futures.py`, launched with `mpirun -n 3 python3 -m
 //! mpi4py.futures`, when mpi4py is installed); the floor is an rsmpi ping-pong between two
 //! processes, over shared memory and over TCP.
@@ -12,9 +13,14 @@
 //! The binary plays several parts, picked by its first argument: with none it is the conductor,
 //! which runs the others and prints the table; `--measure NAME` measures `pool!(Mpi)` in this
 //! process (launched or alone), `--measure-process` the same through `pool!(Process)`;
-//! `--pingpong` and `--pingpong-child` are the floor. `MPI_BENCH_ONLY=arguments` (or `results`,
+//! `--pingpong` and `--pingpong-child` are the floor, `--cma` times the system call under its large
+//! messages alone (`mpi/cma.rs`). `MPI_BENCH_ONLY=arguments` (or `results`,
 //! `tiny`, `map`) measures one row alone, and `MPI_BENCH_WORKERS=n` sets the workers (2), for
-//! `perf` and for probes; `MPI_BENCH_SAMPLES=1` prints each row's samples, not only their median.
+//! `perf` and for probes; `MPI_BENCH_SAMPLES=1` prints each row's samples, not only their median, and
+//! `MPI_BENCH_RUNS=n` takes n samples of each (5).
+
+#[path = "mpi/cma.rs"]
+mod cma;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -34,7 +40,13 @@ static WORKERS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
         .and_then(|w| w.parse().ok())
         .unwrap_or(2)
 });
-const RUNS: usize = 5;
+/// Samples per row; `MPI_BENCH_RUNS=n` sets more, for probes that need the rows to last.
+static RUNS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("MPI_BENCH_RUNS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(5)
+});
 
 fn add(a: u64, b: u64) -> u64 {
     a + b
@@ -64,6 +76,7 @@ fn main() {
         Some("--measure-process") => measure_process(),
         Some("--pingpong") => ping_pong(),
         Some("--pingpong-child") => ping_pong_child(),
+        Some("--cma") => cma::cma(),
         _ => conduct(),
     }
 }
@@ -94,7 +107,7 @@ macro_rules! measure_backend {
         let only = std::env::var("MPI_BENCH_ONLY").ok();
         let wanted = |row: &str| only.as_deref().is_none_or(|o| o == row);
         if wanted("tiny") {
-        let tiny: Vec<f64> = (0..RUNS)
+        let tiny: Vec<f64> = (0..*RUNS)
             .map(|_| {
                 let started = Instant::now();
                 let out: Vec<u64> = pool!($backend(max_workers = *WORKERS) => {
@@ -110,7 +123,7 @@ macro_rules! measure_backend {
         if wanted("arguments") {
 
         let payload = vec![7u8; 1 << 20];
-        let bytes: Vec<f64> = (0..RUNS)
+        let bytes: Vec<f64> = (0..*RUNS)
             .map(|_| {
                 let payloads = vec![payload.clone(); PAYLOADS];
                 let started = Instant::now();
@@ -126,7 +139,7 @@ macro_rules! measure_backend {
         }
         if wanted("results") {
 
-        let results: Vec<f64> = (0..RUNS)
+        let results: Vec<f64> = (0..*RUNS)
             .map(|_| {
                 let started = Instant::now();
                 let total: usize = pool!($backend(max_workers = *WORKERS) => {
@@ -141,7 +154,7 @@ macro_rules! measure_backend {
         }
         if wanted("map") {
 
-        let mapped: Vec<f64> = (0..RUNS)
+        let mapped: Vec<f64> = (0..*RUNS)
             .map(|_| {
                 let started = Instant::now();
                 let sum: u64 = pool!($backend(max_workers = *WORKERS) => {
@@ -290,6 +303,10 @@ fn collect(mut command: Command, what: &str) -> BTreeMap<String, f64> {
     figures
 }
 
+/// The launched run whose rank 0 allocates on huge pages, and the setting that makes it so.
+const HUGE_PAGES: &str = "pool!(Mpi) launched, rank 0's heap on huge pages";
+const HUGE_PAGE_HEAP: &str = "GLIBC_TUNABLES=glibc.malloc.hugetlb=1";
+
 fn conduct() {
     let exe = std::env::current_exe().unwrap();
     let mpirun = |args: &[&str]| {
@@ -302,6 +319,18 @@ fn conduct() {
     let mut launched = mpirun(&["-n", "3"]);
     launched.arg(&exe).arg("--measure");
     columns.push(("pool!(Mpi) launched", collect(launched, "launched")));
+
+    // The same, with the pool's process (rank 0) allocating on transparent huge pages: Open MPI
+    // copies a large argument out of the caller's memory a page at a time (CMA), and 4 KiB pages
+    // cost the workers more than the copy itself (`follow_page_pte` above `_copy_to_iter` in
+    // `perf`). A setting of the user's program, not of the pool: the row shows what it buys.
+    let mut huge = mpirun(&["-n", "1", "-x", HUGE_PAGE_HEAP]);
+    huge.arg(&exe)
+        .arg("--measure")
+        .args([":", "-n", "2"])
+        .arg(&exe)
+        .arg("--measure");
+    columns.push((HUGE_PAGES, collect(huge, "launched, huge pages")));
 
     let mut alone = Command::new(&exe);
     alone.arg("--measure");
@@ -367,6 +396,10 @@ fn conduct() {
         collect(floor, "ping-pong, spawned"),
     ));
 
+    let mut cma = Command::new(&exe);
+    cma.arg("--cma");
+    let cma = collect(cma, "CMA");
+
     println!();
     println!("| run | start-up (ms) | tiny task (µs) | 1 MiB arguments (GB/s) | 1 MiB results (GB/s) | map, chunks of 100 (µs/item) | ping-pong round trip (µs) | ping-pong 1 MiB, one buffer (GB/s) | ping-pong 1 MiB, 200 buffers (GB/s) |");
     println!("|---|---|---|---|---|---|---|---|---|");
@@ -394,6 +427,7 @@ fn conduct() {
     };
     for (mode, floor) in [
         ("pool!(Mpi) launched", "rsmpi ping-pong, shared memory"),
+        (HUGE_PAGES, "rsmpi ping-pong, shared memory"),
         ("pool!(Mpi) launched, TCP", "rsmpi ping-pong, TCP"),
         ("pool!(Mpi) singleton", "rsmpi ping-pong, spawned"),
     ] {
@@ -411,6 +445,29 @@ fn conduct() {
                 arguments / one,
                 arguments / distinct,
                 results / arguments
+            );
+        }
+    }
+    let get = |name: &str, key: &str| columns.iter().find(|c| c.0 == name)?.1.get(key).copied();
+    if let (Some(small), Some(huge), Some(one)) = (
+        cma.get("cma_distinct_gb_per_s"),
+        cma.get("cma_distinct_huge_gb_per_s"),
+        cma.get("cma_one_buffer_gb_per_s"),
+    ) {
+        println!(
+            "\nCMA alone (process_vm_readv, the copy under large messages on one host), 200 MiB \
+             pulled by 2 processes from 200 distinct 1 MiB buffers of a third: {small:.2} GB/s on \
+             4 KiB pages, {huge:.2} on huge pages; by 1 process from one buffer: {one:.2}"
+        );
+        if let (Some(plain), Some(advised)) = (
+            get("pool!(Mpi) launched", "mib_gb_per_s"),
+            get(HUGE_PAGES, "mib_gb_per_s"),
+        ) {
+            println!(
+                "1 MiB arguments at {:.2} of CMA's rate on 4 KiB pages (pool!(Mpi) launched) and \
+                 {:.2} of it on huge pages ({HUGE_PAGES})",
+                plain / small,
+                advised / huge
             );
         }
     }

@@ -392,6 +392,53 @@ impl PendingSend {
         Ok(self.done)
     }
 
+    /// Tests every send of `sends` not yet complete with one `MPI_Testsome`, marking those that
+    /// completed. One call drives MPI's progress once for all of them, where an `MPI_Test` each
+    /// drives it once per send, and on an oversubscribed node Open MPI yields the core at each
+    /// drive that found nothing to do (`mpi_yield_when_idle`): with 200 calls of 1 MiB arguments
+    /// in flight to 2 workers, the driver made about 168 `sched_yield` calls per call.
+    pub(crate) fn test_all<'a>(
+        sends: impl IntoIterator<Item = &'a mut PendingSend>,
+    ) -> Result<(), String> {
+        let mut pending: Vec<&'a mut PendingSend> = sends.into_iter().filter(|s| !s.done).collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut requests: Vec<ffi::MPI_Request> = pending.iter().map(|s| s.request).collect();
+        let mut indices: Vec<c_int> = vec![0; requests.len()];
+        let mut completed: c_int = 0;
+        let count = c_int::try_from(requests.len()).map_err(|_| "too many sends".to_string())?;
+        // SAFETY: `requests` holds `count` live requests, each from `MPI_Isend` and not yet
+        // complete (`done` is false); `indices` has room for `count` entries. MPI frees a request
+        // that completes and sets its entry in `requests` to null; the `PendingSend` holding the
+        // same handle is marked done below and never passes it to MPI again.
+        let code = unsafe {
+            ffi::MPI_Testsome(
+                count,
+                requests.as_mut_ptr(),
+                &mut completed,
+                indices.as_mut_ptr(),
+                ffi::RSMPI_STATUSES_IGNORE,
+            )
+        };
+        check(code, "MPI_Testsome")?;
+        // `MPI_UNDEFINED` (negative) only when no request was active, which `pending` rules out.
+        for &index in indices.iter().take(completed.max(0) as usize) {
+            if let Some(send) = pending.get_mut(index as usize) {
+                // SAFETY: reads a constant of the MPI library.
+                send.request = unsafe { ffi::RSMPI_REQUEST_NULL };
+                send.done = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the send has completed (marked by [`PendingSend::test`] or
+    /// [`PendingSend::test_all`]).
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+
     /// The buffer a completed send of [`Keep::Owned`] bytes read from, for reuse; `None` for a
     /// tail, or while the send has not completed (MPI may still read the bytes).
     pub(crate) fn into_buffer(mut self) -> Option<Vec<u8>> {

@@ -351,8 +351,9 @@ impl Ranks {
     /// Forgets sends that completed; whether any did.
     pub(crate) fn test_sends(&mut self) -> bool {
         let before = self.sends.len();
-        self.sends
-            .retain_mut(|(_, send)| !matches!(send.test(), Ok(true)));
+        // A failed test marks nothing: those sends stay until their worker is found gone.
+        let _ = PendingSend::test_all(self.sends.iter_mut().map(|(_, send)| send));
+        self.sends.retain(|(_, send)| !send.is_done());
         self.sends.len() != before
     }
 
