@@ -1,5 +1,6 @@
 //! The Mpi backend against its peers and its floor, 2 workers, all in one run: 20,000 tiny tasks,
-//! 200 tasks with a 1 MiB argument, start-up, and `map` over 20,000 items (chunks of 100), through
+//! 200 tasks with a 1 MiB argument, 200 with a 1 MiB result (made by copying a prebuilt vector,
+//! and built with `vec!`), start-up, and `map` over 20,000 items (chunks of 100), through
 //! `pool!(Mpi)` launched (`mpirun -n 3`; once more with rank 0's heap on transparent huge pages,
 //! `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`) and singleton (spawned workers), `pool!(Process)`, and
 //! `mpi4py.futures` (`benches/python/mpi_futures.py`, launched with `mpirun -n 3 python3 -m
@@ -21,14 +22,14 @@
 
 #[path = "mpi/cma.rs"]
 mod cma;
+#[path = "mpi/floor.rs"]
+mod floor;
 
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Instant;
 
-use concurrent_futures::__private::mpi;
 use concurrent_futures::pool;
-use mpi::traits::*;
 
 const TASKS: usize = 20_000;
 const PAYLOADS: usize = 200;
@@ -69,13 +70,19 @@ fn mebibyte(seed: u8) -> Vec<u8> {
     bytes
 }
 
+/// A 1 MiB result built in the worker without a copy (`vec![seed; n]`: one pass of writes), as
+/// the report's Process results are: beside `mebibyte`, it shows what the extra copy costs.
+fn built(seed: u8) -> Vec<u8> {
+    vec![seed | 1; 1 << 20]
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("--measure") => measure_mpi(),
         Some("--measure-process") => measure_process(),
-        Some("--pingpong") => ping_pong(),
-        Some("--pingpong-child") => ping_pong_child(),
+        Some("--pingpong") => floor::ping_pong(),
+        Some("--pingpong-child") => floor::ping_pong_child(),
         Some("--cma") => cma::cma(),
         _ => conduct(),
     }
@@ -151,6 +158,18 @@ macro_rules! measure_backend {
             })
             .collect();
         report("mib_results_gb_per_s", median(results));
+        let results: Vec<f64> = (0..*RUNS)
+            .map(|_| {
+                let started = Instant::now();
+                let total: usize = pool!($backend(max_workers = *WORKERS) => {
+                    let futures: Vec<_> = (0..PAYLOADS).map(|i| submit(built, i as u8)).collect();
+                    futures.into_iter().map(|f| f.result().unwrap().len()).sum()
+                });
+                assert_eq!(total, PAYLOADS << 20);
+                (PAYLOADS << 20) as f64 / started.elapsed().as_secs_f64() / 1e9
+            })
+            .collect();
+        report("mib_built_results_gb_per_s", median(results));
         }
         if wanted("map") {
 
@@ -176,96 +195,6 @@ fn measure_mpi() {
 
 fn measure_process() {
     measure_backend!(Process);
-}
-
-/// The floor: 1-byte round trips and 1 MiB transfers between two ranks of a launched job
-/// (`mpirun -n 2`, with `EXECUTOR_MPI_RANKS_RUN_MAIN` so that both run `main`), or between this
-/// process and one it spawns (the transport a singleton's pool has).
-fn ping_pong() {
-    let universe = mpi::initialize().expect("MPI starts");
-    let world = universe.world();
-    if world.size() == 2 {
-        let peer = world.process_at_rank(1 - world.rank());
-        if world.rank() == 0 {
-            ping(&peer);
-        } else {
-            pong(&peer);
-        }
-        return;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe);
-    child.arg("--pingpong-child");
-    let inter = world
-        .process_at_rank(0)
-        .spawn(&child, 1)
-        .expect("the child starts");
-    ping(&inter.process_at_rank(0));
-}
-
-fn ping_pong_child() {
-    let universe = mpi::initialize().expect("MPI starts");
-    let parent = universe.world().parent().expect("spawned by --pingpong");
-    pong(&parent.process_at_rank(0));
-}
-
-const ROUNDS: usize = 20_000;
-const WARM_UP: usize = 1_000;
-
-fn ping(peer: &(impl Destination + Source)) {
-    let mut byte = [0u8; 1];
-    for _ in 0..WARM_UP {
-        peer.send(&byte[..]);
-        peer.receive_into(&mut byte[..]);
-    }
-    let started = Instant::now();
-    for _ in 0..ROUNDS {
-        peer.send(&byte[..]);
-        peer.receive_into(&mut byte[..]);
-    }
-    report(
-        "pingpong_us",
-        started.elapsed().as_secs_f64() * 1e6 / ROUNDS as f64,
-    );
-    let big = vec![5u8; 1 << 20];
-    let mut ack = [0u8; 1];
-    let started = Instant::now();
-    for _ in 0..PAYLOADS {
-        peer.send(&big[..]);
-    }
-    peer.receive_into(&mut ack[..]);
-    report(
-        "pingpong_mib_gb_per_s",
-        (PAYLOADS << 20) as f64 / started.elapsed().as_secs_f64() / 1e9,
-    );
-    // The same bytes from 200 buffers of their own, as 200 calls' arguments are: 200 MiB that no
-    // cache holds, where one buffer sent 200 times stays in cache (here 4.3-4.4 against 9.6-9.7
-    // GB/s, three runs of each, one after the other).
-    let bigs: Vec<Vec<u8>> = (0..PAYLOADS).map(|i| vec![i as u8 | 1; 1 << 20]).collect();
-    let started = Instant::now();
-    for big in &bigs {
-        peer.send(&big[..]);
-    }
-    peer.receive_into(&mut ack[..]);
-    report(
-        "pingpong_distinct_mib_gb_per_s",
-        (PAYLOADS << 20) as f64 / started.elapsed().as_secs_f64() / 1e9,
-    );
-}
-
-fn pong(peer: &(impl Destination + Source)) {
-    let mut byte = [0u8; 1];
-    for _ in 0..WARM_UP + ROUNDS {
-        peer.receive_into(&mut byte[..]);
-        peer.send(&byte[..]);
-    }
-    let mut big = vec![0u8; 1 << 20];
-    for _ in 0..2 {
-        for _ in 0..PAYLOADS {
-            peer.receive_into(&mut big[..]);
-        }
-        peer.send(&[1u8][..]);
-    }
 }
 
 /// Runs a part of this benchmark (or the Python one) and collects its `RESULT` lines.
@@ -401,8 +330,8 @@ fn conduct() {
     let cma = collect(cma, "CMA");
 
     println!();
-    println!("| run | start-up (ms) | tiny task (µs) | 1 MiB arguments (GB/s) | 1 MiB results (GB/s) | map, chunks of 100 (µs/item) | ping-pong round trip (µs) | ping-pong 1 MiB, one buffer (GB/s) | ping-pong 1 MiB, 200 buffers (GB/s) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| run | start-up (ms) | tiny task (µs) | 1 MiB arguments (GB/s) | 1 MiB results (GB/s) | 1 MiB results built without a copy (GB/s) | map, chunks of 100 (µs/item) | ping-pong round trip (µs) | ping-pong 1 MiB, one buffer (GB/s) | ping-pong 1 MiB, 200 buffers (GB/s) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, figures) in &columns {
         let cell = |key: &str, digits: usize| {
             figures
@@ -410,11 +339,12 @@ fn conduct() {
                 .map_or("–".to_string(), |v| format!("{v:.digits$}"))
         };
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell("startup_ms", 0),
             cell("tiny_us_per_task", 2),
             cell("mib_gb_per_s", 2),
             cell("mib_results_gb_per_s", 2),
+            cell("mib_built_results_gb_per_s", 2),
             cell("map_us_per_item", 2),
             cell("pingpong_us", 2),
             cell("pingpong_mib_gb_per_s", 2),
@@ -432,19 +362,21 @@ fn conduct() {
         ("pool!(Mpi) singleton", "rsmpi ping-pong, spawned"),
     ] {
         let get = |name: &str, key: &str| columns.iter().find(|c| c.0 == name)?.1.get(key).copied();
-        if let (Some(arguments), Some(results), Some(one), Some(distinct)) = (
+        if let (Some(arguments), Some(results), Some(built), Some(one), Some(distinct)) = (
             get(mode, "mib_gb_per_s"),
             get(mode, "mib_results_gb_per_s"),
+            get(mode, "mib_built_results_gb_per_s"),
             get(floor, "pingpong_mib_gb_per_s"),
             get(floor, "pingpong_distinct_mib_gb_per_s"),
         ) {
             println!(
                 "{mode}: 1 MiB arguments at {:.2} of the floor ({floor}, one buffer; target: at \
                  least 0.5) and {:.2} of it from 200 buffers; results at {:.2} of arguments \
-                 (target: at least 1)",
+                 (target: at least 1), built without a copy {:.2}",
                 arguments / one,
                 arguments / distinct,
-                results / arguments
+                results / arguments,
+                built / arguments
             );
         }
     }
