@@ -418,10 +418,13 @@ impl Ranks {
                 cancelled += 1;
                 continue;
             }
+            let Some(request) = job.job().request() else {
+                // Resolved already (cannot happen to a call just claimed): nothing to send.
+                continue;
+            };
             count += 1;
             let id = self.next_call_id;
             self.next_call_id += 1;
-            let request = job.job().request();
             let worker = &mut self.workers[slot];
             if worker.in_flight.is_empty() && worker.serving.is_none() {
                 worker.serving = Some(block.backend.id);

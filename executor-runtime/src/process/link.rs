@@ -343,9 +343,13 @@ fn writer_loop(
                 drop(job);
                 continue;
             }
+            let Some(request) = job.job().request() else {
+                // Resolved already (cannot happen to a call just claimed): nothing to send.
+                continue;
+            };
             let id = state.backend.next_call_id;
             state.backend.next_call_id += 1;
-            batch.push((id, job.job().request()));
+            batch.push((id, request));
             let link = &mut state.backend.links[slot];
             link.in_flight.push_back((id, job));
             link.sent += 1;

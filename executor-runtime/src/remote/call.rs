@@ -38,7 +38,7 @@ pub struct RemoteCall<R> {
     pub(crate) arguments: Result<wire::Parts, String>,
     /// The function's name, for a worker's death to name the call; `None` for closures.
     pub(crate) name: Option<&'static str>,
-    _result: std::marker::PhantomData<fn() -> R>,
+    pub(crate) _result: std::marker::PhantomData<fn() -> R>,
 }
 
 impl<R> RemoteCall<R> {

@@ -25,10 +25,6 @@ pub(crate) struct Request {
     pub(crate) function: isize,
     pub(crate) trampoline: isize,
     pub(crate) arguments: wire::Parts,
-    /// The function's name, for a worker's death to name the call (see `RemoteCall::named`).
-    pub(crate) name: Option<&'static str>,
-    /// The call's own options (`submit(call(f).timeout(d), ...)`); unset ones are the block's.
-    pub(crate) options: CallOptions,
 }
 
 impl Request {
@@ -60,7 +56,8 @@ pub(crate) trait RemoteJob: Send + Sync {
     /// Claims a pending call for sending (it becomes "running"); `false` if it was cancelled.
     fn try_dispatch(&self) -> bool;
 
-    fn request(&self) -> Arc<Request>;
+    /// What to send for the call; `None` once it is resolved (its arguments are freed then).
+    fn request(&self) -> Option<Arc<Request>>;
 
     /// Resolves a dispatched call. Returns `(panicked, free)`: a panicked call keeps the queue
     /// reference (to report it if nobody reads it); otherwise the reference is released, and
@@ -102,7 +99,16 @@ pub(crate) enum Outcome<'a> {
 
 struct RemoteTask<R> {
     completion: Completion<R>,
-    request: Arc<Request>,
+    /// Until the call is resolved: then its arguments are freed, not kept as long as its future.
+    /// (A program that submits 200 calls with 1 MiB arguments and reads their results afterwards
+    /// kept all 200 MiB alive, and its allocator gave each new argument fresh pages: after a
+    /// block of tiny tasks, 1 MiB arguments cloned into `submit` on Mpi ran at 1.4 GB/s, with
+    /// 513,000 page faults in 10 blocks, against 4.8 where the allocator kept its memory.)
+    request: Mutex<Option<Arc<Request>>>,
+    /// The function's name, for a worker's death to name the call (see `RemoteCall::named`).
+    name: Option<&'static str>,
+    /// The call's own options (`submit(call(f).timeout(d), ...)`); unset ones are the block's.
+    options: CallOptions,
     /// The block's queue, to stop the call once it has started (`Future::stop`).
     stopper: Weak<dyn StopCall>,
     /// Times the call was retried (sent again after its worker died, it timed out or panicked).
@@ -141,8 +147,11 @@ impl<R: DeserializeOwned + Send + 'static> RemoteJob for RemoteTask<R> {
         self.completion.try_start()
     }
 
-    fn request(&self) -> Arc<Request> {
-        Arc::clone(&self.request)
+    fn request(&self) -> Option<Arc<Request>> {
+        self.request
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     unsafe fn resolve(&self, outcome: Outcome<'_>) -> (bool, bool) {
@@ -175,12 +184,20 @@ impl<R: DeserializeOwned + Send + 'static> RemoteJob for RemoteTask<R> {
                 Err(TaskError::WorkerDied {
                     pid,
                     death,
-                    call: call.or(self.request.name),
+                    call: call.or(self.name),
                 })
             }
             Outcome::Failed(error) => Err(error),
         };
         let panicked = matches!(outcome, Err(TaskError::Panicked(_)));
+        // Resolved: never sent again, so its arguments may go (once a send still reading them is
+        // done with its own reference).
+        drop(
+            self.request
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         // SAFETY: the claim was handed to the caller with the queue reference (under the pool
         // lock), so this is the one completion of the call; forwarded from the caller.
         let free = unsafe { self.completion.complete(outcome, !panicked) };
@@ -210,7 +227,7 @@ impl<R: DeserializeOwned + Send + 'static> RemoteJob for RemoteTask<R> {
     }
 
     fn options(&self) -> CallOptions {
-        self.request.options
+        self.options
     }
 }
 
@@ -247,13 +264,13 @@ where
     };
     let task = Box::new(RemoteTask::<R> {
         completion: Completion::new(),
-        request: Arc::new(Request {
+        request: Mutex::new(Some(Arc::new(Request {
             function: call.function,
             trampoline: call.trampoline,
             arguments,
-            name: call.name,
-            options,
-        }),
+        }))),
+        name: call.name,
+        options,
         stopper,
         retried: AtomicU32::new(0),
     });
@@ -413,5 +430,56 @@ impl<B: RemoteBackend> CallQueue<B> {
             }
         }
         self.finished(count, panicked);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoStop;
+
+    impl StopCall for NoStop {
+        fn stop_call(&self, _job: *const ()) -> bool {
+            false
+        }
+    }
+
+    /// A call's arguments go once it is resolved and no send reads them any more, though its
+    /// future lives on: a program that reads its results after submitting every call does not
+    /// keep every argument alive until then.
+    #[test]
+    fn a_resolved_calls_arguments_are_freed_while_its_future_lives() {
+        let mut arguments = wire::Parts::default();
+        arguments.push_value(vec![7u8; 1 << 20]).unwrap();
+        let call = RemoteCall::<u64> {
+            function: 0,
+            trampoline: 0,
+            arguments: Ok(arguments),
+            name: Some("length"),
+            _result: std::marker::PhantomData,
+        };
+        let stopper: Weak<dyn StopCall> = Weak::<NoStop>::new();
+        let (job, future, why) = new_job(call, CallOptions::default(), stopper);
+        assert!(why.is_none());
+        assert!(job.job().try_dispatch());
+        // A send still in progress holds a reference of its own.
+        let sending = job
+            .job()
+            .request()
+            .expect("unresolved: its request is there");
+        let arguments = Arc::downgrade(&sending);
+        let mut result = Vec::new();
+        wire::encode_into(&(1u64 << 20), &mut result).unwrap();
+        // SAFETY: dispatched just above and not resolved; `job` holds the queue reference.
+        let kept = unsafe { job.resolve(Outcome::Answered(CallStatus::Returned, &result, None)) };
+        assert!(kept.is_none());
+        assert!(arguments.upgrade().is_some(), "the send still reads them");
+        drop(sending);
+        assert!(
+            arguments.upgrade().is_none(),
+            "freed once resolved and sent, with the future unread"
+        );
+        assert_eq!(future.result(), Ok(1 << 20));
     }
 }
