@@ -7,7 +7,7 @@ use std::time::Instant;
 use concurrent_futures::__private::mpi;
 use mpi::traits::*;
 
-use crate::{report, PAYLOADS};
+use crate::{median, report, PAYLOADS};
 
 /// The floor: 1-byte round trips and 1 MiB transfers between two ranks of a launched job
 /// (`mpirun -n 2`, with `EXECUTOR_MPI_RANKS_RUN_MAIN` so that both run `main`), or between this
@@ -42,6 +42,8 @@ pub(crate) fn ping_pong_child() {
 
 const ROUNDS: usize = 20_000;
 const WARM_UP: usize = 1_000;
+/// Samples of each transfer figure.
+const SAMPLES: usize = 5;
 
 fn ping(peer: &(impl Destination + Source)) {
     let mut byte = [0u8; 1];
@@ -58,30 +60,39 @@ fn ping(peer: &(impl Destination + Source)) {
         "pingpong_us",
         started.elapsed().as_secs_f64() * 1e6 / ROUNDS as f64,
     );
+    // Each transfer figure is the median of `SAMPLES`, as the pool's rows are: one sample moved
+    // by half between runs (4.1 to 13.9 GB/s for the one buffer).
     let big = vec![5u8; 1 << 20];
     let mut ack = [0u8; 1];
-    let started = Instant::now();
-    for _ in 0..PAYLOADS {
-        peer.send(&big[..]);
-    }
-    peer.receive_into(&mut ack[..]);
-    report(
-        "pingpong_mib_gb_per_s",
-        (PAYLOADS << 20) as f64 / started.elapsed().as_secs_f64() / 1e9,
-    );
-    // The same bytes from 200 buffers of their own, as 200 calls' arguments are: 200 MiB that no
-    // cache holds, where one buffer sent 200 times stays in cache (here 4.3-4.4 against 9.6-9.7
-    // GB/s, three runs of each, one after the other).
-    let bigs: Vec<Vec<u8>> = (0..PAYLOADS).map(|i| vec![i as u8 | 1; 1 << 20]).collect();
-    let started = Instant::now();
-    for big in &bigs {
-        peer.send(&big[..]);
-    }
-    peer.receive_into(&mut ack[..]);
-    report(
-        "pingpong_distinct_mib_gb_per_s",
-        (PAYLOADS << 20) as f64 / started.elapsed().as_secs_f64() / 1e9,
-    );
+    let one: Vec<f64> = (0..SAMPLES)
+        .map(|_| {
+            let started = Instant::now();
+            for _ in 0..PAYLOADS {
+                peer.send(&big[..]);
+            }
+            peer.receive_into(&mut ack[..]);
+            (PAYLOADS << 20) as f64 / started.elapsed().as_secs_f64() / 1e9
+        })
+        .collect();
+    report("pingpong_mib_gb_per_s", median(one));
+    // The same bytes from 200 buffers of their own, as 200 calls' arguments are, written afresh
+    // before each sample as the pool's rows build theirs: 200 MiB, more than most caches hold,
+    // where one buffer sent 200 times stays in cache.
+    let mut bigs: Vec<Vec<u8>> = (0..PAYLOADS).map(|_| vec![0u8; 1 << 20]).collect();
+    let distinct: Vec<f64> = (0..SAMPLES)
+        .map(|sample| {
+            for (i, big) in bigs.iter_mut().enumerate() {
+                big.fill((i + sample) as u8 | 1);
+            }
+            let started = Instant::now();
+            for big in &bigs {
+                peer.send(&big[..]);
+            }
+            peer.receive_into(&mut ack[..]);
+            (PAYLOADS << 20) as f64 / started.elapsed().as_secs_f64() / 1e9
+        })
+        .collect();
+    report("pingpong_distinct_mib_gb_per_s", median(distinct));
 }
 
 fn pong(peer: &(impl Destination + Source)) {
@@ -91,7 +102,7 @@ fn pong(peer: &(impl Destination + Source)) {
         peer.send(&byte[..]);
     }
     let mut big = vec![0u8; 1 << 20];
-    for _ in 0..2 {
+    for _ in 0..2 * SAMPLES {
         for _ in 0..PAYLOADS {
             peer.receive_into(&mut big[..]);
         }
