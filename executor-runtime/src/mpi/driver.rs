@@ -5,8 +5,9 @@
 //! it receives outcomes and resolves their futures, sends queued calls to workers with room (a
 //! window of calls in flight per worker, sized from their run time as on Process, so tiny calls
 //! are pipelined), and checks that the workers running calls are still alive. It busy-polls while
-//! calls are in flight (spinning, then yielding, then sleeping in short steps) and sleeps on a
-//! condition variable when there is nothing to do.
+//! calls are in flight (spinning, then yielding, then sleeping in short steps), sleeps a quarter of
+//! a call between polls while every busy worker has a long call queued behind its running one
+//! ([`quiet_for`]), and sleeps on a condition variable when there is nothing to do.
 //!
 //! At exit (an `atexit` hook) it tells every worker to stop with an empty message, disconnects
 //! from spawned workers and finalises MPI, so the launcher sees every rank end cleanly.
@@ -219,13 +220,46 @@ fn drive(driver: &'static Driver) {
             continue;
         }
         if ranks.expecting() {
-            idle.pause();
+            match quiet_for(ranks.pacing()) {
+                Some(quiet) => std::thread::sleep(quiet),
+                None => idle.pause(),
+            }
         } else {
             ranks.sleep(driver);
             idle.reset();
         }
     }
     ranks.shut_down();
+}
+
+/// Calls at least this long (on average, from their arrival in the worker) let the driver sleep
+/// between polls while every worker has a call queued behind its running one ([`quiet_for`]).
+/// Polling without pause took the driver thread 30% of the time (177 ms in 600) with 1 MiB
+/// arguments, calls of about 200 µs, on 2 cores whose workers copy those arguments; now 5% (32 ms).
+const QUIET_FROM_NS: f64 = 100_000.0;
+
+/// How long the driver may sleep before it polls again, when no worker is about to run out of
+/// calls: every worker with calls in flight has another queued behind the one it runs, and its
+/// calls are long ([`QUIET_FROM_NS`]). A quarter of the shortest such call (at most 1 ms), so that
+/// a worker is topped up long before its last call ends. `None`: poll as usual. From each
+/// worker's (greeting, calls in flight, average call in ns), as `Ranks::pacing` gives them.
+fn quiet_for(workers: impl Iterator<Item = (bool, usize, f64)>) -> Option<Duration> {
+    let mut shortest = f64::INFINITY;
+    for (greeting, in_flight, average) in workers {
+        if greeting {
+            return None;
+        }
+        if in_flight == 0 {
+            continue;
+        }
+        if in_flight < 2 || average < QUIET_FROM_NS {
+            return None;
+        }
+        shortest = shortest.min(average);
+    }
+    shortest
+        .is_finite()
+        .then(|| Duration::from_nanos((shortest / 4.0).min(1e6) as u64))
 }
 
 /// MPI could not start: every call of every block fails with `why`, until the exit.
@@ -273,5 +307,41 @@ impl Ranks {
         }
         inbox.woken = false;
         driver.sleeping.store(false, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_driver_sleeps_only_while_every_busy_worker_has_a_long_call_queued() {
+        let quiet = |workers: &[(bool, usize, f64)]| quiet_for(workers.iter().copied());
+        assert_eq!(
+            quiet(&[
+                (false, 3, 200_000.0),
+                (false, 2, 400_000.0),
+                (false, 0, 0.0)
+            ]),
+            Some(Duration::from_micros(50)),
+            "a quarter of the shortest call; an idle worker does not count"
+        );
+        assert_eq!(quiet(&[(false, 1, 200_000.0)]), None, "about to run dry");
+        assert_eq!(
+            quiet(&[(false, 4, 5_000.0)]),
+            None,
+            "tiny calls: poll as usual"
+        );
+        assert_eq!(
+            quiet(&[(true, 0, 0.0), (false, 3, 200_000.0)]),
+            None,
+            "a hello to answer"
+        );
+        assert_eq!(quiet(&[(false, 0, 0.0)]), None, "nothing in flight");
+        assert_eq!(
+            quiet(&[(false, 2, 60e9)]),
+            Some(Duration::from_millis(1)),
+            "at most 1 ms"
+        );
     }
 }

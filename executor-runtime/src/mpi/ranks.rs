@@ -151,6 +151,18 @@ impl Ranks {
                 .any(|w| !w.in_flight.is_empty() || w.state == State::Greeting)
     }
 
+    /// Each worker as the driver's pacing sees it: whether it is greeting, its calls in flight
+    /// and the average run time of its calls in nanoseconds (see `driver::quiet_for`).
+    pub(crate) fn pacing(&self) -> impl Iterator<Item = (bool, usize, f64)> + '_ {
+        self.workers.iter().map(|w| {
+            (
+                w.state == State::Greeting,
+                w.in_flight.len(),
+                w.window.average_ns(),
+            )
+        })
+    }
+
     /// Receives every message that has arrived; whether there was any.
     pub(crate) fn receive(&mut self) -> bool {
         let mut comms: Vec<Comm> = Vec::new();

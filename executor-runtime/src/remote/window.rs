@@ -81,6 +81,12 @@ impl Window {
         self.calls = by_time.min(by_bytes).max(1);
     }
 
+    /// The moving average of the worker's calls' run time, in nanoseconds (0 before the first).
+    #[cfg_attr(not(any(feature = "mpi", test)), expect(dead_code))]
+    pub(crate) fn average_ns(&self) -> f64 {
+        self.average_ns
+    }
+
     /// How many calls may be in flight to the worker.
     pub(crate) fn calls(&self) -> usize {
         self.calls
@@ -139,6 +145,11 @@ mod tests {
         window.serve(1);
         window.record(5_000_000, 100);
         assert_eq!(window.calls(), 1);
+        assert_eq!(
+            window.average_ns(),
+            5_000_000.0,
+            "the first call sets the average"
+        );
         let mut tiny = Window::new();
         tiny.serve(1);
         for _ in 0..50 {
