@@ -363,8 +363,13 @@ impl Ranks {
     /// Forgets sends that completed; whether any did.
     pub(crate) fn test_sends(&mut self) -> bool {
         let before = self.sends.len();
-        // A failed test marks nothing: those sends stay until their worker is found gone.
-        let _ = PendingSend::test_all(self.sends.iter_mut().map(|(_, send)| send));
+        if PendingSend::test_all(self.sends.iter_mut().map(|(_, send)| send)).is_err() {
+            // One failed send (its worker died) fails them all: test each, as one failed test
+            // marks nothing, and that send stays until its worker is found gone.
+            for (_, send) in &mut self.sends {
+                let _ = send.test();
+            }
+        }
         self.sends.retain(|(_, send)| !send.is_done());
         self.sends.len() != before
     }

@@ -191,16 +191,18 @@ impl<R: DeserializeOwned + Send + 'static> RemoteJob for RemoteTask<R> {
         };
         let panicked = matches!(outcome, Err(TaskError::Panicked(_)));
         // Resolved: never sent again, so its arguments may go (once a send still reading them is
-        // done with its own reference).
-        drop(
-            self.request
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(),
-        );
+        // done with its own reference). Freed after the future has its outcome, so that freeing a
+        // large argument does not delay it; taken out first, since once completed the task may be
+        // freed by its future's thread.
+        let request = self
+            .request
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         // SAFETY: the claim was handed to the caller with the queue reference (under the pool
         // lock), so this is the one completion of the call; forwarded from the caller.
         let free = unsafe { self.completion.complete(outcome, !panicked) };
+        drop(request);
         (panicked, free)
     }
 
