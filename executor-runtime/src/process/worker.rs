@@ -412,7 +412,13 @@ fn start_watchdog(fd: RawFd) {
             if ready < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            let hung_up = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+            if ready > 0 && poll_fd.revents & libc::POLLNVAL != 0 {
+                // This process closed the descriptor: its main thread is ending, with its own
+                // exit code. Exiting here raced it: a worker that refused to serve (71) now and
+                // then exited with the protocol error's code (70) instead.
+                return;
+            }
+            let hung_up = libc::POLLHUP | libc::POLLERR;
             if ready < 0 || poll_fd.revents & hung_up != 0 {
                 let code = if HANDSHAKE_DONE.load(Ordering::SeqCst) {
                     0
