@@ -409,9 +409,11 @@ impl PendingSend {
         let mut completed: c_int = 0;
         let count = c_int::try_from(requests.len()).map_err(|_| "too many sends".to_string())?;
         // SAFETY: `requests` holds `count` live requests, each from `MPI_Isend` and not yet
-        // complete (`done` is false); `indices` has room for `count` entries. MPI frees a request
-        // that completes and sets its entry in `requests` to null; the `PendingSend` holding the
-        // same handle is marked done below and never passes it to MPI again.
+        // complete (`done` is false); `indices` has room for `count` entries. MPI frees each
+        // request that completed successfully and sets its entry in `requests` to null, also when
+        // it returns `MPI_ERR_IN_STATUS` for another (Open MPI 4.1 leaves only the failed ones
+        // alive); every `PendingSend` whose entry is now null is marked done below, whatever the
+        // return code, and never passes its handle to MPI again.
         let code = unsafe {
             ffi::MPI_Testsome(
                 count,
@@ -421,16 +423,15 @@ impl PendingSend {
                 ffi::RSMPI_STATUSES_IGNORE,
             )
         };
-        check(code, "MPI_Testsome")?;
-        // `MPI_UNDEFINED` (negative) only when no request was active, which `pending` rules out.
-        for &index in indices.iter().take(completed.max(0) as usize) {
-            if let Some(send) = pending.get_mut(index as usize) {
-                // SAFETY: reads a constant of the MPI library.
-                send.request = unsafe { ffi::RSMPI_REQUEST_NULL };
+        // SAFETY: reads a constant of the MPI library.
+        let null = unsafe { ffi::RSMPI_REQUEST_NULL };
+        for (send, request) in pending.iter_mut().zip(&requests) {
+            if *request == null {
+                send.request = null;
                 send.done = true;
             }
         }
-        Ok(())
+        check(code, "MPI_Testsome")
     }
 
     /// Whether the send has completed (marked by [`PendingSend::test`] or

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::mpi::comm::{self as transport, Idle};
 use crate::mpi::pool::Block;
-use crate::mpi::ranks::Ranks;
+use crate::mpi::ranks::{Pacing, Ranks};
 use crate::mpi::worker::{self, Start};
 use crate::task::error::TaskError;
 
@@ -239,23 +239,24 @@ fn drive(driver: &'static Driver) {
 const QUIET_FROM_NS: f64 = 100_000.0;
 
 /// How long the driver may sleep before it polls again, when no worker is about to run out of
-/// calls: every worker with calls in flight has another queued behind the one it runs, and its
-/// calls are long ([`QUIET_FROM_NS`]). A quarter of the shortest such call (at most 1 ms), so that
-/// a worker is topped up long before its last call ends. `None`: poll as usual. From each
-/// worker's (greeting, calls in flight, average call in ns), as `Ranks::pacing` gives them.
-fn quiet_for(workers: impl Iterator<Item = (bool, usize, f64)>) -> Option<Duration> {
+/// calls: every worker with calls in flight has another queued behind the one it runs, its calls
+/// are long ([`QUIET_FROM_NS`]), and its results come inside their frames (a large result is
+/// fetched by the driver while the worker waits, see `worker::send_large`). A quarter of the
+/// shortest such call (at most 1 ms), so that a worker is topped up long before its last call
+/// ends. `None`: poll as usual.
+fn quiet_for(workers: impl Iterator<Item = Pacing>) -> Option<Duration> {
     let mut shortest = f64::INFINITY;
-    for (greeting, in_flight, average) in workers {
-        if greeting {
+    for worker in workers {
+        if worker.greeting {
             return None;
         }
-        if in_flight == 0 {
+        if worker.in_flight == 0 {
             continue;
         }
-        if in_flight < 2 || average < QUIET_FROM_NS {
+        if worker.in_flight < 2 || worker.average_ns < QUIET_FROM_NS || worker.detached_results {
             return None;
         }
-        shortest = shortest.min(average);
+        shortest = shortest.min(worker.average_ns);
     }
     shortest
         .is_finite()
@@ -316,30 +317,41 @@ mod tests {
 
     #[test]
     fn the_driver_sleeps_only_while_every_busy_worker_has_a_long_call_queued() {
-        let quiet = |workers: &[(bool, usize, f64)]| quiet_for(workers.iter().copied());
+        let worker = |in_flight, average_ns| Pacing {
+            greeting: false,
+            in_flight,
+            average_ns,
+            detached_results: false,
+        };
+        let quiet = |workers: &[Pacing]| quiet_for(workers.iter().copied());
         assert_eq!(
-            quiet(&[
-                (false, 3, 200_000.0),
-                (false, 2, 400_000.0),
-                (false, 0, 0.0)
-            ]),
+            quiet(&[worker(3, 200e3), worker(2, 400e3), worker(0, 0.0)]),
             Some(Duration::from_micros(50)),
             "a quarter of the shortest call; an idle worker does not count"
         );
-        assert_eq!(quiet(&[(false, 1, 200_000.0)]), None, "about to run dry");
+        assert_eq!(quiet(&[worker(1, 200e3)]), None, "about to run dry");
+        assert_eq!(quiet(&[worker(4, 5e3)]), None, "tiny calls: poll as usual");
+        let greeting = Pacing {
+            greeting: true,
+            ..worker(0, 0.0)
+        };
         assert_eq!(
-            quiet(&[(false, 4, 5_000.0)]),
-            None,
-            "tiny calls: poll as usual"
-        );
-        assert_eq!(
-            quiet(&[(true, 0, 0.0), (false, 3, 200_000.0)]),
+            quiet(&[greeting, worker(3, 200e3)]),
             None,
             "a hello to answer"
         );
-        assert_eq!(quiet(&[(false, 0, 0.0)]), None, "nothing in flight");
+        let fetching = Pacing {
+            detached_results: true,
+            ..worker(3, 200e3)
+        };
         assert_eq!(
-            quiet(&[(false, 2, 60e9)]),
+            quiet(&[fetching]),
+            None,
+            "large results wait for the driver"
+        );
+        assert_eq!(quiet(&[worker(0, 0.0)]), None, "nothing in flight");
+        assert_eq!(
+            quiet(&[worker(2, 60e9)]),
             Some(Duration::from_millis(1)),
             "at most 1 ms"
         );

@@ -151,15 +151,13 @@ impl Ranks {
                 .any(|w| !w.in_flight.is_empty() || w.state == State::Greeting)
     }
 
-    /// Each worker as the driver's pacing sees it: whether it is greeting, its calls in flight
-    /// and the average run time of its calls in nanoseconds (see `driver::quiet_for`).
-    pub(crate) fn pacing(&self) -> impl Iterator<Item = (bool, usize, f64)> + '_ {
-        self.workers.iter().map(|w| {
-            (
-                w.state == State::Greeting,
-                w.in_flight.len(),
-                w.window.average_ns(),
-            )
+    /// Each worker as the driver's pacing sees it (see `driver::quiet_for`).
+    pub(crate) fn pacing(&self) -> impl Iterator<Item = Pacing> + '_ {
+        self.workers.iter().map(|w| Pacing {
+            greeting: w.state == State::Greeting,
+            in_flight: w.in_flight.len(),
+            average_ns: w.window.average_ns(),
+            detached_results: w.window.average_bytes() > DETACH as f64,
         })
     }
 
@@ -363,13 +361,9 @@ impl Ranks {
     /// Forgets sends that completed; whether any did.
     pub(crate) fn test_sends(&mut self) -> bool {
         let before = self.sends.len();
-        if PendingSend::test_all(self.sends.iter_mut().map(|(_, send)| send)).is_err() {
-            // One failed send (its worker died) fails them all: test each, as one failed test
-            // marks nothing, and that send stays until its worker is found gone.
-            for (_, send) in &mut self.sends {
-                let _ = send.test();
-            }
-        }
+        // A send that failed (its worker died) stays, not done, until its worker is found gone;
+        // the others that completed in the same call are marked all the same.
+        let _ = PendingSend::test_all(self.sends.iter_mut().map(|(_, send)| send));
         self.sends.retain(|(_, send)| !send.is_done());
         self.sends.len() != before
     }
@@ -436,7 +430,9 @@ impl Ranks {
                 continue;
             }
             let Some(request) = job.job().request() else {
-                // Resolved already (cannot happen to a call just claimed): nothing to send.
+                // Resolved already (cannot happen to a call just claimed): nothing to send, and
+                // counted as finished, so that its block does not wait for it.
+                cancelled += 1;
                 continue;
             };
             count += 1;
@@ -546,6 +542,18 @@ impl Ranks {
             }
         }
     }
+}
+
+/// A worker as the driver's pacing sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Pacing {
+    pub(crate) greeting: bool,
+    pub(crate) in_flight: usize,
+    /// The average run time of its calls, in nanoseconds (0 before the first).
+    pub(crate) average_ns: f64,
+    /// Its results are large on average: each goes as a message of its own, which the worker
+    /// waits for the driver to fetch.
+    pub(crate) detached_results: bool,
 }
 
 /// Whether a block has calls queued and may use another worker.

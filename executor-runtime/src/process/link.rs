@@ -344,7 +344,10 @@ fn writer_loop(
                 continue;
             }
             let Some(request) = job.job().request() else {
-                // Resolved already (cannot happen to a call just claimed): nothing to send.
+                // Resolved already (cannot happen to a call just claimed): nothing to send, and
+                // counted as finished, so that its block does not wait for it.
+                cancelled += 1;
+                drop(job);
                 continue;
             };
             let id = state.backend.next_call_id;

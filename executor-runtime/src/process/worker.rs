@@ -398,6 +398,8 @@ extern "C" fn detach_channel() {
 /// hang-up counts: the parent's orderly end of work closes just its writing side, which the worker
 /// loop sees as the end of input and answers by exiting cleanly, output flushed.
 fn start_watchdog(fd: RawFd) {
+    // SAFETY: `getppid` has no preconditions.
+    let parent = unsafe { libc::getppid() };
     let spawned = std::thread::Builder::new()
         .name("executor-watchdog".to_string())
         .spawn(move || loop {
@@ -412,19 +414,28 @@ fn start_watchdog(fd: RawFd) {
             if ready < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
             }
+            let code = if HANDSHAKE_DONE.load(Ordering::SeqCst) {
+                0
+            } else {
+                EXIT_PROTOCOL
+            };
             if ready > 0 && poll_fd.revents & libc::POLLNVAL != 0 {
                 // This process closed the descriptor: its main thread is ending, with its own
                 // exit code. Exiting here raced it: a worker that refused to serve (71) now and
-                // then exited with the protocol error's code (70) instead.
-                return;
+                // then exited with the protocol error's code (70) instead. Should the main thread
+                // not get to its exit (stuck flushing its output), the parent's end still ends
+                // the worker: it is seen by the worker being handed to another parent.
+                loop {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    // SAFETY: `getppid` has no preconditions.
+                    if unsafe { libc::getppid() } != parent {
+                        // SAFETY: `_exit` ends the process at once; nothing runs after it.
+                        unsafe { libc::_exit(code) };
+                    }
+                }
             }
             let hung_up = libc::POLLHUP | libc::POLLERR;
             if ready < 0 || poll_fd.revents & hung_up != 0 {
-                let code = if HANDSHAKE_DONE.load(Ordering::SeqCst) {
-                    0
-                } else {
-                    EXIT_PROTOCOL
-                };
                 // SAFETY: `_exit` ends the process at once; nothing runs after it.
                 unsafe { libc::_exit(code) };
             }

@@ -87,6 +87,12 @@ impl Window {
         self.average_ns
     }
 
+    /// The moving average of the bytes of the worker's results (0 before the first).
+    #[cfg_attr(not(any(feature = "mpi", test)), expect(dead_code))]
+    pub(crate) fn average_bytes(&self) -> f64 {
+        self.average_bytes
+    }
+
     /// How many calls may be in flight to the worker.
     pub(crate) fn calls(&self) -> usize {
         self.calls
@@ -150,6 +156,7 @@ mod tests {
             5_000_000.0,
             "the first call sets the average"
         );
+        assert_eq!(window.average_bytes(), 100.0);
         let mut tiny = Window::new();
         tiny.serve(1);
         for _ in 0..50 {
