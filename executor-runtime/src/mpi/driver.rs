@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::mpi::comm::{self as transport, Idle};
 use crate::mpi::pool::Block;
-use crate::mpi::ranks::{Pacing, Ranks};
+use crate::mpi::ranks::Ranks;
 use crate::mpi::worker::{self, Start};
 use crate::task::error::TaskError;
 
@@ -230,6 +230,18 @@ fn drive(driver: &'static Driver) {
         }
     }
     ranks.shut_down();
+}
+
+/// A worker as the driver's pacing sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Pacing {
+    pub(crate) greeting: bool,
+    pub(crate) in_flight: usize,
+    /// The average run time of its calls, in nanoseconds (0 before the first).
+    pub(crate) average_ns: f64,
+    /// Its results are large on average: each goes as a message of its own, which the worker
+    /// waits for the driver to fetch.
+    pub(crate) detached_results: bool,
 }
 
 /// Calls at least this long (on average, from their arrival in the worker) let the driver sleep

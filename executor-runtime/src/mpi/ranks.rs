@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::mpi::comm::{self as transport, Comm, Keep, PendingSend};
+use crate::mpi::driver::Pacing;
 use crate::mpi::pool::Block;
 use crate::mpi::worker::{split_frame, DETACH};
 use crate::remote::call::CallStatus;
@@ -542,18 +543,6 @@ impl Ranks {
             }
         }
     }
-}
-
-/// A worker as the driver's pacing sees it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Pacing {
-    pub(crate) greeting: bool,
-    pub(crate) in_flight: usize,
-    /// The average run time of its calls, in nanoseconds (0 before the first).
-    pub(crate) average_ns: f64,
-    /// Its results are large on average: each goes as a message of its own, which the worker
-    /// waits for the driver to fetch.
-    pub(crate) detached_results: bool,
 }
 
 /// Whether a block has calls queued and may use another worker.
