@@ -1,5 +1,6 @@
 //! Large payloads through one Process worker (issue 16): a 64 MiB `Vec<u8>`, `String`, `&str` and
-//! `&[u8]` argument, and a `Vec<u8>` and `String` result, each against a `memcpy` of the same size
+//! `&[u8]` argument, and a `Vec<u8>` and `String` result (ASCII, and mixed text whose characters
+//! take 1 to 4 bytes), each against a `memcpy` of the same size
 //! timed in the same round, so that the ratios hold on a busy machine when the times do not.
 //!
 //! Each case copies the payload once inside its timing, as a caller that keeps its data would: an
@@ -18,12 +19,25 @@ use concurrent_futures::pool;
 
 thread_local! {
     /// The worker's own copy of the payload, which results are cloned from.
-    static HELD: RefCell<(Vec<u8>, String)> = const { RefCell::new((Vec::new(), String::new())) };
+    static HELD: RefCell<(Vec<u8>, String, String)> =
+        const { RefCell::new((Vec::new(), String::new(), String::new())) };
 }
 
 fn hold(len: usize) -> usize {
-    HELD.with(|held| *held.borrow_mut() = (vec![7u8; len], "a".repeat(len)));
+    HELD.with(|held| *held.borrow_mut() = (vec![7u8; len], "a".repeat(len), mixed_text(len)));
     len
+}
+
+/// `len` bytes of text whose characters take 1 to 4 bytes (accents, symbols, emoji).
+fn mixed_text(len: usize) -> String {
+    let mut text = "aé€😀 text ".repeat(len / 16 + 1);
+    let mut end = len;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.extend(std::iter::repeat_n('a', len - end));
+    text
 }
 
 fn length(bytes: Vec<u8>) -> usize {
@@ -50,7 +64,11 @@ fn text_result() -> String {
     HELD.with(|held| held.borrow().1.clone())
 }
 
-const CASES: [&str; 8] = [
+fn mixed_text_result() -> String {
+    HELD.with(|held| held.borrow().2.clone())
+}
+
+const CASES: [&str; 9] = [
     "floor: `memcpy` into a reused buffer",
     "floor: clone into a fresh buffer",
     "`Vec<u8>` argument",
@@ -59,6 +77,7 @@ const CASES: [&str; 8] = [
     "`&str` argument",
     "`Vec<u8>` result",
     "`String` result",
+    "`String` result, mixed text",
 ];
 
 fn setting(name: &str, default: usize) -> usize {
@@ -98,6 +117,7 @@ fn main() {
                 seconds(|| submit(str_length, text.as_str()).result().unwrap(), len),
                 seconds(|| submit(bytes_result).result().unwrap().len(), len),
                 seconds(|| submit(text_result).result().unwrap().len(), len),
+                seconds(|| submit(mixed_text_result).result().unwrap().len(), len),
             ];
             for (case, took) in times.iter_mut().zip(round) {
                 case.push(took);
@@ -138,6 +158,7 @@ fn main() {
         ("`String` argument ÷ `Vec<u8>` argument", 4, 2),
         ("`&str` argument ÷ `&[u8]` argument", 5, 3),
         ("`String` result ÷ `Vec<u8>` result", 7, 6),
+        ("`String` result, mixed text ÷ `Vec<u8>` result", 8, 6),
     ] {
         let (r, lo, hi) = ratio(a, b);
         println!("{what}: {r:.2}× ({lo:.2}–{hi:.2}) the time");

@@ -8,6 +8,7 @@ use std::os::unix::io::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Mutex, MutexGuard};
 
+use concurrent_futures::__private::PROTOCOL_VERSION;
 use concurrent_futures::{pool, TaskError};
 
 mod common;
@@ -68,6 +69,31 @@ fn byte_vectors_and_strings_round_trip_as_arguments_and_results_at_every_size() 
     });
 }
 
+/// Text of `len` bytes of three-byte characters (and `x`s to fill): the ring's 512 KiB chunks
+/// cut characters, which the receiving side checks across the cut.
+fn euro_text(len: usize) -> String {
+    let mut text = "€".repeat(len / 3);
+    text.extend(std::iter::repeat_n('x', len % 3));
+    text
+}
+
+fn make_euro_text(len: usize) -> String {
+    euro_text(len)
+}
+
+#[test]
+fn strings_whose_characters_straddle_the_rings_chunks_arrive_whole() {
+    let _alone = alone();
+    pool!(Process(max_workers = 1) => {
+        for len in [3 << 20, (3 << 20) + 2] {
+            let sent = euro_text(len);
+            assert!(!sent.is_char_boundary(512 << 10), "a character straddles the first chunk");
+            assert!(submit(echo_text, sent.clone()).result().unwrap() == sent, "String of {len}");
+            assert!(submit(make_euro_text, len).result().unwrap() == sent, "String result of {len}");
+        }
+    });
+}
+
 #[test]
 fn borrowed_text_and_bytes_round_trip_at_every_size() {
     let _alone = alone();
@@ -91,13 +117,14 @@ fn open_fds() -> usize {
 /// sends 1 MiB of it on every socket the worker holds (its channel to the pool), and dies.
 fn die_while_sending_a_large_result() -> Vec<u8> {
     const TAIL: u64 = 64 << 20;
-    let mut frame = vec![0xEC, 2, 5, 0];
-    let fields: u64 = 8 + 1 + 8 + 8;
+    let mut frame = vec![0xEC, PROTOCOL_VERSION, 5, 0];
+    let fields: u64 = 8 + 1 + 8 + 8 + 1;
     frame.extend_from_slice(&((fields + 8 + TAIL) as u32).to_le_bytes());
     frame.extend_from_slice(&0u64.to_le_bytes()); // the call's id: the pool's first
     frame.push(0); // returned
     frame.extend_from_slice(&1u64.to_le_bytes()); // its run time
     frame.extend_from_slice(&TAIL.to_le_bytes()); // the raw tail's length
+    frame.push(0); // bytes, not text
     frame.extend_from_slice(&TAIL.to_le_bytes()); // the vector's length
     frame.extend_from_slice(&vec![7u8; 1 << 20]);
     for entry in std::fs::read_dir("/proc/self/fd").unwrap() {

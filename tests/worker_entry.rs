@@ -7,6 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
+use concurrent_futures::__private::PROTOCOL_VERSION;
 use concurrent_futures::pool;
 
 mod common;
@@ -155,7 +156,7 @@ fn a_worker_given_a_ring_it_cannot_map_refuses_to_serve_and_says_why() {
     // A hello: worker 0, an executable identity of zeros, no initializer.
     let mut hello = vec![0u8; 8 + 5 * 8];
     hello.push(0);
-    let mut frame = vec![0xEC, 2, 1, 0];
+    let mut frame = vec![0xEC, PROTOCOL_VERSION, 1, 0];
     frame.extend_from_slice(&(hello.len() as u32).to_le_bytes());
     frame.extend_from_slice(&hello);
     ours.write_all(&frame).unwrap();

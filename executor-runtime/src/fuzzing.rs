@@ -29,6 +29,7 @@ use crate::remote::call::{Arguments, CallStatus};
 use crate::remote::executable::{address_at, in_executable};
 use crate::remote::protocol::{read_call, CallHead, OutcomeHead, CALL_FIELDS};
 use crate::remote::shape::{BorrowedBytes, BorrowedStr, Owned};
+use crate::remote::tail::{Tail, Utf8Check};
 use crate::remote::wire::{self, Kind, ReadError};
 
 /// What an entry point read before its input ran out or went wrong.
@@ -138,7 +139,8 @@ pub fn worker_stream(data: &[u8]) -> Summary {
                 return summary;
             }
         };
-        if let Some(tail) = &call.tail {
+        // Read from the stream, a tail is bytes (a ring checks text as it receives it).
+        if let Some(Tail::Bytes(tail)) = &call.tail {
             summary.saw(tail);
         }
         summary.frames += 1;
@@ -195,12 +197,13 @@ pub fn parent_stream(data: &[u8]) -> Summary {
 }
 
 /// Decodes `data` directly as values: as argument tuples (the first byte, if any, says how many
-/// of the bytes after it are the raw tail) and as whole results.
+/// of the bytes after it are the raw tail, and if it is odd, that the tail is said to be text)
+/// and as whole results.
 pub fn values(data: &[u8]) -> Summary {
     let mut summary = Summary::default();
     if let Some((&split, rest)) = data.split_first() {
         let (head, tail) = rest.split_at(rest.len().saturating_sub(usize::from(split)));
-        let tail = (!tail.is_empty()).then(|| tail.to_vec());
+        let tail = (!tail.is_empty()).then(|| tail_of(split % 2 == 1, tail));
         summary.decoded += arguments(head, tail);
     }
     summary.decoded += results(data, None);
@@ -229,8 +232,24 @@ fn whole_call(payload: &[u8]) -> Result<usize, ReadError> {
     let (values, tail) = head.split_tail(rest)?;
     Ok(arguments(
         values,
-        (head.tail_len > 0).then(|| tail.to_vec()),
+        (head.tail_len > 0).then(|| tail_of(head.text, tail)),
     ))
+}
+
+/// A whole message's raw tail as a receiver holds it: one said to be text is checked in steps, as
+/// the Process ring checks it (7 bytes, so that characters are cut between steps).
+fn tail_of(text: bool, bytes: &[u8]) -> Tail {
+    if !text {
+        return Tail::Bytes(bytes.to_vec());
+    }
+    let mut check = Utf8Check::default();
+    let mut buffer = Vec::with_capacity(bytes.len());
+    for step in bytes.chunks(7) {
+        buffer.extend_from_slice(step);
+        check.advance(&buffer);
+    }
+    // SAFETY: `buffer` only grew by appending, and the check was given it after every step.
+    unsafe { check.finish(buffer) }
 }
 
 /// An outcome, as the pool reads it, then the result decoded (as several types) or the message.
@@ -240,7 +259,10 @@ fn outcome(payload: &[u8]) -> Result<usize, ReadError> {
     Ok(match head.status {
         CallStatus::Returned => {
             let (values, tail) = head.split_tail(rest)?;
-            results(values, (head.tail_len > 0).then(|| tail.to_vec()))
+            results(
+                values,
+                (head.tail_len > 0).then(|| tail_of(head.text, tail)),
+            )
         }
         CallStatus::Panicked => {
             black_box(crate::remote::call::decode_panic(rest));
@@ -306,19 +328,15 @@ fn structured(
 
 /// Decodes `input` (and `tail`, a raw tail) as the argument tuples of several function types, as
 /// their trampolines would, and as the chunks of a `map`; gives how many decoded.
-fn arguments(input: &[u8], tail: Option<Vec<u8>>) -> usize {
+fn arguments(input: &[u8], tail: Option<Tail>) -> usize {
     /// One function type: `Args` is `((shapes...), (argument types...))`, as `remote<n>` builds it.
-    fn call<Args: Arguments<usize>>(
-        f: Args::Function,
-        input: &[u8],
-        tail: Option<Vec<u8>>,
-    ) -> usize {
+    fn call<Args: Arguments<usize>>(f: Args::Function, input: &[u8], tail: Option<Tail>) -> usize {
         usize::from(black_box(Args::decode_and_call(f, input, tail)).is_ok())
     }
     /// A `map` chunk, as `remote::call::chunk_trampoline` decodes it.
     fn chunk<T: serde::de::DeserializeOwned + 'static>(
         mut input: &[u8],
-        mut tail: Option<Vec<u8>>,
+        mut tail: Option<Tail>,
     ) -> usize {
         usize::from(black_box(wire::decode_value::<Vec<T>>(&mut input, &mut tail)).is_ok())
     }
@@ -338,9 +356,9 @@ fn arguments(input: &[u8], tail: Option<Vec<u8>>) -> usize {
 
 /// Decodes `bytes` (and `tail`, a raw tail) as the result of calls of several result types, as
 /// the pool does (a `map` chunk's results included); gives how many decoded.
-fn results(bytes: &[u8], tail: Option<Vec<u8>>) -> usize {
-    let one = |decode: fn(&[u8], Option<Vec<u8>>) -> bool| usize::from(decode(bytes, tail.clone()));
-    fn ok<T: serde::de::DeserializeOwned + 'static>(bytes: &[u8], tail: Option<Vec<u8>>) -> bool {
+fn results(bytes: &[u8], tail: Option<Tail>) -> usize {
+    let one = |decode: fn(&[u8], Option<Tail>) -> bool| usize::from(decode(bytes, tail.clone()));
+    fn ok<T: serde::de::DeserializeOwned + 'static>(bytes: &[u8], tail: Option<Tail>) -> bool {
         black_box(wire::decode_with_tail::<T>(bytes, tail)).is_ok()
     }
     one(ok::<()>)
@@ -354,6 +372,10 @@ fn results(bytes: &[u8], tail: Option<Vec<u8>>) -> usize {
         + one(ok::<Vec<Result<Vec<u8>, String>>>)
 }
 
+// A file beside this one, not a folder: every folder of `src/` is a layer or a backend.
+#[cfg(test)]
+#[path = "fuzzing_seeds.rs"]
+mod seeds;
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,43 +385,45 @@ mod tests {
     /// Far below the 4 GiB a corrupt header can claim; above the reader's 16 MiB read step.
     const SMALL: usize = 64 << 20;
 
-    fn header(kind: Kind, len: u32) -> Vec<u8> {
+    pub(super) fn header(kind: Kind, len: u32) -> Vec<u8> {
         let mut bytes = vec![MAGIC, VERSION, kind as u8, 0];
         bytes.extend_from_slice(&len.to_le_bytes());
         bytes
     }
 
-    fn frame(kind: Kind, payload: &[u8]) -> Vec<u8> {
+    pub(super) fn frame(kind: Kind, payload: &[u8]) -> Vec<u8> {
         let mut bytes = Vec::new();
         wire::write_frame(&mut bytes, kind, payload).unwrap();
         bytes
     }
 
-    fn hello_frame() -> Vec<u8> {
+    pub(super) fn hello_frame() -> Vec<u8> {
         let mut payload = vec![0u8; 48];
         payload.push(0); // no initializer
         frame(Kind::Hello, &payload)
     }
 
     /// A call frame as the pool writes it.
-    fn call_frame(id: u64, arguments: &Parts) -> Vec<u8> {
+    pub(super) fn call_frame(id: u64, arguments: &Parts) -> Vec<u8> {
         let mut bytes = Vec::new();
         let head = CallHead {
             id,
             trampoline: 0,
             function: 0,
             tail_len: arguments.raw_tail_len() as u64,
+            text: arguments.raw_tail_is_text(),
         };
         assert!(head.write(arguments.len(), &mut bytes));
         bytes.extend_from_slice(&arguments.concat());
         bytes
     }
 
-    fn outcome_frame(id: u64, status: u8, result: &[u8]) -> Vec<u8> {
+    pub(super) fn outcome_frame(id: u64, status: u8, result: &[u8]) -> Vec<u8> {
         let mut payload = id.to_le_bytes().to_vec();
         payload.push(status);
         payload.extend_from_slice(&7u64.to_le_bytes());
         payload.extend_from_slice(&0u64.to_le_bytes()); // no raw tail
+        payload.push(0); // of no kind
         payload.extend_from_slice(result);
         frame(Kind::Outcome, &payload)
     }
@@ -518,6 +542,7 @@ mod tests {
         let mut call = header(Kind::Call, CALL_FIELDS as u32 + 3);
         call.extend_from_slice(&[0; 24]);
         call.extend_from_slice(&u64::MAX.to_le_bytes());
+        call.push(0);
         call.extend_from_slice(&[1, 2, 3]);
         let summary = frames(&call);
         assert_eq!((summary.frames, summary.rejected), (1, 1));

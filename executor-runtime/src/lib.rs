@@ -78,6 +78,7 @@ pub mod __private {
     pub use crate::remote::queue::{CallQueue, QueueState};
     pub use crate::remote::scope::{RemoteBackend, RemoteScope};
     pub use crate::remote::shape::*;
+    pub use crate::remote::wire::VERSION as PROTOCOL_VERSION;
     pub use crate::thread::bind::*;
     pub use crate::thread::map::{ThreadMap, ThreadMapUnordered};
     pub use crate::thread::pool::ThreadScope;

@@ -15,6 +15,7 @@ use crate::remote::call::CallStatus;
 use crate::remote::protocol::{write_frame_into, CallHead, OutcomeHead};
 use crate::remote::queue::{Outcome, Queued, RemoteJobRef};
 use crate::remote::serve::initializer_failure;
+use crate::remote::tail::Tail;
 use crate::remote::window::Window;
 use crate::remote::wire::{self, Fields, Kind};
 use crate::task::error::WorkerDeath;
@@ -291,6 +292,7 @@ impl Ranks {
                 status,
                 elapsed_ns,
                 tail_len,
+                ..
             },
             inline,
         ) = OutcomeHead::parse(payload).map_err(|e| e.to_string())?;
@@ -322,7 +324,10 @@ impl Ranks {
         // that vector itself. (A raw tail that came inline is decoded from the message.)
         let mut detached = detached;
         let tail = match &detached {
-            Some(rest) if tail_len > 0 && rest.len() as u64 == tail_len => detached.take(),
+            // A string's bytes are checked when they are decoded.
+            Some(rest) if tail_len > 0 && rest.len() as u64 == tail_len => {
+                detached.take().map(Tail::Bytes)
+            }
             _ => None,
         };
         let bytes = match &detached {
@@ -520,6 +525,7 @@ impl Ranks {
             trampoline: initializer.trampoline as i64,
             function: initializer.function as i64,
             tail_len: 0,
+            text: false,
         };
         // An initializer's arguments over the frame limit are refused where they are encoded
         // (the block is then broken from the start); were they not, they would go as none, and

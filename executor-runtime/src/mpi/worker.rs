@@ -28,6 +28,7 @@ use crate::mpi::comm::{self as transport, Comm, Idle, Keep, PendingSend};
 use crate::remote::call::CallOutput;
 use crate::remote::protocol::{write_frame_into, CallHead, KEEP_BUFFER};
 use crate::remote::serve::answer_call;
+use crate::remote::tail::Tail;
 use crate::remote::wire::{self, Fields, Kind};
 
 /// The first argument of a worker started by `MPI_Comm_spawn`.
@@ -166,7 +167,8 @@ fn serve_calls(pool: Comm) -> Result<bool, String> {
                 let (head, arguments) = CallHead::parse(payload).map_err(|e| e.to_string())?;
                 let tail = match (head.tail_len as usize, detached) {
                     (0, None) => None,
-                    (len, Some(tail)) if tail.len() == len => Some(tail),
+                    // A string's bytes are checked when they are decoded.
+                    (len, Some(tail)) if tail.len() == len => Some(Tail::Bytes(tail)),
                     _ => return Err("a call's tail did not match its length".to_string()),
                 };
                 // SAFETY: only the pool at rank 0 sends on this communicator (the job's members
@@ -193,11 +195,11 @@ fn send_outcome(pool: Comm, frame: &mut Vec<u8>, output: &mut CallOutput) -> Res
         Some(tail) if tail.len() > DETACH => {
             frame.extend_from_slice(&output.bytes);
             transport::send(pool, 0, frame)?;
-            send_large(pool, tail).map(drop)
+            send_large(pool, tail.into_bytes()).map(drop)
         }
         Some(tail) => {
             frame.extend_from_slice(&output.bytes);
-            frame.extend_from_slice(&tail);
+            frame.extend_from_slice(tail.as_bytes());
             transport::send(pool, 0, frame)
         }
         None if output.bytes.len() <= DETACH => {

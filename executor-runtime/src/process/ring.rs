@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use crate::remote::buffer::{self, RESERVE_AHEAD};
 use crate::remote::protocol::TailChannel;
+use crate::remote::tail::{Tail, Utf8Check};
 use crate::remote::wire::ReadError;
 use sleep::{futex_wait, futex_wake, hung_up};
 
@@ -420,8 +421,14 @@ pub(crate) struct Receiver {
 }
 
 impl Receiver {
-    /// Copies the next `len` bytes out of the ring to the end of `buffer`, which has room for them.
-    fn pull(&mut self, buffer: &mut Vec<u8>, len: usize) -> Result<(), ReadError> {
+    /// Copies the next `len` bytes out of the ring to the end of `buffer`, which has room for them;
+    /// `check`, if any, checks each chunk for UTF-8 once its slot is given back.
+    fn pull(
+        &mut self,
+        buffer: &mut Vec<u8>,
+        len: usize,
+        mut check: Option<&mut Utf8Check>,
+    ) -> Result<(), ReadError> {
         assert!(buffer.capacity() - buffer.len() >= len);
         let end = buffer.len() + len;
         while buffer.len() < end {
@@ -462,6 +469,10 @@ impl Receiver {
             if unconsumed <= SLOTS - HYSTERESIS {
                 self.half.wake(self.half.consumed(), SENDER_SLEEPS);
             }
+            // While the chunk is in the cache, and the sender refills its slot.
+            if let Some(check) = check.as_deref_mut() {
+                check.advance(buffer);
+            }
         }
         Ok(())
     }
@@ -472,12 +483,21 @@ impl TailChannel for Receiver {
         carries(len)
     }
 
-    fn receive(&mut self, len: usize) -> Result<Vec<u8>, ReadError> {
+    fn receive(&mut self, len: usize, text: bool) -> Result<Tail, ReadError> {
+        let mut check = text.then(Utf8Check::default);
         // In steps of whole chunks (see the assertion on `RESERVE_AHEAD`), into a buffer of its
         // own that grows as the bytes arrive, so a corrupt length costs only what arrives.
-        buffer::fill_fresh(len, |buffer, step| {
+        let bytes = buffer::fill_fresh(len, |buffer, step| {
             buffer.reserve_exact(step);
-            self.pull(buffer, step)
+            self.pull(buffer, step, check.as_mut())
+        })?;
+        Ok(match check {
+            // SAFETY: `fill_fresh` gave `pull` one vector, which it only grows (`reserve_exact`
+            // and its own growth keep the bytes), and `pull` only appends to it, giving the check
+            // the whole vector after each chunk. The vector is this process's own memory: the
+            // peer wrote the ring, never it. So `bytes` begins with the bytes the check checked.
+            Some(check) => unsafe { check.finish(bytes) },
+            None => Tail::Bytes(bytes),
         })
     }
 }

@@ -192,10 +192,10 @@ fn serve(fd: RawFd, ring_fd: Option<RawFd>) -> i32 {
         if let Some(tail) = output.tail.take() {
             let sent = match &mut ring_sender {
                 Some(ring) if ring::carries(tail.len()) => match writer.flush() {
-                    Ok(()) => ring.send(&tail),
+                    Ok(()) => ring.send(tail.as_bytes()),
                     Err(error) => Err(ReadError::Io(error)),
                 },
-                _ => writer.write_all(&tail).map_err(ReadError::Io),
+                _ => writer.write_all(tail.as_bytes()).map_err(ReadError::Io),
             };
             match sent {
                 Ok(()) => {}

@@ -25,6 +25,7 @@ use crate::block::options::{PoolOptions, ProcessInitializer};
 use crate::remote::executable::{in_executable, offset_of};
 use crate::remote::protocol;
 use crate::remote::shape::Shape;
+use crate::remote::tail::Tail;
 use crate::remote::wire;
 use crate::task::error::{drop_payload, Panic, PanicLocation};
 use crate::task::panic as task_panic;
@@ -116,7 +117,7 @@ impl WirePanic {
 #[derive(Debug, Default)]
 pub(crate) struct CallOutput {
     pub(crate) bytes: Vec<u8>,
-    pub(crate) tail: Option<Vec<u8>>,
+    pub(crate) tail: Option<Tail>,
 }
 
 impl CallOutput {
@@ -128,7 +129,7 @@ impl CallOutput {
 
     /// The length of the raw tail.
     pub(crate) fn tail_len(&self) -> usize {
-        self.tail.as_ref().map_or(0, Vec::len)
+        self.tail.as_ref().map_or(0, Tail::len)
     }
 
     /// Replaces the output with a message (for [`CallStatus::Transport`]).
@@ -224,7 +225,7 @@ impl<R> RemoteCall<R> {
 unsafe fn chunk_trampoline<T, R>(
     function: usize,
     input: &[u8],
-    tail: Option<Vec<u8>>,
+    tail: Option<Tail>,
     output: &mut CallOutput,
 ) -> CallStatus
 where
@@ -287,7 +288,7 @@ impl CallStatus {
 /// encoded arguments and their raw tail (see `wire::Parts`), and the output for the encoded result
 /// (or message).
 pub(crate) type ErasedTrampoline =
-    unsafe fn(usize, &[u8], Option<Vec<u8>>, &mut CallOutput) -> CallStatus;
+    unsafe fn(usize, &[u8], Option<Tail>, &mut CallOutput) -> CallStatus;
 
 /// The arguments of one call, as `((S1, ..., Sn), (A1, ..., An))`: how each crosses (its
 /// [`Shape`]) and the types the function takes.
@@ -308,8 +309,7 @@ pub(crate) trait Arguments<R>: Sized {
 
     /// Decodes the values (all of `input`, and the tail if any, must be used) and calls `f` with
     /// them; `Err` if they cannot be decoded.
-    fn decode_and_call(f: Self::Function, input: &[u8], tail: Option<Vec<u8>>)
-        -> Result<R, String>;
+    fn decode_and_call(f: Self::Function, input: &[u8], tail: Option<Tail>) -> Result<R, String>;
 }
 
 /// Decodes the arguments, calls the function at `function`, and encodes its result into `output`.
@@ -319,7 +319,7 @@ pub(crate) trait Arguments<R>: Sized {
 pub(crate) unsafe fn trampoline<Args, R>(
     function: usize,
     input: &[u8],
-    tail: Option<Vec<u8>>,
+    tail: Option<Tail>,
     output: &mut CallOutput,
 ) -> CallStatus
 where
@@ -343,14 +343,14 @@ where
 /// becomes the output's raw tail, moved rather than copied.
 fn encode_result<R: Serialize + 'static>(value: R, output: &mut CallOutput) -> CallStatus {
     let value = match wire::into_raw(value) {
-        Ok(bytes) => {
+        Ok(tail) => {
             output
                 .bytes
-                .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-            if bytes.len() >= wire::OWN_PART {
-                output.tail = Some(bytes);
+                .extend_from_slice(&(tail.len() as u64).to_le_bytes());
+            if tail.len() >= wire::OWN_PART {
+                output.tail = Some(tail);
             } else {
-                output.bytes.extend_from_slice(&bytes);
+                output.bytes.extend_from_slice(tail.as_bytes());
             }
             return CallStatus::Returned;
         }
@@ -401,7 +401,7 @@ macro_rules! remote_calls {
             fn decode_and_call(
                 f: Self::Function,
                 mut input: &[u8],
-                mut tail: Option<Vec<u8>>,
+                mut tail: Option<Tail>,
             ) -> Result<Ret, String> {
                 $(let mut $owned = Some(wire::decode_value::<$shape::Owned>(&mut input, &mut tail)?);)*
                 match (input.len(), &tail) {
@@ -601,6 +601,10 @@ mod tests {
             assert_eq!(status, CallStatus::Returned);
             let expected = "é".repeat(len / 2);
             assert_eq!(output.tail.is_some(), expected.len() >= wire::OWN_PART);
+            assert!(
+                output.tail.as_ref().is_none_or(Tail::is_text),
+                "a string's tail is text"
+            );
             assert_eq!(
                 wire::decode_with_tail::<String>(&output.bytes, output.tail).unwrap(),
                 expected
@@ -611,7 +615,7 @@ mod tests {
     #[test]
     fn a_string_result_that_is_not_utf8_is_an_error() {
         let bytes = (wire::OWN_PART as u64).to_le_bytes();
-        let tail = Some(vec![0xff; wire::OWN_PART]);
+        let tail = Some(Tail::Bytes(vec![0xff; wire::OWN_PART]));
         let error = wire::decode_with_tail::<String>(&bytes, tail).unwrap_err();
         assert!(error.contains("not UTF-8"), "{error}");
         let mut inline = 2u64.to_le_bytes().to_vec();

@@ -15,6 +15,8 @@
 //! On the wire and the worker's side:
 //! - `wire`: frames and the value encoding;
 //! - `buffer`: the fresh vectors large payloads are read into;
+//! - `tail`: a large byte vector or string crossing in a buffer of its own, and the UTF-8 check
+//!   of a string's bytes as they arrive;
 //! - `custom_error`: the message of an error a type's own `Serialize` raised, which postcard drops;
 //! - `protocol`: a call's and an outcome's fixed fields, written and parsed once;
 //! - `serve`: running one call in a worker and writing its outcome;
@@ -36,5 +38,6 @@ pub(crate) mod queue;
 pub(crate) mod scope;
 pub(crate) mod serve;
 pub(crate) mod shape;
+pub(crate) mod tail;
 pub(crate) mod window;
 pub(crate) mod wire;

@@ -10,13 +10,16 @@ use std::io::Read;
 
 use crate::remote::buffer::read_fresh;
 use crate::remote::call::{CallOutput, CallStatus};
+use crate::remote::tail::Tail;
 use crate::remote::wire::{self, Fields, Kind, ReadError};
 
-/// Bytes of a call message before its arguments: id, trampoline, function, raw tail length.
-pub(crate) const CALL_FIELDS: usize = 32;
+/// Bytes of a call message before its arguments: id, trampoline, function, raw tail length,
+/// whether the tail is text.
+pub(crate) const CALL_FIELDS: usize = 33;
 
-/// Bytes of an outcome message before the result: id, status, run time, raw tail length.
-pub(crate) const OUTCOME_FIELDS: usize = 25;
+/// Bytes of an outcome message before the result: id, status, run time, raw tail length, whether
+/// the tail is text.
+pub(crate) const OUTCOME_FIELDS: usize = 26;
 
 /// The largest message buffer either side keeps between messages. A fresh buffer costs a page
 /// fault per 4 KiB, so buffers are reused; one grown for a huge payload is let go beyond this.
@@ -52,6 +55,8 @@ pub(crate) struct CallHead {
     pub(crate) function: i64,
     /// The last `tail_len` bytes of the arguments are a raw byte vector (see `wire::Parts`).
     pub(crate) tail_len: u64,
+    /// The tail is a string's bytes, which the worker checks as they arrive (see `tail`).
+    pub(crate) text: bool,
 }
 
 impl CallHead {
@@ -67,6 +72,7 @@ impl CallHead {
         out.extend_from_slice(&self.trampoline.to_le_bytes());
         out.extend_from_slice(&self.function.to_le_bytes());
         out.extend_from_slice(&self.tail_len.to_le_bytes());
+        out.push(u8::from(self.text));
         true
     }
 
@@ -79,6 +85,7 @@ impl CallHead {
             trampoline: fields.i64("trampoline")?,
             function: fields.i64("function")?,
             tail_len: fields.u64("tail length")?,
+            text: text_field(&mut fields)?,
         };
         Ok((head, fields.rest()))
     }
@@ -96,7 +103,7 @@ impl CallHead {
 /// without another copy.
 pub(crate) struct CallMessage {
     pub(crate) head: CallHead,
-    pub(crate) tail: Option<Vec<u8>>,
+    pub(crate) tail: Option<Tail>,
 }
 
 /// A channel beside the stream for large raw tails (the Process backend's shared-memory ring): a
@@ -107,8 +114,9 @@ pub(crate) trait TailChannel {
     /// Whether a tail of `len` bytes comes through this channel.
     fn carries(&self, len: usize) -> bool;
     /// Receives the next tail, of `len` bytes, into a vector of its own (as
-    /// `buffer::read_fresh` would read it from the stream).
-    fn receive(&mut self, len: usize) -> Result<Vec<u8>, ReadError>;
+    /// `buffer::read_fresh` would read it from the stream); if the sender said it is `text`,
+    /// checks it as it arrives, and gives [`Tail::Text`] if it is UTF-8.
+    fn receive(&mut self, len: usize, text: bool) -> Result<Tail, ReadError>;
 }
 
 /// Reads one call message from `reader`: the fields and encoded arguments into `payload`, and the
@@ -126,7 +134,7 @@ pub(crate) fn read_call(
         )));
     }
     let (head, tail) = read_with_tail(reader, Kind::Call, len, payload, side, |fields| {
-        CallHead::parse(fields).map(|(head, _)| (head, head.tail_len))
+        CallHead::parse(fields).map(|(head, _)| (head, head.tail_len, head.text))
     })?;
     Ok(CallMessage { head, tail })
 }
@@ -142,10 +150,13 @@ pub(crate) struct OutcomeHead {
     /// The last `tail_len` bytes of the result are a raw byte vector or string (see
     /// `call::CallOutput`), which the pool reads into a vector of its own.
     pub(crate) tail_len: u64,
+    /// The tail is a string's bytes, which the pool checks as they arrive (see `tail`).
+    pub(crate) text: bool,
 }
 
 impl OutcomeHead {
-    /// Appends the frame header and these fields (the tail length is `output`'s); `output` (the
+    /// Appends the frame header and these fields (the tail's length and kind are `output`'s);
+    /// `output` (the
     /// result or message, then its raw tail) follows them. A result over the frame limit is
     /// replaced by a message saying so, as a transport error.
     pub(crate) fn write(mut self, frame: &mut Vec<u8>, output: &mut CallOutput) {
@@ -154,6 +165,7 @@ impl OutcomeHead {
             self.status = CallStatus::Transport;
         }
         self.tail_len = output.tail_len() as u64;
+        self.text = output.tail.as_ref().is_some_and(Tail::is_text);
         let len = OUTCOME_FIELDS + output.bytes.len() + output.tail_len();
         wire::write_header(frame, Kind::Outcome, len)
             .expect("checked against the frame limit just above");
@@ -161,6 +173,7 @@ impl OutcomeHead {
         frame.push(self.status as u8);
         frame.extend_from_slice(&self.elapsed_ns.to_le_bytes());
         frame.extend_from_slice(&self.tail_len.to_le_bytes());
+        frame.push(u8::from(self.text));
     }
 
     /// Reads the fields at the start of an outcome's payload; gives them and the rest (the
@@ -172,6 +185,7 @@ impl OutcomeHead {
         let status = fields.u8("status")?;
         let elapsed_ns = fields.u64("run time")?;
         let tail_len = fields.u64("tail length")?;
+        let text = text_field(&mut fields)?;
         let status = CallStatus::from_byte(status)
             .ok_or_else(|| ReadError::Malformed(format!("unknown call status {status}")))?;
         if tail_len > 0 && status != CallStatus::Returned {
@@ -184,6 +198,7 @@ impl OutcomeHead {
             status,
             elapsed_ns,
             tail_len,
+            text,
         };
         Ok((head, fields.rest()))
     }
@@ -206,10 +221,19 @@ pub(crate) fn read_outcome(
     len: usize,
     payload: &mut Vec<u8>,
     side: Option<&mut dyn TailChannel>,
-) -> Result<(OutcomeHead, Option<Vec<u8>>), ReadError> {
+) -> Result<(OutcomeHead, Option<Tail>), ReadError> {
     read_with_tail(reader, Kind::Outcome, len, payload, side, |fields| {
-        OutcomeHead::parse(fields).map(|(head, _)| (head, head.tail_len))
+        OutcomeHead::parse(fields).map(|(head, _)| (head, head.tail_len, head.text))
     })
+}
+
+/// The field that says whether a tail is text: 0 or 1.
+fn text_field(fields: &mut Fields<'_>) -> Result<bool, ReadError> {
+    match fields.u8("tail kind")? {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(ReadError::Malformed(format!("unknown tail kind {other}"))),
+    }
 }
 
 /// The fixed fields' length of a call or outcome message, and how the message is named in errors.
@@ -238,7 +262,8 @@ fn split_tail(kind: Kind, tail_len: u64, rest: &[u8]) -> Result<(&[u8], &[u8]), 
 }
 
 /// Reads the payload of a call or outcome frame of `len` bytes whose header was just read: the
-/// fixed fields (which `parse` reads, giving the head and its tail length) and the encoded part
+/// fixed fields (which `parse` reads, giving the head, its tail's length and whether it is text)
+/// and the encoded part
 /// into `payload` (replacing its contents), and the raw tail, if any, straight into a vector of
 /// its own, which the function or the future then receives without another copy: from `reader`,
 /// after the encoded part, or from `side` if it carries a tail that long.
@@ -248,15 +273,15 @@ fn read_with_tail<H>(
     len: usize,
     payload: &mut Vec<u8>,
     side: Option<&mut dyn TailChannel>,
-    parse: impl FnOnce(&[u8]) -> Result<(H, u64), ReadError>,
-) -> Result<(H, Option<Vec<u8>>), ReadError> {
+    parse: impl FnOnce(&[u8]) -> Result<(H, u64, bool), ReadError>,
+) -> Result<(H, Option<Tail>), ReadError> {
     let (fields, a, _) = named(kind);
     if len < fields {
         return Err(ReadError::Malformed(format!("{a} message was too short")));
     }
     payload.clear();
     wire::read_into(reader, payload, fields)?;
-    let (head, tail_len) = parse(payload)?;
+    let (head, tail_len, text) = parse(payload)?;
     let Some(head_len) = usize::try_from(tail_len)
         .ok()
         .and_then(|tail_len| (len - fields).checked_sub(tail_len))
@@ -266,8 +291,9 @@ fn read_with_tail<H>(
     wire::read_into(reader, payload, head_len)?;
     let tail = match (tail_len as usize, side) {
         (0, _) => None,
-        (len, Some(side)) if side.carries(len) => Some(side.receive(len)?),
-        (len, _) => Some(read_fresh(reader, len)?),
+        (len, Some(side)) if side.carries(len) => Some(side.receive(len, text)?),
+        // Short enough to stay on the socket: a string's is checked when it is decoded.
+        (len, _) => Some(Tail::Bytes(read_fresh(reader, len)?)),
     };
     Ok((head, tail))
 }
@@ -291,6 +317,7 @@ mod tests {
             trampoline: -12,
             function: 34,
             tail_len: 3,
+            text: true,
         };
         let mut frame = Vec::new();
         assert!(head.write(5, &mut frame));
@@ -310,7 +337,11 @@ mod tests {
         let message = read_call(&mut &frame[..], &mut streamed, None).unwrap();
         assert_eq!(message.head, head);
         assert_eq!(&streamed[CALL_FIELDS..], b"ab");
-        assert_eq!(message.tail.as_deref(), Some(&b"123"[..]));
+        // Read from the stream, a tail said to be text is bytes until it is decoded.
+        assert_eq!(message.tail, Some(Tail::Bytes(b"123".to_vec())));
+        // The tail's kind is 0 or 1.
+        frame[wire::HEADER_LEN + CALL_FIELDS - 1] = 2;
+        assert!(CallHead::parse(&frame[wire::HEADER_LEN..]).is_err());
     }
 
     #[test]
@@ -323,6 +354,7 @@ mod tests {
             trampoline: 0,
             function: 0,
             tail_len: 0,
+            text: false,
         }
         .write(MAX_ARGUMENTS, &mut frame));
         assert_eq!(
@@ -341,6 +373,7 @@ mod tests {
             status: CallStatus::Panicked,
             elapsed_ns: 1_500,
             tail_len: 0,
+            text: false,
         };
         let mut frame = Vec::new();
         let mut output = CallOutput {
@@ -362,15 +395,16 @@ mod tests {
             status: CallStatus::Returned,
             elapsed_ns: 10,
             tail_len: 0,
+            text: false,
         };
         let mut frame = Vec::new();
         let mut output = CallOutput {
             bytes: 3u64.to_le_bytes().to_vec(),
-            tail: Some(b"abc".to_vec()),
+            tail: Some(Tail::Text("abc".to_string())),
         };
         head.write(&mut frame, &mut output);
         frame.extend_from_slice(&output.bytes);
-        frame.extend_from_slice(output.tail.as_deref().unwrap());
+        frame.extend_from_slice(output.tail.as_ref().unwrap().as_bytes());
         let mut input = &frame[..];
         let (kind, len) = wire::read_header(&mut input).unwrap();
         assert_eq!(kind, Kind::Outcome);
@@ -380,11 +414,12 @@ mod tests {
             parsed,
             OutcomeHead {
                 tail_len: 3,
+                text: true,
                 ..head
             }
         );
         assert_eq!(&payload[OUTCOME_FIELDS..], 3u64.to_le_bytes());
-        assert_eq!(tail.as_deref(), Some(&b"abc"[..]));
+        assert_eq!(tail, Some(Tail::Bytes(b"abc".to_vec())));
         let (_, rest) = OutcomeHead::parse(&frame[wire::HEADER_LEN..]).unwrap();
         assert_eq!(parsed.split_tail(rest).unwrap().1, b"abc");
         // A tail longer than the frame, and a tail on a panic, are refused.

@@ -15,6 +15,7 @@ use crate::block::options::CallOptions;
 use crate::remote::call::{self, CallStatus, RemoteCall};
 use crate::remote::protocol::CallHead;
 use crate::remote::scope::RemoteBackend;
+use crate::remote::tail::Tail;
 use crate::remote::wire;
 use crate::task::completion::{Completion, QUEUE_REF};
 use crate::task::error::{drop_payload, panic_message, Panic, TaskError};
@@ -38,12 +39,14 @@ impl Request {
             trampoline: self.trampoline as i64,
             function: self.function as i64,
             tail_len: self.arguments.raw_tail_len() as u64,
+            text: self.arguments.raw_tail_is_text(),
         };
         if head.write(self.arguments.len(), out) {
             return true;
         }
         let empty = CallHead {
             tail_len: 0,
+            text: false,
             ..head
         };
         empty.write(0, out);
@@ -92,7 +95,7 @@ pub(crate) trait RemoteJob: Send + Sync {
 pub(crate) enum Outcome<'a> {
     /// The worker answered: a status and the encoded result or message, and the result's raw tail
     /// (a large byte vector or string, read into a vector of its own; see `call::CallOutput`).
-    Answered(CallStatus, &'a [u8], Option<Vec<u8>>),
+    Answered(CallStatus, &'a [u8], Option<Tail>),
     /// No answer: the error says why.
     Failed(TaskError),
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::remote::call::{self, CallOutput, CallStatus, ErasedTrampoline};
 use crate::remote::executable::{address_at, in_executable};
 use crate::remote::protocol::{CallHead, OutcomeHead};
+use crate::remote::tail::Tail;
 
 /// Runs one call: the trampoline at offset `trampoline` with the function at offset `function`,
 /// the encoded `arguments` and the raw `tail`; the result or message goes to `output` (cleared
@@ -22,7 +23,7 @@ pub(crate) unsafe fn run_call(
     trampoline: i64,
     function: i64,
     arguments: &[u8],
-    tail: Option<Vec<u8>>,
+    tail: Option<Tail>,
     output: &mut CallOutput,
 ) -> Option<CallStatus> {
     output.clear();
@@ -53,7 +54,7 @@ pub(crate) unsafe fn run_call(
 pub(crate) unsafe fn answer_call(
     head: &CallHead,
     arguments: &[u8],
-    tail: Option<Vec<u8>>,
+    tail: Option<Tail>,
     frame: &mut Vec<u8>,
     output: &mut CallOutput,
     started: Instant,
@@ -67,6 +68,7 @@ pub(crate) unsafe fn answer_call(
         status,
         elapsed_ns,
         tail_len: 0,
+        text: false,
     };
     outcome.write(frame, output);
     Some(())

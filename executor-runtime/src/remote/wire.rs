@@ -17,11 +17,13 @@ use serde::Serialize;
 
 use crate::remote::buffer;
 use crate::remote::custom_error::custom_message;
+use crate::remote::tail::{self, Tail};
 
 /// First byte of every frame.
 const MAGIC: u8 = 0xEC;
-/// Bumped whenever a message's layout changes.
-pub(crate) const VERSION: u8 = 2;
+/// Bumped whenever a message's layout changes. (Public through `__private` for the tests that
+/// write frames by hand.)
+pub const VERSION: u8 = 3;
 /// The largest payload a frame may carry: 4 GiB - 1, what the length field holds.
 pub(crate) const MAX_FRAME: usize = u32::MAX as usize;
 /// Payloads are read in steps of at most this much, so a corrupt length costs no more memory than
@@ -104,36 +106,41 @@ fn raw_bytes<T: 'static>(value: &T) -> Option<&[u8]> {
     value.downcast_ref::<String>().map(String::as_bytes)
 }
 
-/// The buffer of a value that crosses raw (see [`is_raw`]), taken without a copy; other values
-/// are given back.
-pub(crate) fn into_raw<T: 'static>(value: T) -> Result<Vec<u8>, T> {
-    let mut slot = Some(value);
-    let any = &mut slot as &mut dyn Any;
-    if let Some(bytes) = any.downcast_mut::<Option<Vec<u8>>>() {
-        return Ok(bytes.take().expect("just filled"));
-    }
-    if let Some(text) = any.downcast_mut::<Option<String>>() {
-        return Ok(text.take().expect("just filled").into_bytes());
-    }
-    Err(slot.expect("not taken"))
+/// The buffer of a value that crosses raw (see [`is_raw`]), taken without a copy: a string's
+/// buffer as [`Tail::Text`]. Other values are given back.
+pub(crate) fn into_raw<T: 'static>(value: T) -> Result<Tail, T> {
+    let value = match cast::<Vec<u8>, T>(value) {
+        Ok(bytes) => return Ok(Tail::Bytes(bytes)),
+        Err(value) => value,
+    };
+    cast::<String, T>(value).map(Tail::Text)
 }
 
-/// A value that crosses raw (see [`is_raw`]) from its bytes, without a copy: a `String` is
-/// checked to be UTF-8 (about 10 GB/s), so corrupt bytes give an error.
-fn from_raw<T: 'static>(bytes: Vec<u8>) -> Result<T, String> {
-    let mut bytes = Some(bytes);
-    if let Some(value) = (&mut bytes as &mut dyn Any).downcast_mut::<Option<T>>() {
-        return Ok(value.take().expect("just filled"));
-    }
-    let text = String::from_utf8(bytes.take().expect("not taken"))
-        .map_err(|error| format!("a string is not UTF-8: {}", error.utf8_error()))?;
-    let mut text = Some(text);
-    match (&mut text as &mut dyn Any).downcast_mut::<Option<T>>() {
+/// A value that crosses raw (see [`is_raw`]) from its tail, without a copy. A string from
+/// [`Tail::Bytes`] is checked to be UTF-8 here (see `tail`), so corrupt bytes give an error.
+fn from_raw<T: 'static>(tail: Tail) -> Result<T, String> {
+    let bytes = match tail {
+        Tail::Text(text) => match cast::<T, String>(text) {
+            Ok(value) => return Ok(value),
+            Err(text) => text.into_bytes(),
+        },
+        Tail::Bytes(bytes) => bytes,
+    };
+    let bytes = match cast::<T, Vec<u8>>(bytes) {
+        Ok(value) => return Ok(value),
+        Err(bytes) => bytes,
+    };
+    let text = tail::into_text(bytes).map_err(|error| format!("a string is not UTF-8: {error}"))?;
+    cast::<T, String>(text)
+        .map_err(|_| format!("{} does not cross as raw bytes", std::any::type_name::<T>()))
+}
+
+/// `value` as a `T`, if `U` is `T`; `value` back otherwise.
+fn cast<T: 'static, U: 'static>(value: U) -> Result<T, U> {
+    let mut slot = Some(value);
+    match (&mut slot as &mut dyn Any).downcast_mut::<Option<T>>() {
         Some(value) => Ok(value.take().expect("just filled")),
-        None => Err(format!(
-            "{} does not cross as raw bytes",
-            std::any::type_name::<T>()
-        )),
+        None => Err(slot.expect("not taken")),
     }
 }
 
@@ -158,6 +165,8 @@ pub struct Parts {
     /// Whether the last part is a byte vector's own buffer (the message's *raw tail*, which a
     /// worker reads straight into the vector it hands to the function).
     raw_last: bool,
+    /// Whether that raw tail is a string's bytes, which the receiver checks as they arrive.
+    raw_text: bool,
 }
 
 /// Byte vectors and strings at least this long become parts of their own (a raw tail when last).
@@ -167,21 +176,22 @@ impl Parts {
     /// Appends one value, as [`encode_value`] would, taking ownership of a `Vec<u8>` or `String`.
     pub(crate) fn push_value<T: Serialize + 'static>(&mut self, value: T) -> Result<(), String> {
         match into_raw(value) {
-            Ok(bytes) if bytes.len() >= OWN_PART => {
+            Ok(tail) if tail.len() >= OWN_PART => {
                 self.encoded()
-                    .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-                self.parts.push(bytes);
+                    .extend_from_slice(&(tail.len() as u64).to_le_bytes());
+                self.raw_text = tail.is_text();
+                self.parts.push(tail.into_bytes());
                 self.raw_last = true;
                 Ok(())
             }
-            Ok(bytes) => encode_value(&bytes, self.encoded()),
+            Ok(tail) => encode_value(&tail.into_bytes(), self.encoded()),
             Err(value) => encode_value(&value, self.encoded()),
         }
     }
 
     /// Appends a byte slice as raw bytes (what a `Vec<u8>`, or a `String` if they are UTF-8,
-    /// decodes from), copying it.
-    pub(crate) fn push_bytes(&mut self, bytes: &[u8]) {
+    /// decodes from), copying it; `text` if they are a `str`'s.
+    pub(crate) fn push_bytes(&mut self, bytes: &[u8], text: bool) {
         if bytes.len() >= OWN_PART {
             self.encoded()
                 .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
@@ -189,6 +199,7 @@ impl Parts {
             // pages costs 16,384 page faults (see `buffer`).
             self.parts.push(buffer::copy_fresh(bytes));
             self.raw_last = true;
+            self.raw_text = text;
         } else {
             let encoded = self.encoded();
             encoded.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
@@ -213,6 +224,11 @@ impl Parts {
         }
     }
 
+    /// Whether the raw tail, if any, is a string's bytes.
+    pub(crate) fn raw_tail_is_text(&self) -> bool {
+        self.raw_last && self.raw_text
+    }
+
     /// The parts, in order.
     pub(crate) fn parts(&self) -> &[Vec<u8>] {
         &self.parts
@@ -234,7 +250,7 @@ impl Parts {
 /// `tail` without a copy.
 pub(crate) fn decode_value<T: DeserializeOwned + 'static>(
     input: &mut &[u8],
-    tail: &mut Option<Vec<u8>>,
+    tail: &mut Option<Tail>,
 ) -> Result<T, String> {
     if is_raw::<T>() {
         let Some((len, rest)) = input.split_first_chunk::<8>() else {
@@ -253,7 +269,7 @@ pub(crate) fn decode_value<T: DeserializeOwned + 'static>(
         }
         let (bytes, rest) = rest.split_at(len as usize);
         *input = rest;
-        return from_raw(bytes.to_vec());
+        return from_raw(Tail::Bytes(bytes.to_vec()));
     }
     let (value, rest) = postcard::take_from_bytes(input).map_err(|e| e.to_string())?;
     *input = rest;
@@ -269,7 +285,7 @@ pub(crate) fn decode_whole<T: DeserializeOwned + 'static>(input: &[u8]) -> Resul
 /// come as a raw tail of their own (a large byte vector or string result).
 pub(crate) fn decode_with_tail<T: DeserializeOwned + 'static>(
     mut input: &[u8],
-    mut tail: Option<Vec<u8>>,
+    mut tail: Option<Tail>,
 ) -> Result<T, String> {
     let value = decode_value(&mut input, &mut tail)?;
     match (input.len(), tail) {
@@ -541,8 +557,8 @@ mod tests {
         let flat = parts.concat();
         let (head, tail) = flat.split_at(flat.len() - OWN_PART);
         let mut input = head;
-        let mut tail = Some(tail.to_vec());
-        let tail_buffer = tail.as_ref().unwrap().as_ptr();
+        let mut tail = Some(Tail::Bytes(tail.to_vec()));
+        let tail_buffer = tail.as_ref().unwrap().as_bytes().as_ptr();
         assert_eq!(
             decode_value::<String>(&mut input, &mut tail).unwrap(),
             "head"
@@ -551,6 +567,33 @@ mod tests {
         assert_eq!(bytes, big);
         assert_eq!(bytes.as_ptr(), tail_buffer, "the tail's buffer itself");
         assert!(tail.is_none() && input.is_empty());
+    }
+
+    #[test]
+    fn a_trailing_string_is_a_text_tail_that_decodes_as_a_string_or_bytes_without_a_copy() {
+        let big = "é".repeat(OWN_PART);
+        let mut parts = Parts::default();
+        parts.push_value(big.clone()).unwrap();
+        assert!(parts.raw_tail_is_text());
+        let mut borrowed = Parts::default();
+        borrowed.push_bytes(big.as_bytes(), true);
+        assert!(borrowed.raw_tail_is_text());
+        borrowed.push_value(1u8).unwrap();
+        assert!(!borrowed.raw_tail_is_text(), "a value follows: no raw tail");
+        let length = (big.len() as u64).to_le_bytes();
+        for as_string in [true, false] {
+            let tail = Tail::Text(big.clone());
+            let buffer = tail.as_bytes().as_ptr();
+            let decoded = if as_string {
+                decode_with_tail::<String>(&length, Some(tail))
+                    .unwrap()
+                    .into_bytes()
+            } else {
+                decode_with_tail::<Vec<u8>>(&length, Some(tail)).unwrap()
+            };
+            assert_eq!(decoded, big.as_bytes());
+            assert_eq!(decoded.as_ptr(), buffer, "the tail's buffer itself");
+        }
     }
 
     #[test]

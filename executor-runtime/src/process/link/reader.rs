@@ -20,6 +20,7 @@ use crate::remote::protocol::{
     read_outcome, OutcomeHead, TailChannel, KEEP_BUFFER, OUTCOME_FIELDS,
 };
 use crate::remote::queue::{Outcome, Queued};
+use crate::remote::tail::Tail;
 use crate::remote::wire::{self, Kind, ReadError};
 use crate::task::error::{TaskError, WorkerDeath};
 
@@ -182,7 +183,7 @@ fn receive_outcomes(
                 .is_some_and(|&(next, _)| next < link.written_below)
                 .then(Instant::now);
             let returned =
-                payload.len().saturating_sub(OUTCOME_FIELDS) + tail.as_ref().map_or(0, Vec::len);
+                payload.len().saturating_sub(OUTCOME_FIELDS) + tail.as_ref().map_or(0, Tail::len);
             link.window.record(elapsed_ns, returned);
             link.kill_if_head_stopped(shared.backend.id, slot);
             let options = job.job().options();

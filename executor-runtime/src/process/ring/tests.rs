@@ -8,6 +8,7 @@ use std::thread;
 use super::*;
 use crate::remote::call::{CallOutput, CallStatus};
 use crate::remote::protocol::{read_outcome, OutcomeHead, OUTCOME_FIELDS};
+use crate::remote::tail::Tail;
 use crate::remote::wire;
 
 /// Bytes that differ from place to place (a prime period), so that a misplaced chunk shows.
@@ -57,17 +58,20 @@ fn tails_cross_whole_and_in_order_both_ways_at_every_size_around_the_chunks() {
     // The worker's side echoes each tail back, through the other ring.
     let worker = thread::spawn(move || {
         for len in sizes {
-            let got = from_pool.receive(len).unwrap();
-            to_pool.send(&got).unwrap();
+            let got = from_pool.receive(len, false).unwrap();
+            to_pool.send(got.as_bytes()).unwrap();
             answer.send(got.len()).unwrap();
         }
     });
     for (seed, len) in sizes.into_iter().enumerate() {
         let sent = pattern(len, seed);
         to_worker.send(&sent).unwrap();
-        let back = from_worker.receive(len).unwrap();
+        let back = from_worker.receive(len, false).unwrap();
         assert_eq!(within(&answers), len);
-        assert!(back == sent, "a tail of {len} bytes came back changed");
+        assert!(
+            back == Tail::Bytes(sent),
+            "a tail of {len} bytes came back changed"
+        );
     }
     worker.join().unwrap();
 }
@@ -78,7 +82,7 @@ fn impossible_counts_from_a_corrupt_peer_are_refused_on_both_sides() {
     // The worker claims more chunks published than the ring has slots.
     to_pool.half.published().store(SLOTS + 1, Ordering::SeqCst);
     assert!(matches!(
-        from_worker.receive(CHUNK),
+        from_worker.receive(CHUNK, false),
         Err(ReadError::Malformed(_))
     ));
     // The worker claims to have consumed chunks never published.
@@ -94,8 +98,8 @@ fn a_waiting_side_fails_when_the_other_hangs_up_but_not_when_it_only_stops_writi
     let ((mut to_worker, _), (_, mut from_pool), (pool_socket, worker_socket)) = pair();
     let (answer, answers) = mpsc::channel();
     let worker = thread::spawn(move || {
-        answer.send(from_pool.receive(CHUNK + 5)).unwrap();
-        answer.send(from_pool.receive(CHUNK)).unwrap();
+        answer.send(from_pool.receive(CHUNK + 5, false)).unwrap();
+        answer.send(from_pool.receive(CHUNK, false)).unwrap();
         drop(worker_socket);
     });
     // The pool ends the worker's input while the worker still waits: not a hang-up.
@@ -103,7 +107,7 @@ fn a_waiting_side_fails_when_the_other_hangs_up_but_not_when_it_only_stops_writi
     thread::sleep(3 * NAP);
     let sent = pattern(CHUNK + 5, 1);
     to_worker.send(&sent).unwrap();
-    assert!(within(&answers).unwrap() == sent);
+    assert!(within(&answers).unwrap() == Tail::Bytes(sent));
     // Now the pool is gone: the worker's wait ends with an I/O error.
     drop(pool_socket);
     assert!(matches!(within(&answers), Err(ReadError::Io(_))));
@@ -143,11 +147,12 @@ fn a_worker_refuses_a_file_that_is_not_a_sealed_ring() {
     assert!(Ring::open(fd).is_ok());
 }
 
-/// An outcome frame whose result is a raw tail of `tail` (a `String` or `Vec<u8>` result).
-fn outcome_with_tail(tail: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+/// An outcome frame whose result is a raw tail of `tail` (a `String` or `Vec<u8>` result), the
+/// tail said to be `text` (whatever its bytes are).
+fn outcome_with_tail(tail: Vec<u8>, text: bool) -> (Vec<u8>, Vec<u8>) {
     let mut output = CallOutput {
         bytes: (tail.len() as u64).to_le_bytes().to_vec(),
-        tail: Some(tail),
+        tail: Some(Tail::Bytes(tail)),
     };
     let mut frame = Vec::new();
     let head = OutcomeHead {
@@ -155,10 +160,24 @@ fn outcome_with_tail(tail: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
         status: CallStatus::Returned,
         elapsed_ns: 1,
         tail_len: 0,
+        text: false,
     };
     head.write(&mut frame, &mut output);
+    // The last of the fixed fields says whether the tail is text.
+    frame[wire::HEADER_LEN + OUTCOME_FIELDS - 1] = u8::from(text);
     frame.extend_from_slice(&output.bytes);
-    (frame, output.tail.unwrap())
+    (frame, output.tail.unwrap().into_bytes())
+}
+
+/// Reads one outcome from `stream`, its tail through `ring`; gives the rest of the stream, the
+/// result's encoded part and its tail.
+fn read_through<'a>(stream: &'a [u8], ring: &mut Receiver) -> (&'a [u8], Vec<u8>, Option<Tail>) {
+    let mut input = stream;
+    let (_, len) = wire::read_header(&mut input).unwrap();
+    let mut payload = Vec::new();
+    let side: &mut dyn TailChannel = ring;
+    let (_, tail) = read_outcome(&mut input, len, &mut payload, Some(side)).unwrap();
+    (input, payload.split_off(OUTCOME_FIELDS), tail)
 }
 
 #[test]
@@ -166,26 +185,50 @@ fn a_long_tail_comes_through_the_ring_after_its_head_and_a_short_one_stays_in_th
     let ((_, mut from_worker), (mut to_pool, _), _sockets) = pair();
     // A `String` result of `RING_MIN` bytes that are not UTF-8: its head in the stream, its tail
     // in the ring; the stream goes on with the next message.
-    let (mut stream, long) = outcome_with_tail(vec![0xff; RING_MIN]);
+    let (mut stream, long) = outcome_with_tail(vec![0xff; RING_MIN], true);
     stream.extend_from_slice(b"next");
     let pushed = thread::spawn(move || to_pool.send(&long).map(|()| to_pool));
-    let mut input = &stream[..];
-    let (_, len) = wire::read_header(&mut input).unwrap();
-    let mut payload = Vec::new();
-    let side: &mut dyn TailChannel = &mut from_worker;
-    let (_, tail) = read_outcome(&mut input, len, &mut payload, Some(side)).unwrap();
-    assert_eq!(input, b"next", "the tail was not in the stream");
-    let result = &payload[OUTCOME_FIELDS..];
-    let error = wire::decode_with_tail::<String>(result, tail).unwrap_err();
+    let (rest, result, tail) = read_through(&stream, &mut from_worker);
+    assert_eq!(rest, b"next", "the tail was not in the stream");
+    // Said to be text, the tail stays bytes, and decodes as a `String` only to an error.
+    assert!(!tail.as_ref().unwrap().is_text());
+    let error = wire::decode_with_tail::<String>(&result, tail).unwrap_err();
     assert!(error.contains("not UTF-8"), "{error}");
     pushed.join().unwrap().unwrap();
     // One byte shorter, the tail is in the stream, though the link has a ring.
     let short = pattern(RING_MIN - 1, 3);
-    let (mut stream, _) = outcome_with_tail(short.clone());
+    let (mut stream, _) = outcome_with_tail(short.clone(), false);
     stream.extend_from_slice(&short);
-    let mut input = &stream[..];
-    let (_, len) = wire::read_header(&mut input).unwrap();
-    let side: &mut dyn TailChannel = &mut from_worker;
-    let (_, tail) = read_outcome(&mut input, len, &mut payload, Some(side)).unwrap();
-    assert!(input.is_empty() && tail.unwrap() == short);
+    let (rest, _, tail) = read_through(&stream, &mut from_worker);
+    assert!(rest.is_empty() && tail.unwrap() == Tail::Bytes(short));
+}
+
+#[test]
+fn a_text_tail_is_checked_chunk_by_chunk_and_decodes_as_the_string_it_was() {
+    let ((_, mut from_worker), (mut to_pool, _), _sockets) = pair();
+    // Three-byte characters from the start, so that every chunk boundary cuts one.
+    let text = "€".repeat((3 * CHUNK + 11) / 3);
+    assert!(
+        !text.is_char_boundary(CHUNK),
+        "a character straddles the first chunk's end"
+    );
+    let (stream, bytes) = outcome_with_tail(text.clone().into_bytes(), true);
+    let pushed = thread::spawn(move || to_pool.send(&bytes).map(|()| to_pool));
+    let (_, result, tail) = read_through(&stream, &mut from_worker);
+    assert_eq!(tail.as_ref(), Some(&Tail::Text(text.clone())));
+    assert_eq!(
+        wire::decode_with_tail::<String>(&result, tail).unwrap(),
+        text
+    );
+    let mut to_pool = pushed.join().unwrap().unwrap();
+    // The same bytes not said to be text arrive as bytes, and are checked when decoded.
+    let (stream, bytes) = outcome_with_tail(text.clone().into_bytes(), false);
+    let pushed = thread::spawn(move || to_pool.send(&bytes));
+    let (_, result, tail) = read_through(&stream, &mut from_worker);
+    assert!(!tail.as_ref().unwrap().is_text());
+    assert_eq!(
+        wire::decode_with_tail::<String>(&result, tail).unwrap(),
+        text
+    );
+    pushed.join().unwrap().unwrap();
 }
