@@ -70,7 +70,10 @@ fn byte_vectors_and_strings_round_trip_as_arguments_and_results_at_every_size() 
 }
 
 /// Text of `len` bytes of three-byte characters (and `x`s to fill): the ring's 512 KiB chunks
-/// cut characters, which the receiving side checks across the cut.
+/// cut characters, which the receiving side checks across the cut. (This pins that such strings
+/// arrive whole and equal; that the check as they arrive accepts them, rather than leaving them
+/// to be checked again when decoded, is pinned by the ring's own test
+/// `a_text_tail_is_checked_chunk_by_chunk_and_decodes_as_the_string_it_was`.)
 fn euro_text(len: usize) -> String {
     let mut text = "€".repeat(len / 3);
     text.extend(std::iter::repeat_n('x', len % 3));

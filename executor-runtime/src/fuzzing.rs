@@ -50,8 +50,8 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn saw(&mut self, buffer: &Vec<u8>) {
-        self.peak_capacity = self.peak_capacity.max(buffer.capacity());
+    fn saw(&mut self, capacity: usize) {
+        self.peak_capacity = self.peak_capacity.max(capacity);
     }
 
     fn count(&mut self, decoded: Result<usize, ReadError>) {
@@ -65,7 +65,7 @@ impl Summary {
     /// whole frame could be read.
     fn next_frame(&mut self, input: &mut &[u8], payload: &mut Vec<u8>) -> Option<Kind> {
         let read = wire::read_frame(input, payload);
-        self.saw(payload);
+        self.saw(payload.capacity());
         match read {
             Ok(kind) => {
                 self.frames += 1;
@@ -131,7 +131,7 @@ pub fn worker_stream(data: &[u8]) -> Summary {
     }
     loop {
         let read = read_call(&mut input, &mut payload, None);
-        summary.saw(&payload);
+        summary.saw(payload.capacity());
         let call = match read {
             Ok(call) => call,
             Err(error) => {
@@ -139,9 +139,10 @@ pub fn worker_stream(data: &[u8]) -> Summary {
                 return summary;
             }
         };
-        // Read from the stream, a tail is bytes (a ring checks text as it receives it).
-        if let Some(Tail::Bytes(tail)) = &call.tail {
-            summary.saw(tail);
+        match &call.tail {
+            Some(Tail::Bytes(tail)) => summary.saw(tail.capacity()),
+            Some(Tail::Text(tail)) => summary.saw(tail.capacity()),
+            None => {}
         }
         summary.frames += 1;
         locate(call.head.trampoline, call.head.function);
@@ -197,13 +198,14 @@ pub fn parent_stream(data: &[u8]) -> Summary {
 }
 
 /// Decodes `data` directly as values: as argument tuples (the first byte, if any, says how many
-/// of the bytes after it are the raw tail, and if it is odd, that the tail is said to be text)
-/// and as whole results.
+/// of the bytes after it are the raw tail, its low 7 bits, and whether the tail is said to be
+/// text, its high bit) and as whole results.
 pub fn values(data: &[u8]) -> Summary {
     let mut summary = Summary::default();
     if let Some((&split, rest)) = data.split_first() {
-        let (head, tail) = rest.split_at(rest.len().saturating_sub(usize::from(split)));
-        let tail = (!tail.is_empty()).then(|| tail_of(split % 2 == 1, tail));
+        let tail_len = usize::from(split & 0x7f);
+        let (head, tail) = rest.split_at(rest.len().saturating_sub(tail_len));
+        let tail = (!tail.is_empty()).then(|| tail_of(split & 0x80 != 0, tail));
         summary.decoded += arguments(head, tail);
     }
     summary.decoded += results(data, None);
@@ -237,14 +239,15 @@ fn whole_call(payload: &[u8]) -> Result<usize, ReadError> {
 }
 
 /// A whole message's raw tail as a receiver holds it: one said to be text is checked in steps, as
-/// the Process ring checks it (7 bytes, so that characters are cut between steps).
+/// the Process ring checks it: 67 bytes, so that characters are cut between steps, and each step
+/// but the last is long enough for simdutf8's SIMD path (64 bytes and more).
 fn tail_of(text: bool, bytes: &[u8]) -> Tail {
     if !text {
         return Tail::Bytes(bytes.to_vec());
     }
     let mut check = Utf8Check::default();
     let mut buffer = Vec::with_capacity(bytes.len());
-    for step in bytes.chunks(7) {
+    for step in bytes.chunks(67) {
         buffer.extend_from_slice(step);
         check.advance(&buffer);
     }

@@ -1,10 +1,11 @@
 //! The messages of a call's round trip, written and parsed here once for every remote backend.
 //!
 //! Every message is a frame (`wire`). A *call* carries fixed fields ([`CallHead`]: its id, the
-//! trampoline and function offsets, the length of its raw tail) and then the encoded arguments; an
-//! *outcome* carries [`OutcomeHead`] (the call's id, how it ended, its run time in the worker, the
-//! length of its raw tail) and then the result or message. The Process backend streams them over a socket, the Mpi backend
-//! packs several into one MPI message; the bytes are the same, so `fuzzing` reads both.
+//! trampoline and function offsets, the length of its raw tail and whether that is text) and then
+//! the encoded arguments; an *outcome* carries [`OutcomeHead`] (the call's id, how it ended, its
+//! run time in the worker, its raw tail's length and kind) and then the result or message. The
+//! Process backend streams them over a socket, the Mpi backend packs several into one MPI
+//! message; the bytes are the same, so `fuzzing` reads both.
 
 use std::io::Read;
 
@@ -80,12 +81,16 @@ impl CallHead {
     /// of which the last `tail_len` bytes are the raw tail, when the whole call is at hand).
     pub(crate) fn parse(payload: &[u8]) -> Result<(CallHead, &[u8]), ReadError> {
         let mut fields = Fields::new(payload);
+        let id = fields.u64("call id")?;
+        let trampoline = fields.i64("trampoline")?;
+        let function = fields.i64("function")?;
+        let tail_len = fields.u64("tail length")?;
         let head = CallHead {
-            id: fields.u64("call id")?,
-            trampoline: fields.i64("trampoline")?,
-            function: fields.i64("function")?,
-            tail_len: fields.u64("tail length")?,
-            text: text_field(&mut fields)?,
+            id,
+            trampoline,
+            function,
+            tail_len,
+            text: text_field(&mut fields, tail_len)?,
         };
         Ok((head, fields.rest()))
     }
@@ -156,9 +161,8 @@ pub(crate) struct OutcomeHead {
 
 impl OutcomeHead {
     /// Appends the frame header and these fields (the tail's length and kind are `output`'s);
-    /// `output` (the
-    /// result or message, then its raw tail) follows them. A result over the frame limit is
-    /// replaced by a message saying so, as a transport error.
+    /// `output` (the result or message, then its raw tail) follows them. A result over the frame
+    /// limit is replaced by a message saying so, as a transport error.
     pub(crate) fn write(mut self, frame: &mut Vec<u8>, output: &mut CallOutput) {
         if output.bytes.len() + output.tail_len() > wire::MAX_FRAME - OUTCOME_FIELDS {
             output.set_message(RESULT_TOO_LARGE);
@@ -185,7 +189,7 @@ impl OutcomeHead {
         let status = fields.u8("status")?;
         let elapsed_ns = fields.u64("run time")?;
         let tail_len = fields.u64("tail length")?;
-        let text = text_field(&mut fields)?;
+        let text = text_field(&mut fields, tail_len)?;
         let status = CallStatus::from_byte(status)
             .ok_or_else(|| ReadError::Malformed(format!("unknown call status {status}")))?;
         if tail_len > 0 && status != CallStatus::Returned {
@@ -227,12 +231,14 @@ pub(crate) fn read_outcome(
     })
 }
 
-/// The field that says whether a tail is text: 0 or 1.
-fn text_field(fields: &mut Fields<'_>) -> Result<bool, ReadError> {
-    match fields.u8("tail kind")? {
-        0 => Ok(false),
-        1 => Ok(true),
-        other => Err(ReadError::Malformed(format!("unknown tail kind {other}"))),
+/// The field that says whether a tail of `tail_len` bytes is text: 0 or 1, and 0 without a tail
+/// (so that each message has one encoding).
+fn text_field(fields: &mut Fields<'_>, tail_len: u64) -> Result<bool, ReadError> {
+    match (fields.u8("tail kind")?, tail_len) {
+        (0, _) => Ok(false),
+        (1, 1..) => Ok(true),
+        (1, 0) => Err(ReadError::Malformed("a text tail of no bytes".to_string())),
+        (other, _) => Err(ReadError::Malformed(format!("unknown tail kind {other}"))),
     }
 }
 
@@ -263,10 +269,10 @@ fn split_tail(kind: Kind, tail_len: u64, rest: &[u8]) -> Result<(&[u8], &[u8]), 
 
 /// Reads the payload of a call or outcome frame of `len` bytes whose header was just read: the
 /// fixed fields (which `parse` reads, giving the head, its tail's length and whether it is text)
-/// and the encoded part
-/// into `payload` (replacing its contents), and the raw tail, if any, straight into a vector of
-/// its own, which the function or the future then receives without another copy: from `reader`,
-/// after the encoded part, or from `side` if it carries a tail that long.
+/// and the encoded part into `payload` (replacing its contents), and the raw tail, if any,
+/// straight into a vector of its own, which the function or the future then receives without
+/// another copy: from `reader`, after the encoded part, or from `side` if it carries a tail that
+/// long.
 fn read_with_tail<H>(
     reader: &mut impl Read,
     kind: Kind,
@@ -339,9 +345,19 @@ mod tests {
         assert_eq!(&streamed[CALL_FIELDS..], b"ab");
         // Read from the stream, a tail said to be text is bytes until it is decoded.
         assert_eq!(message.tail, Some(Tail::Bytes(b"123".to_vec())));
-        // The tail's kind is 0 or 1.
+        // The tail's kind is 0 or 1, and 0 when there is no tail.
         frame[wire::HEADER_LEN + CALL_FIELDS - 1] = 2;
         assert!(CallHead::parse(&frame[wire::HEADER_LEN..]).is_err());
+        let mut no_tail = Vec::new();
+        assert!(CallHead {
+            tail_len: 0,
+            ..head
+        }
+        .write(5, &mut no_tail));
+        assert!(CallHead::parse(&no_tail[wire::HEADER_LEN..])
+            .unwrap_err()
+            .to_string()
+            .contains("a text tail of no bytes"));
     }
 
     #[test]

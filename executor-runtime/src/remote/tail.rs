@@ -3,14 +3,15 @@
 //! `wire::Parts`) and become the value without another copy.
 //!
 //! A string's bytes are checked to be UTF-8 once they are in the receiver's own memory. Checked
-//! whole after the last byte had arrived, a 64 MiB string took 11.1 ms (6.0 GB/s: its bytes had
-//! left the cache); checked in the 512 KiB chunks the Process ring delivers, while each is hot,
-//! 3.3 ms. The check is simdutf8's (SIMD, chosen at run time): on 512 KiB hot chunks it added
-//! 2.6 ms per 64 MiB of ASCII to the copy, std's 4.1, and 8.5 ms per 64 MiB of mixed text
-//! (accents, symbols, emoji), std's 75. So the sender says whether a tail is a string's (the `text` field of
-//! `protocol::CallHead` and `protocol::OutcomeHead`), a receiver that copies the tail chunk by
-//! chunk checks each one as it lands ([`Utf8Check`]), and the tail it gives is [`Tail::Text`],
-//! which decodes as a `String` as it is. The field is only a hint: a tail said to be text that is
+//! whole by std after the last byte had arrived, a 64 MiB ASCII string took 11.1 ms (6.0 GB/s:
+//! its bytes had left the cache). Checked in the 512 KiB chunks the Process ring delivers, right
+//! after each chunk's copy, std added 4.1 ms to the copies and simdutf8 (SIMD, chosen at run
+//! time) 2.6 ms; for 64 MiB of mixed text (accents, symbols, emoji) std added 75 ms and
+//! simdutf8 8.5 (a standalone probe on the Intel Xeon of BENCHMARKS.md). So the sender says
+//! whether a tail is a string's (the `text` field of `protocol::CallHead` and
+//! `protocol::OutcomeHead`), a receiver that copies the tail chunk by chunk checks each one with
+//! simdutf8 as it lands ([`Utf8Check`]), and the tail it gives is [`Tail::Text`], which decodes
+//! as a `String` as it is. The field is only a hint: a tail said to be text that is
 //! not UTF-8 stays [`Tail::Bytes`], and a `String` decoded from bytes is checked then, so a
 //! faulty peer gets an error, never a `String` that is not UTF-8.
 
@@ -50,12 +51,6 @@ impl Tail {
     }
 }
 
-impl From<Vec<u8>> for Tail {
-    fn from(bytes: Vec<u8>) -> Tail {
-        Tail::Bytes(bytes)
-    }
-}
-
 /// Checks a buffer for UTF-8 as it grows, the new bytes of each step while they are in the cache.
 #[derive(Debug, Default)]
 pub(crate) struct Utf8Check {
@@ -85,7 +80,8 @@ impl Utf8Check {
     ///
     /// # Safety
     /// `buffer` must begin with the bytes that [`advance`](Self::advance) checked, unchanged
-    /// since (the vector may have moved or grown: only its bytes count).
+    /// since (the vector may have moved or grown: only its bytes count); so each `advance` must
+    /// have been given the same bytes as the one before, and more.
     pub(crate) unsafe fn finish(self, buffer: Vec<u8>) -> Tail {
         if self.broken || self.checked != buffer.len() {
             return Tail::Bytes(buffer);
@@ -129,9 +125,10 @@ mod tests {
 
     #[test]
     fn text_split_inside_characters_is_checked_whole_and_becomes_a_string() {
-        // 1-, 2-, 3- and 4-byte characters, cut at every offset by steps of 1 to 7 bytes.
-        let text = "aé€😀".repeat(50);
-        for step in 1..8 {
+        // 1-, 2-, 3- and 4-byte characters, cut at every offset by steps of 1 to 7 bytes (std's
+        // path: simdutf8 hands inputs under 64 bytes to std), 64 to 70 and 1000 (the SIMD path).
+        let text = "aé€😀".repeat(500);
+        for step in (1..8).chain(64..71).chain([1000]) {
             assert_eq!(
                 checked_in_steps(text.as_bytes(), step),
                 Tail::Text(text.clone()),
@@ -181,12 +178,18 @@ mod tests {
                 assert_eq!(error, std::str::from_utf8(&bytes).unwrap_err());
             }
         }
-        // Every 1- and 2-byte sequence, and 3-byte ones from 0xe0 to 0xef, against std.
+        // Every 1- and 2-byte sequence, and 3-byte ones from 0xe0 to 0xef, against std, inside
+        // 64 bytes of ASCII: simdutf8 hands inputs under 64 bytes to std, so shorter ones would
+        // compare std with itself.
+        let mut bytes = vec![b'x'; 64];
         for a in 0..=255u8 {
             for b in 0..=255u8 {
-                for bytes in [vec![a], vec![a, b], vec![0xe0 | (a & 0x0f), b, a]] {
+                for sequence in [&[a][..], &[a, b], &[0xe0 | (a & 0x0f), b, a]] {
+                    bytes.truncate(32);
+                    bytes.extend_from_slice(sequence);
+                    bytes.resize(64 + sequence.len(), b'y');
                     let std_ok = std::str::from_utf8(&bytes).is_ok();
-                    assert_eq!(into_text(bytes.clone()).is_ok(), std_ok, "{bytes:x?}");
+                    assert_eq!(into_text(bytes.clone()).is_ok(), std_ok, "{sequence:x?}");
                 }
             }
         }
@@ -211,7 +214,7 @@ mod tests {
     #[test]
     fn a_tail_gives_its_length_and_buffer_whichever_kind_it_is() {
         let text = Tail::Text("héllo".to_string());
-        let bytes = Tail::from(vec![1, 2, 3]);
+        let bytes = Tail::Bytes(vec![1, 2, 3]);
         assert_eq!((text.len(), text.is_text()), (6, true));
         assert_eq!((bytes.len(), bytes.is_text()), (3, false));
         assert_eq!(text.into_bytes(), "héllo".as_bytes());
