@@ -13,6 +13,10 @@ use crate::python::{python, PY_KEYS};
 use crate::settings::Settings;
 use crate::{BACK_TO_BACK, PIPE_ROUND_TRIPS, PROCSPAWN_BATCH, TINY_TASKS, WORKERS};
 
+/// First blocks (and first scopes) timed per run, and the pause before each.
+const FIRST_SAMPLES: usize = 3;
+const IDLE_MS: u64 = 200;
+
 pub fn add(a: u64, b: u64) -> u64 {
     a + b
 }
@@ -43,9 +47,12 @@ pub fn tiny_tasks(settings: &Settings) -> Table {
              (its workers are started by untimed calls first), which favours Python. The floor \
              is one round trip of one byte through two pipes to a `cat` process, per call. \
              Every peer runs once per run, and each run starts with a wait of at least 2 s \
-             for a quiet machine, so both `pool!` and rayon's pool start from idle; the two \
-             *back to back* rows are the median of {BACK_TO_BACK} blocks (or scopes) in a row, \
-             as divan measures, in each run.",
+             for a quiet machine; `pool!(Thread)`'s first block and rayon's first scope are \
+             each taken {FIRST_SAMPLES} times per run, turn about, each after {IDLE_MS} ms \
+             with nothing running, so both start from idle threads and idle cores (the \
+             median of the {FIRST_SAMPLES} is the run's figure: one sample per run let a single \
+             stall decide a run); the two *back to back* rows are the median of \
+             {BACK_TO_BACK} blocks (or scopes) in a row, as divan measures, in each run.",
             sig(items)
         ),
         unit: Unit::PerItem(1e6, "µs/task"),
@@ -86,7 +93,18 @@ pub fn tiny_tasks_run(table: &mut Table, rayon: &rayon::ThreadPool, run: usize) 
     let warm = |once: &dyn Fn() -> f64| {
         summarise((0..BACK_TO_BACK).map(|_| Some(once()))).map(|s| s.median)
     };
-    rows[0].seconds[run] = Some(thread_once());
+    // Each first block and first scope after the same idle pause, turn about (rayon's was timed
+    // after the Process block before, on cores that block had just woken).
+    let mut firsts = (Vec::new(), Vec::new());
+    for _ in 0..FIRST_SAMPLES {
+        std::thread::sleep(std::time::Duration::from_millis(IDLE_MS));
+        firsts.0.push(Some(thread_once()));
+        std::thread::sleep(std::time::Duration::from_millis(IDLE_MS));
+        firsts.1.push(Some(rayon_once()));
+    }
+    let median = |samples: Vec<Option<f64>>| summarise(samples).map(|s| s.median);
+    rows[0].seconds[run] = median(firsts.0);
+    rows[2].seconds[run] = median(firsts.1);
 
     let (t, out): (f64, Vec<u64>) = timed(|| {
         pool!(Process(max_workers = WORKERS) => {
@@ -96,8 +114,6 @@ pub fn tiny_tasks_run(table: &mut Table, rayon: &rayon::ThreadPool, run: usize) 
     });
     assert_eq!(out.iter().sum::<u64>(), expected);
     rows[1].seconds[run] = Some(t);
-
-    rows[2].seconds[run] = Some(rayon_once());
 
     let (t, out): (f64, Vec<u64>) = timed(|| {
         std::thread::scope(|scope| {
