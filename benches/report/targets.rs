@@ -43,7 +43,7 @@ impl Report {
 
         for (what, thread, rayon) in [
             (
-                "`pool!(Thread)` tiny tasks no slower than rayon: first block or scope of a run",
+                "`pool!(Thread)` tiny tasks no slower than rayon: first block or scope (median of 3 per run, each after 200 ms idle)",
                 THREAD,
                 RAYON,
             ),

@@ -46,13 +46,14 @@ pub fn tiny_tasks(settings: &Settings) -> Table {
              `EMFILE` beyond about 1,000 outstanding calls). Python's figures exclude start-up \
              (its workers are started by untimed calls first), which favours Python. The floor \
              is one round trip of one byte through two pipes to a `cat` process, per call. \
-             Every peer runs once per run, and each run starts with a wait of at least 2 s \
-             for a quiet machine; `pool!(Thread)`'s first block and rayon's first scope are \
-             each taken {FIRST_SAMPLES} times per run, turn about, each after {IDLE_MS} ms \
-             with nothing running, so both start from idle threads and idle cores (the \
-             median of the {FIRST_SAMPLES} is the run's figure: one sample per run let a single \
-             stall decide a run); the two *back to back* rows are the median of \
-             {BACK_TO_BACK} blocks (or scopes) in a row, as divan measures, in each run.",
+             Each run starts with a wait of at least 2 s for a quiet machine. \
+             `pool!(Thread)`'s first block (which starts its threads) and rayon's first scope \
+             (its threads idle) are each taken {FIRST_SAMPLES} times per run, turn about \
+             (rayon first in odd runs), each after {IDLE_MS} ms with nothing running; the \
+             median of the {FIRST_SAMPLES} is the run's figure (one sample per run let a \
+             single stall decide a run). Every other peer runs once per run; the two *back \
+             to back* rows are the median of {BACK_TO_BACK} blocks (or scopes) in a row, as \
+             divan measures, in each run.",
             sig(items)
         ),
         unit: Unit::PerItem(1e6, "µs/task"),
@@ -93,14 +94,22 @@ pub fn tiny_tasks_run(table: &mut Table, rayon: &rayon::ThreadPool, run: usize) 
     let warm = |once: &dyn Fn() -> f64| {
         summarise((0..BACK_TO_BACK).map(|_| Some(once()))).map(|s| s.median)
     };
-    // Each first block and first scope after the same idle pause, turn about (rayon's was timed
-    // after the Process block before, on cores that block had just woken).
+    // Each first block and first scope after the same idle pause, turn about, the one that goes
+    // first changing with the run (only the very first follows the run's longer wait).
+    let idle = || std::thread::sleep(std::time::Duration::from_millis(IDLE_MS));
     let mut firsts = (Vec::new(), Vec::new());
     for _ in 0..FIRST_SAMPLES {
-        std::thread::sleep(std::time::Duration::from_millis(IDLE_MS));
-        firsts.0.push(Some(thread_once()));
-        std::thread::sleep(std::time::Duration::from_millis(IDLE_MS));
-        firsts.1.push(Some(rayon_once()));
+        if run % 2 == 0 {
+            idle();
+            firsts.0.push(Some(thread_once()));
+            idle();
+            firsts.1.push(Some(rayon_once()));
+        } else {
+            idle();
+            firsts.1.push(Some(rayon_once()));
+            idle();
+            firsts.0.push(Some(thread_once()));
+        }
     }
     let median = |samples: Vec<Option<f64>>| summarise(samples).map(|s| s.median);
     rows[0].seconds[run] = median(firsts.0);

@@ -210,10 +210,11 @@ fn drive(driver: &'static Driver) {
                 ranks.generation = inbox.generation;
             }
         }
-        // Outside the inbox's lock, which the next block's `close` takes: the last reference to a
-        // closed block frees its queue, and one free can take milliseconds (after a block of 200
-        // calls with 1 MiB arguments, glibc gave the freed 200 MiB back to the kernel in the next
-        // free of rank 0's heap: 12-22 ms in `brk`, seen here in `perf record`).
+        // Outside the inbox's lock, which the next block's `open` and another block's `close`
+        // take: the last reference to a closed block frees its queue, and one free can take
+        // milliseconds (after a block of 200 calls with 1 MiB arguments, glibc gave the freed
+        // 200 MiB back to the kernel in the next free of rank 0's heap: 12-22 ms in `brk`, seen
+        // here in `perf record`).
         drop(previous);
         let mut busy = ranks.receive();
         busy |= ranks.test_sends();
