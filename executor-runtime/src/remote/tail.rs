@@ -11,9 +11,9 @@
 //! whether a tail is a string's (the `text` field of `protocol::CallHead` and
 //! `protocol::OutcomeHead`), a receiver that copies the tail chunk by chunk checks each one with
 //! simdutf8 as it lands ([`Utf8Check`]), and the tail it gives is [`Tail::Text`], which decodes
-//! as a `String` as it is. The field is only a hint: a tail said to be text that is
-//! not UTF-8 stays [`Tail::Bytes`], and a `String` decoded from bytes is checked then, so a
-//! faulty peer gets an error, never a `String` that is not UTF-8.
+//! as a `String` as it is. The field is only a hint: a tail said to be text that is not UTF-8
+//! stays [`Tail::Bytes`], and a `String` decoded from bytes is checked then, so a faulty peer
+//! gets an error, never a `String` that is not UTF-8.
 
 /// A raw tail, as the receiver holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,7 @@ impl Tail {
         matches!(self, Tail::Text(_))
     }
 
+    /// The tail's bytes.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         match self {
             Tail::Bytes(bytes) => bytes,
@@ -87,10 +88,10 @@ impl Utf8Check {
             return Tail::Bytes(buffer);
         }
         // SAFETY: `advance` checked `buffer[..checked]` as consecutive runs of whole characters,
-        // each of which simdutf8 accepted (a full UTF-8 check, as strict as std's: overlong forms,
-        // surrogates and code points past U+10FFFF are refused; see the tests below); UTF-8 runs that end on character boundaries
-        // join into UTF-8. `checked` is the whole buffer's length, and the caller guarantees that
-        // those bytes are the ones checked.
+        // each of which simdutf8 accepted (a full UTF-8 check, as strict as std's: overlong
+        // forms, surrogates and code points past U+10FFFF are refused; see the tests below), and
+        // UTF-8 runs that end on character boundaries join into UTF-8. `checked` is the whole
+        // buffer's length, and the caller guarantees that those bytes are the ones checked.
         Tail::Text(unsafe { String::from_utf8_unchecked(buffer) })
     }
 }
