@@ -272,21 +272,21 @@ fn conduct() {
     // copies a large argument out of the caller's memory a page at a time (CMA), and 4 KiB pages
     // cost the workers more than the copy itself (`follow_page_pte` above `_copy_to_iter` in
     // `perf`). A setting of the user's program, not of the pool: the row shows what it buys.
-    let mut huge = mpirun(&["-n", "1", "-x", HUGE_PAGE_HEAP]);
-    huge.arg(&exe)
-        .arg("--measure")
-        .args([":", "-n", "2"])
-        .arg(&exe)
-        .arg("--measure");
+    // Launched, with `settings` (variables) given to rank 0 alone.
+    let rank_0_with = |settings: &[&str]| {
+        let mut command = mpirun(&["-n", "1"]);
+        for setting in settings {
+            command.args(["-x", setting]);
+        }
+        command.arg(&exe).arg("--measure").args([":", "-n", "2"]);
+        command.arg(&exe).arg("--measure");
+        command
+    };
+    let huge = rank_0_with(&[HUGE_PAGE_HEAP]);
     columns.push((HUGE_PAGES, collect(huge, "launched, huge pages")));
 
     // The same, with rank 0 keeping what it frees: also a setting of the user's program.
-    let mut kept = mpirun(&["-n", "1", "-x", KEEP_FREED[0], "-x", KEEP_FREED[1]]);
-    kept.arg(&exe)
-        .arg("--measure")
-        .args([":", "-n", "2"])
-        .arg(&exe)
-        .arg("--measure");
+    let kept = rank_0_with(&KEEP_FREED);
     columns.push((KEPT_HEAP, collect(kept, "launched, freed memory kept")));
 
     let mut alone = Command::new(&exe);

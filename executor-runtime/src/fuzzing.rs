@@ -29,7 +29,7 @@ use crate::remote::call::{Arguments, CallStatus};
 use crate::remote::executable::{address_at, in_executable};
 use crate::remote::protocol::{read_call, CallHead, OutcomeHead, CALL_FIELDS};
 use crate::remote::shape::{BorrowedBytes, BorrowedStr, Owned};
-use crate::remote::tail::{Tail, Utf8Check};
+use crate::remote::tail::{checked_in_steps, Tail};
 use crate::remote::wire::{self, Kind, ReadError};
 
 /// What an entry point read before its input ran out or went wrong.
@@ -242,17 +242,10 @@ fn whole_call(payload: &[u8]) -> Result<usize, ReadError> {
 /// the Process ring checks it: 67 bytes, so that characters are cut between steps, and each step
 /// but the last is long enough for simdutf8's SIMD path (64 bytes and more).
 fn tail_of(text: bool, bytes: &[u8]) -> Tail {
-    if !text {
-        return Tail::Bytes(bytes.to_vec());
+    match text {
+        true => checked_in_steps(bytes, 67),
+        false => Tail::Bytes(bytes.to_vec()),
     }
-    let mut check = Utf8Check::default();
-    let mut buffer = Vec::with_capacity(bytes.len());
-    for step in bytes.chunks(67) {
-        buffer.extend_from_slice(step);
-        check.advance(&buffer);
-    }
-    // SAFETY: `buffer` only grew by appending, and the check was given it after every step.
-    unsafe { check.finish(buffer) }
 }
 
 /// An outcome, as the pool reads it, then the result decoded (as several types) or the message.

@@ -96,6 +96,20 @@ impl Utf8Check {
     }
 }
 
+/// `bytes` copied into a buffer of their own `step` bytes at a time and checked after each step, as
+/// a receiver checks a tail (for the tests and the fuzz targets).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn checked_in_steps(bytes: &[u8], step: usize) -> Tail {
+    let mut check = Utf8Check::default();
+    let mut buffer = Vec::with_capacity(bytes.len());
+    for piece in bytes.chunks(step) {
+        buffer.extend_from_slice(piece);
+        check.advance(&buffer);
+    }
+    // SAFETY: `buffer` grew only by appending, and every step was given to `advance`.
+    unsafe { check.finish(buffer) }
+}
+
 /// `bytes` as a `String` if they are UTF-8 (checked as [`Utf8Check`] checks them), without a copy.
 pub(crate) fn into_text(bytes: Vec<u8>) -> Result<String, std::str::Utf8Error> {
     let mut check = Utf8Check::default();
@@ -111,18 +125,6 @@ pub(crate) fn into_text(bytes: Vec<u8>) -> Result<String, std::str::Utf8Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Feeds `bytes` to a check in steps of `step` bytes, as a receiver would.
-    fn checked_in_steps(bytes: &[u8], step: usize) -> Tail {
-        let mut check = Utf8Check::default();
-        let mut buffer = Vec::new();
-        for piece in bytes.chunks(step) {
-            buffer.extend_from_slice(piece);
-            check.advance(&buffer);
-        }
-        // SAFETY: `buffer` grew only by appending, and every step was given to `advance`.
-        unsafe { check.finish(buffer) }
-    }
 
     #[test]
     fn text_split_inside_characters_is_checked_whole_and_becomes_a_string() {
