@@ -153,8 +153,10 @@ impl Report {
             md,
             "{} calls of the same ~{:.0} ms function as above, through each backend with 1 to \
              16 workers; the speedup is the time of a plain loop over the same calls divided \
-             by the pool's (the plain loop is timed next to each worker count, and the fastest \
-             of the run is the baseline, so a disturbed plain loop cannot inflate a speedup). \
+             by the pool's. Up to the cores, each run takes 3 samples per worker count: a plain \
+             loop, then the three backends in an order that turns by sample, each set against \
+             the plain loop of its own sample; the run's figure is the median of the 3 (one \
+             sample: beyond the cores). \
              `pool!` includes start-up; rayon's pools are built outside the timing. This \
              machine has {} cores, so the ideal speedup is the number of workers up to {}, \
              and flat beyond: more workers than cores only share them, and the speedup \
