@@ -3,7 +3,8 @@
 //! `glibc.malloc.trim_threshold=134217728` to their `GLIBC_TUNABLES`, each unless the user's own
 //! value names that tunable (the opt-out), and the worker takes the addition out again before
 //! `main`, so the programs its tasks start see the user's value. Each case runs in a helper process
-//! started with its own `GLIBC_TUNABLES`.
+//! started with its own `GLIBC_TUNABLES`, but the one that pins that a worker's large arguments
+//! land where the one before it lay.
 
 use std::process::Command;
 
@@ -137,6 +138,26 @@ fn a_worker_builds_a_large_vector_on_huge_pages_and_its_tasks_see_the_users_sett
 fn a_worker_reuses_the_memory_of_a_large_vector_it_freed() {
     let (_, again, _) = worker_report(None);
     assert!(again < REUSED_FAULTS, "{again} page faults the second time");
+}
+
+fn address_of(bytes: Vec<u8>) -> usize {
+    bytes.as_ptr() as usize
+}
+
+#[test]
+fn a_workers_large_arguments_reuse_the_memory_of_the_argument_before() {
+    // What a worker keeps for life (its panic hook, its outcome's buffers) is made before its first
+    // call. Made during it, it lay in the heap above that call's argument, which then never
+    // rejoined the heap's top and was carved up for small allocations: every later argument came
+    // from fresh memory once more.
+    let bytes = vec![7u8; 8 << 20];
+    let addresses: Vec<usize> = pool!(Process(max_workers = 1) => {
+        (0..3).map(|_| submit(address_of, bytes.clone()).result().unwrap()).collect()
+    });
+    assert!(
+        addresses.iter().all(|&a| a == addresses[0]),
+        "the arguments lay at {addresses:x?}"
+    );
 }
 
 #[test]

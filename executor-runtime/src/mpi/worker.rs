@@ -27,7 +27,7 @@ use crate::block::identity::{self, WorkerInfo};
 use crate::mpi::comm::{self as transport, Comm, Idle, Keep, PendingSend};
 use crate::remote::call::CallOutput;
 use crate::remote::protocol::{write_frame_into, CallHead, KEEP_BUFFER};
-use crate::remote::serve::answer_call;
+use crate::remote::serve::{answer_call, ready_to_serve};
 use crate::remote::tail::Tail;
 use crate::remote::wire::{self, Fields, Kind};
 
@@ -150,6 +150,7 @@ fn serve_calls(pool: Comm) -> Result<bool, String> {
     let mut reader = FrameReader::new(pool, 0);
     let mut output = CallOutput::default();
     let mut frame = Vec::new();
+    ready_to_serve(&mut frame, &mut output);
     let mut accepted = false;
     loop {
         let Some((kind, payload, detached, started)) = reader.next()? else {

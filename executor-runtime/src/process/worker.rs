@@ -45,7 +45,7 @@ use crate::process::tunables;
 use crate::remote::call::CallOutput;
 use crate::remote::executable::executable_identity;
 use crate::remote::protocol::{read_call, CallMessage, TailChannel, CALL_FIELDS, KEEP_BUFFER};
-use crate::remote::serve::{answer_call, run_initializer};
+use crate::remote::serve::{answer_call, ready_to_serve, run_initializer};
 use crate::remote::wire::{self, Fields, Kind, ReadError};
 
 /// Names the inherited socket of a worker.
@@ -147,6 +147,7 @@ fn serve(fd: RawFd, ring_fd: Option<RawFd>) -> i32 {
 
     let mut output = CallOutput::default();
     let mut frame = Vec::new();
+    ready_to_serve(&mut frame, &mut output);
     loop {
         if reader.buffer().is_empty() && writer.flush().is_err() {
             return 0;

@@ -200,8 +200,9 @@ thread_local! {
 static HOOK: Once = Once::new();
 
 /// Installs the recording hook in front of the current one, once per process. Not while this
-/// thread panics (`set_hook` would panic): a task run then reports no location.
-fn install_hook() {
+/// thread panics (`set_hook` would panic): a task run then reports no location. [`catch`] calls
+/// it; a worker calls it before its first call (`remote::serve::ready_to_serve`).
+pub(crate) fn install_hook() {
     if HOOK.is_completed() || std::thread::panicking() {
         return;
     }
