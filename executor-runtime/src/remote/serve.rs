@@ -11,7 +11,9 @@ use crate::remote::protocol::{CallHead, OutcomeHead};
 use crate::remote::tail::Tail;
 use crate::task::panic::install_hook;
 
-/// What a serving loop keeps from call to call: the outcome's head and its encoded result.
+/// What a serving loop reserves, before its first call, for the outcome's head and for its encoded
+/// result, each: a page, more than a small result's outcome takes, so that most workers never grow
+/// either during a call.
 const KEPT_BUFFER: usize = 4096;
 
 /// Makes, before the first call, what a worker keeps for its whole life: the panic hook, and
@@ -21,8 +23,9 @@ const KEPT_BUFFER: usize = 4096;
 /// fresh memory. 8 calls with a 64 MiB argument on 2 workers faulted in 256 MiB of fresh huge
 /// pages, now 128 (`thp_fault_alloc` in `/proc/vmstat`). Fresh memory costs the kernel's zeroing
 /// and, on a VM that hands freed memory back to its host (free page reporting, as on the
-/// report's Firecracker VMs), the host's faults too: after a long `map` had let the memory go,
-/// the workers' kernel time for those calls fell from 300-440 ms to 140-170 ms.
+/// Firecracker VMs of BENCHMARKS.md's Intel sections), the host's faults too: after a long `map`
+/// had let the memory go, the workers' kernel time for those calls fell from a median 363 ms to
+/// 145 (scratch program).
 pub(crate) fn ready_to_serve(frame: &mut Vec<u8>, output: &mut CallOutput) {
     install_hook();
     frame.reserve(KEPT_BUFFER);
