@@ -7,7 +7,7 @@ use crate::common::machine::{cpus, first_line};
 use crate::common::stats::{summarise, Summary};
 use crate::cpu_bound::CpuTable;
 use crate::figures::{ratios, show_ratio, show_summary, sig, Table, Unit};
-use crate::scaling::Scaling;
+use crate::scaling::{Scaling, SAMPLES};
 use crate::settings::Settings;
 use crate::{CPU_TASKS, CPU_TASK_SECONDS, SCALING_WORKERS, WORKERS};
 
@@ -153,10 +153,10 @@ impl Report {
             md,
             "{} calls of the same ~{:.0} ms function as above, through each backend with 1 to \
              16 workers; the speedup is the time of a plain loop over the same calls divided \
-             by the pool's. Up to the cores, each run takes 3 samples per worker count: a plain \
-             loop, then the three backends in an order that turns by sample, each set against \
-             the plain loop of its own sample; the run's figure is the median of the 3 (one \
-             sample: beyond the cores). \
+             by the pool's. Up to the cores, each run takes {SAMPLES} samples per worker count: a \
+             plain loop, then the three backends in an order that turns by sample, each set \
+             against the plain loop of its own sample; the run's figure is their median (one \
+             sample beyond the cores, the order turning by run). \
              `pool!` includes start-up; rayon's pools are built outside the timing. This \
              machine has {} cores, so the ideal speedup is the number of workers up to {}, \
              and flat beyond: more workers than cores only share them, and the speedup \

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use serde::de::DeserializeOwned;
@@ -116,6 +116,8 @@ struct RemoteTask<R> {
     stopper: Weak<dyn StopCall>,
     /// Times the call was retried (sent again after its worker died, it timed out or panicked).
     retried: AtomicU32,
+    /// A stop of the started call succeeded: it will resolve with `TaskError::Stopped`.
+    stopping: AtomicBool,
 }
 
 /// How a started call's future reaches its block to stop it (`Future::stop`), with the block's
@@ -242,10 +244,21 @@ impl<R: Send> Task<R> for RemoteTask<R> {
     }
 
     fn stop_started(&self) -> bool {
+        // A stop that succeeded stays promised. The link takes a stopped call out of its list
+        // of calls in flight and resolves it after letting the queue go; a second `stop` in
+        // between found it nowhere, and returned `false` for a call about to resolve with
+        // `Stopped` (`tests/stop.rs` failed so in a CI run of 2026-12-01).
+        if self.stopping.load(Ordering::Acquire) {
+            return true;
+        }
         let Some(queue) = self.stopper.upgrade() else {
             return false; // the block has ended: the call is finished
         };
-        queue.stop_call((self as *const Self).cast())
+        let stopped = queue.stop_call((self as *const Self).cast());
+        if stopped {
+            self.stopping.store(true, Ordering::Release);
+        }
+        stopped
     }
 
     fn attempts(&self) -> Option<u32> {
@@ -278,6 +291,7 @@ where
         options,
         stopper,
         retried: AtomicU32::new(0),
+        stopping: AtomicBool::new(false),
     });
     let task: *mut RemoteTask<R> = Box::into_raw(task);
     let job: *mut dyn RemoteJob = task;

@@ -13,23 +13,26 @@ use crate::task::panic::install_hook;
 
 /// What a serving loop reserves, before its first call, for the outcome's head and for its encoded
 /// result, each: a page, more than a small result's outcome takes, so that most workers never grow
-/// either during a call.
-const KEPT_BUFFER: usize = 4096;
+/// either later.
+const RESERVED_BEFORE_FIRST_CALL: usize = 4096;
 
-/// Makes, before the first call, what a worker keeps for its whole life: the panic hook, and
-/// `frame` and `output`'s buffers. Made during the first call instead, they landed in the heap
-/// just above that call's large argument, which then could not rejoin the heap's top when freed;
-/// the next small allocations were carved out of it, and the second call's argument came from
-/// fresh memory. 8 calls with a 64 MiB argument on 2 workers faulted in 256 MiB of fresh huge
-/// pages, now 128 (`thp_fault_alloc` in `/proc/vmstat`). Fresh memory costs the kernel's zeroing
-/// and, on a VM that hands freed memory back to its host (free page reporting, as on the
-/// Firecracker VMs of BENCHMARKS.md's Intel sections), the host's faults too: after a long `map`
-/// had let the memory go, the workers' kernel time for those calls fell from a median 363 ms to
-/// 145 (scratch program).
+/// Makes, before the first call, what a worker keeps for its whole life: the panic hook that
+/// `catch` would install, standard output's buffer (a task's first `println!`), and `frame` and
+/// `output`'s buffers. The hook's allocation, made during the first call, lay in the heap just
+/// above that call's large argument, which then could not rejoin the heap's top when freed; the
+/// next small allocations were carved out of it, and the second call's argument came from fresh
+/// memory. 8 calls with a 64 MiB argument on 2 workers faulted in 256 MiB of fresh huge pages,
+/// now 128 (`thp_fault_alloc` in `/proc/vmstat`). Fresh memory costs the kernel's zeroing and, on
+/// a VM that hands freed memory back to its host (free page reporting, as on the Firecracker VMs
+/// of BENCHMARKS.md's Intel sections), the host's faults too: after a long `map` had let the
+/// memory go, the workers' kernel time for those calls fell from a median 363 ms to 145 (scratch
+/// program). A task that itself keeps a small allocation while its argument is alive still
+/// strands that argument.
 pub(crate) fn ready_to_serve(frame: &mut Vec<u8>, output: &mut CallOutput) {
     install_hook();
-    frame.reserve(KEPT_BUFFER);
-    output.bytes.reserve(KEPT_BUFFER);
+    let _ = std::io::stdout();
+    frame.reserve(RESERVED_BEFORE_FIRST_CALL);
+    output.bytes.reserve(RESERVED_BEFORE_FIRST_CALL);
 }
 
 /// Runs one call: the trampoline at offset `trampoline` with the function at offset `function`,
