@@ -43,8 +43,8 @@ pub fn scaling(settings: &Settings) -> Scaling {
 
 /// Samples per run at each worker count up to the cores (the targets' columns): each a plain loop
 /// and then the three backends, in an order that turns by sample, so that each backend takes each
-/// place once. 3 is the fewest for a median that one disturbed sample cannot move; it made the
-/// report 6.4 -> 7.7 min on 2 cores.
+/// place once. 3 is the fewest for a median that one disturbed sample cannot move; the whole
+/// report took 6.1 min before, 7.0 and 7.7 after, on 2 cores.
 pub const SAMPLES: usize = 3;
 
 pub fn scaling_run(scaling: &mut Scaling, pools: &[rayon::ThreadPool], n: u64, run: usize) {
