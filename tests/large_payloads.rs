@@ -80,10 +80,6 @@ fn euro_text(len: usize) -> String {
     text
 }
 
-fn make_euro_text(len: usize) -> String {
-    euro_text(len)
-}
-
 #[test]
 fn strings_whose_characters_straddle_the_rings_chunks_arrive_whole() {
     let _alone = alone();
@@ -92,7 +88,7 @@ fn strings_whose_characters_straddle_the_rings_chunks_arrive_whole() {
             let sent = euro_text(len);
             assert!(!sent.is_char_boundary(512 << 10), "a character straddles the first chunk");
             assert!(submit(echo_text, sent.clone()).result().unwrap() == sent, "String of {len}");
-            assert!(submit(make_euro_text, len).result().unwrap() == sent, "String result of {len}");
+            assert!(submit(euro_text, len).result().unwrap() == sent, "String result of {len}");
         }
     });
 }
