@@ -57,6 +57,10 @@ const OUTSTANDING: u64 = 100_000;
 const PAYLOAD: usize = 256 << 20;
 /// Transfers of each kind per scenario (one pool): the peak after the last equals that after the first.
 const TRANSFERS: u64 = 3;
+/// The most the pool's process may peak at, in payloads above where it started, for one payload:
+/// issue 16's bound, the payload and 10% (`tests/parent_peak_memory.rs` pins the same at 128 MiB in
+/// the default suite).
+const PARENT_MOST: f64 = 1.10;
 
 // ---------------------------------------------------------------------------------------------
 // The soak tests: one per scenario and backend. Each runs its scenario in a child process.
@@ -927,7 +931,7 @@ fn process_256mib_argument() {
     });
     // Measured: 1.00 and 1.00. The pool's side makes no copy (the vector's own buffer is written
     // to the socket), and the worker reads the bytes straight into the vector the function gets.
-    transfers.finish(1.25, 1.25, 0.25);
+    transfers.finish(PARENT_MOST, 1.25, 0.25);
 }
 
 /// A 256 MiB `Vec<u8>` result: the worker builds it; this process checks length and checksum.
@@ -948,7 +952,7 @@ fn process_256mib_result() {
     // Measured: 1.00, 1.00, and 0.00 kept (before issue 16: 2.00, 2.00 and 1.00). The worker
     // sends the vector from its own buffer (a raw tail), and this process reads it straight into
     // the vector `result()` returns.
-    transfers.finish(1.25, 1.25, 0.25);
+    transfers.finish(PARENT_MOST, 1.25, 0.25);
 }
 
 /// A 256 MiB `String` argument: raw bytes, as a byte vector (before issue 16 it went through
@@ -970,7 +974,7 @@ fn process_256mib_string_argument() {
     });
     // Measured: 1.00 and 1.00 (before issue 16: 2.00 and 2.00). The text's own buffer is written
     // to the socket, and the worker reads it into the `String` the function gets (checked UTF-8).
-    transfers.finish(1.25, 1.25, 0.25);
+    transfers.finish(PARENT_MOST, 1.25, 0.25);
 }
 
 /// A 256 MiB `String` result: the worker builds it; this process checks length and checksum.
@@ -992,5 +996,5 @@ fn process_256mib_string_result() {
     });
     // Measured: 1.00, 1.00 and 0.00 kept, as for a byte vector result (`text_payload` maps the
     // bytes to letters in place).
-    transfers.finish(1.25, 1.25, 0.25);
+    transfers.finish(PARENT_MOST, 1.25, 0.25);
 }
