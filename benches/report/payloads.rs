@@ -51,8 +51,14 @@ pub const FRESH_FLOOR: &str = "floor: clone into a fresh buffer";
 /// results row: on the 2-vCPU Intel VM of 2026-12-01 a C probe of the same copy ran at 0.35–0.40
 /// of a `memcpy` into a reused buffer, and in the report of 11:12 UTC this row at 0.50 and the
 /// results at 0.51.
+///
+/// Only in tables whose payloads are [`ADVISED_FROM`] or more: the pool advises no smaller buffer, so
+/// below that this row would be the clone's above.
 pub const FRESH_HUGE_FLOOR: &str =
     "floor: copy into a fresh buffer advised for huge pages (what each result costs the pool's process)";
+
+/// The smallest receive buffer the pool advises for huge pages (`remote::buffer`: two huge pages).
+const ADVISED_FROM: usize = 4 * MIB;
 
 /// The Process rows of the other kinds of payload, each copying the payload once in the timing.
 pub const PROCESS_VEC_CLONED: &str = "`pool!(Process)`, `Vec<u8>` argument cloned into `submit`";
@@ -76,7 +82,9 @@ pub fn payloads(settings: &Settings, size: usize, tasks: usize) -> Table {
     let mut rows = peer_rows(runs, bytes);
     rows.push(Row::new(&floor_label(size), runs, bytes));
     rows.push(Row::new(FRESH_FLOOR, runs, bytes));
-    rows.push(Row::new(FRESH_HUGE_FLOOR, runs, bytes));
+    if size >= ADVISED_FROM {
+        rows.push(Row::new(FRESH_HUGE_FLOOR, runs, bytes));
+    }
     rows.extend(KINDS.map(|label| Row::new(label, runs, bytes)));
     Table {
         title: format!(
@@ -92,16 +100,21 @@ pub fn payloads(settings: &Settings, size: usize, tasks: usize) -> Table {
              `pool!(Process)` and procspawn include start-up and shut-down; procspawn gets its \
              calls {WORKERS} at a time (with more outstanding it hangs: see below the \
              report); Python's figures exclude start-up. The floor copies the same bytes once in memory, into one \
-             reused buffer. The next row clones them into a fresh buffer each time, what making a payload costs; \
-             the one after copies them into a fresh buffer advised for huge pages, as the pool's process \
-             does with each result it receives (the kernel zeroes those pages first). \
-             The last {} rows are `pool!(Process)` with the other kinds of large payload, \
+             reused buffer. The next row clones them into a fresh buffer each time, what making a payload costs. \
+             {}The last {} rows are `pool!(Process)` with the other kinds of large payload, \
              each copying the payload once inside the timing, as a program that keeps its data would: \
              an owned argument is cloned into `submit`, a result is built in the worker \
              (`vec![7u8; n]`, `\"a\".repeat(n)`), a borrowed argument is copied by `submit` itself; \
              the rows to compare are these with each other (a result with the cloned argument, a \
              string with the bytes of the same row kind).",
             size / MIB,
+            if size >= ADVISED_FROM {
+                "The one after copies them into a fresh buffer advised for huge pages, as the \
+                 pool's process does with each large result it receives (the kernel zeroes those \
+                 pages first). "
+            } else {
+                ""
+            },
             KINDS.len()
         ),
         unit: Unit::Rate,
@@ -222,24 +235,25 @@ pub fn payloads_run(
         }
     });
     rows[9].seconds[run] = Some(t);
-    let (t, ()) = timed(|| {
-        for _ in 0..tasks {
-            black_box(copy_into_huge_pages(black_box(&source)));
-        }
-    });
-    rows[10].seconds[run] = Some(t);
+    if let Some(row) = rows.iter_mut().find(|r| r.label == FRESH_HUGE_FLOOR) {
+        let (t, ()) = timed(|| {
+            for _ in 0..tasks {
+                black_box(copy_into_huge_pages(black_box(&source)));
+            }
+        });
+        row.seconds[run] = Some(t);
+    }
     drop((source, target));
 
     process_kinds_run(rows, (size, tasks), run);
 }
 
-/// A copy of `bytes` in a fresh vector advised for transparent huge pages from 4 MiB on, as the
-/// pool's process receives a large result (`remote::buffer`, which the bench cannot reach).
+/// A copy of `bytes` in a fresh vector advised for transparent huge pages, as the pool's process
+/// receives a large result (`remote::buffer`, which the bench cannot reach).
 fn copy_into_huge_pages(bytes: &[u8]) -> Vec<u8> {
     let mut copy = Vec::with_capacity(bytes.len());
-    // As the pool: smaller buffers (the 1 MiB table's) are left alone.
     #[cfg(target_os = "linux")]
-    if copy.capacity() >= 4 << 20 {
+    {
         let start = copy.as_ptr() as usize & !4095;
         let end = (copy.as_ptr() as usize + copy.capacity()).next_multiple_of(4096);
         // SAFETY: the range is the vector's own allocation rounded out to its pages, all mapped;
