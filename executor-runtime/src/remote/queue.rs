@@ -20,6 +20,7 @@ use crate::remote::wire;
 use crate::task::completion::{Completion, QUEUE_REF};
 use crate::task::error::{drop_payload, panic_message, Panic, TaskError};
 use crate::task::future::{Future, Task};
+use crate::task::memory;
 
 /// What a link sends for one call; shared so a writer can send it without holding the pool lock.
 pub(crate) struct Request {
@@ -280,7 +281,7 @@ where
         Ok(bytes) => (bytes, None),
         Err(why) => (wire::Parts::default(), Some(why)),
     };
-    let task = Box::new(RemoteTask::<R> {
+    let task: *mut RemoteTask<R> = memory::allocate(RemoteTask::<R> {
         completion: Completion::new(),
         request: Mutex::new(Some(Arc::new(Request {
             function: call.function,
@@ -292,18 +293,18 @@ where
         stopper,
         retried: AtomicU32::new(0),
         stopping: AtomicBool::new(false),
-    });
-    let task: *mut RemoteTask<R> = Box::into_raw(task);
+    })
+    .as_ptr();
     let job: *mut dyn RemoteJob = task;
     let handle: *mut dyn Task<R> = task;
-    let job = RemoteJobRef(NonNull::new(job).expect("Box::into_raw is never null"));
-    let handle = NonNull::new(handle).expect("Box::into_raw is never null");
-    // SAFETY: `handle` is a boxed call holding `FUTURE_REF`; it borrows nothing (`R: 'static`).
+    let job = RemoteJobRef(NonNull::new(job).expect("task memory is never null"));
+    let handle = NonNull::new(handle).expect("task memory is never null");
+    // SAFETY: `handle` is a call in task memory holding `FUTURE_REF`; it borrows nothing (`R: 'static`).
     let future = unsafe { Future::from_raw(handle) };
     (job, future, encode_error)
 }
 
-/// The queue's reference to a boxed call. Dropping it releases the reference.
+/// The queue's reference to a call in task memory. Dropping it releases the reference.
 pub(crate) struct RemoteJobRef(NonNull<dyn RemoteJob>);
 
 // SAFETY: `RemoteJob` is `Send + Sync`; a `RemoteJobRef` is the unique owner of the queue reference.
@@ -333,8 +334,8 @@ impl RemoteJobRef {
         let task = self.0;
         std::mem::forget(self);
         if free {
-            // SAFETY: both references are gone; the call came from `Box::into_raw`.
-            free_quietly(unsafe { Box::from_raw(task.as_ptr()) });
+            // SAFETY: both references are gone; the call came from `memory::allocate`.
+            unsafe { free_quietly(task) };
         }
         None
     }
@@ -344,16 +345,21 @@ impl Drop for RemoteJobRef {
     fn drop(&mut self) {
         // SAFETY: this `RemoteJobRef` holds the queue reference and is going away.
         if unsafe { self.job().release_queue_ref() } {
-            // SAFETY: both references are gone; the call came from `Box::into_raw`.
-            free_quietly(unsafe { Box::from_raw(self.0.as_ptr()) });
+            // SAFETY: both references are gone; the call came from `memory::allocate`.
+            unsafe { free_quietly(self.0) };
         }
     }
 }
 
 /// Frees a call on a pool thread. Freeing drops an unread result, which runs the user's `Drop`: a
 /// panic there is contained rather than allowed to unwind through the thread.
-fn free_quietly(job: Box<dyn RemoteJob>) {
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(job))) {
+///
+/// # Safety
+/// As [`memory::free`]: `job` came from `memory::allocate`, is freed once and not used afterwards.
+unsafe fn free_quietly(job: NonNull<dyn RemoteJob>) {
+    // SAFETY: forwarded from the caller.
+    let freed = panic::catch_unwind(AssertUnwindSafe(|| unsafe { memory::free(job) }));
+    if let Err(payload) = freed {
         drop_payload(payload);
     }
 }

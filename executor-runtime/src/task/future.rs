@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use crate::task::completion::{Completion, CANCELLED, DONE, FUTURE_REF, PENDING, RUNNING};
 use crate::task::error::TaskError;
+use crate::task::memory;
 
 /// What a [`Future`] needs from the task behind it, whichever backend runs it.
 ///
-/// A task lives in a `Box` shared by two owners, the queue and the future, counted in its
+/// A task lives in one allocation of task memory (`memory::allocate`) shared by two owners, the queue and the future, counted in its
 /// [`Completion`]; the last to let go frees it through its own `dyn` pointer.
 pub(crate) trait Task<R>: Send + Sync {
     fn completion(&self) -> &Completion<R>;
@@ -58,7 +59,7 @@ pub(crate) trait Task<R>: Send + Sync {
 /// ```
 #[must_use = "a future does nothing by itself: call `result()` to get the task's value"]
 pub struct Future<R> {
-    /// Owns the `FUTURE_REF` reference to a boxed task.
+    /// Owns the `FUTURE_REF` reference to a task in task memory.
     task: NonNull<dyn Task<R>>,
 }
 
@@ -73,7 +74,7 @@ impl<R> Future<R> {
     /// Wraps a task that was boxed with both references set.
     ///
     /// # Safety
-    /// `task` must come from `Box::into_raw` of a task whose completion holds `FUTURE_REF`, which
+    /// `task` must come from `memory::allocate` of a task whose completion holds `FUTURE_REF`, which
     /// this future takes over; it must stay valid for as long as any `'a` it borrows (the pool's
     /// join guarantees this before the borrowed data goes away).
     pub(crate) unsafe fn from_raw(task: NonNull<dyn Task<R>>) -> Self {
@@ -378,8 +379,8 @@ impl<R> Drop for Future<R> {
         // free it.
         if unsafe { self.completion().release(FUTURE_REF) } {
             // SAFETY: both references are gone: nobody else can reach the task. It was made by
-            // `Box::into_raw`, and dropping it through the `dyn` pointer drops the concrete type.
-            drop(unsafe { Box::from_raw(self.task.as_ptr()) });
+            // `memory::allocate`, and freeing it through the `dyn` pointer drops the concrete type.
+            unsafe { memory::free(self.task) };
         }
     }
 }

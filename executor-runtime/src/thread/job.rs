@@ -12,6 +12,7 @@ use crate::block::identity;
 use crate::task::completion::{Completion, CANCELLED, QUEUE_REF};
 use crate::task::error::{drop_payload, Panic, TaskError};
 use crate::task::future::Task;
+use crate::task::memory;
 use crate::task::panic as task_panic;
 use crate::task::stop::with_stop_flag;
 
@@ -51,7 +52,7 @@ pub(crate) enum RunEnd {
     Panicked,
 }
 
-/// The queue's reference to a boxed task, with the task's borrow lifetime erased (see
+/// The queue's reference to a task in task memory, with the task's borrow lifetime erased (see
 /// `ThreadScope::submit`). Dropping it releases the reference.
 pub(crate) struct JobRef(pub(crate) NonNull<dyn Job>);
 
@@ -82,8 +83,8 @@ impl JobRef {
                 let task = self.0;
                 std::mem::forget(self);
                 if free {
-                    // SAFETY: both references are gone; the task came from `Box::into_raw`.
-                    drop(unsafe { Box::from_raw(task.as_ptr()) });
+                    // SAFETY: both references are gone; the task came from `memory::allocate`.
+                    unsafe { memory::free(task) };
                 }
                 None
             }
@@ -96,8 +97,8 @@ impl Drop for JobRef {
     fn drop(&mut self) {
         // SAFETY: this `JobRef` holds the queue reference and is going away.
         if unsafe { self.job().release_queue_ref() } {
-            // SAFETY: both references are gone; the task came from `Box::into_raw`.
-            drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+            // SAFETY: both references are gone; the task came from `memory::allocate`.
+            unsafe { memory::free(self.0) };
         }
     }
 }

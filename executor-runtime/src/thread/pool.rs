@@ -38,6 +38,7 @@ use crossbeam_utils::CachePadded;
 use crate::task::completion::Completion;
 use crate::task::error::{Panic, TaskError};
 use crate::task::future::{Future, Task};
+use crate::task::memory;
 use crate::thread::governor::Policy;
 use crate::thread::job::{Job, JobRef, ThreadTask};
 
@@ -276,13 +277,13 @@ impl<'scope> ThreadScope<'scope> {
         F: FnOnce() -> R + Send + 'scope,
         R: Send + 'scope,
     {
-        let task = Box::new(ThreadTask {
+        let task: *mut ThreadTask<F, R> = memory::allocate(ThreadTask {
             completion: Completion::new(),
             func: UnsafeCell::new(Some(call)),
             pool_id: self.shared.id,
             stop: AtomicBool::new(false),
-        });
-        let task: *mut ThreadTask<F, R> = Box::into_raw(task);
+        })
+        .as_ptr();
         let job: *mut (dyn Job + 'scope) = task;
         let handle: *mut (dyn Task<R> + 'scope) = task;
         // SAFETY: (lifetime erasure) these only erase `'scope` from the trait objects' types. The
@@ -300,10 +301,10 @@ impl<'scope> ThreadScope<'scope> {
                 std::mem::transmute::<*mut (dyn Task<R> + 'scope), *mut dyn Task<R>>(handle),
             )
         };
-        // Both pointers come from `Box::into_raw`, so they are not null. The completion starts
+        // Both pointers come from `memory::allocate`, so they are not null. The completion starts
         // with both references set: the queue entry takes one, the future the other.
-        let job = JobRef(NonNull::new(job).expect("Box::into_raw is never null"));
-        let handle = NonNull::new(handle).expect("Box::into_raw is never null");
+        let job = JobRef(NonNull::new(job).expect("task memory is never null"));
+        let handle = NonNull::new(handle).expect("task memory is never null");
 
         self.shared.submitted.fetch_add(1, Ordering::SeqCst);
         self.shared.queue.push(job);
@@ -321,7 +322,7 @@ impl<'scope> ThreadScope<'scope> {
             Shared::spawn_worker(shared);
         }
         self.shared.wake_for_queued();
-        // SAFETY: `handle` is a boxed task holding `FUTURE_REF`; the join keeps the borrowed data
+        // SAFETY: `handle` is a task in task memory holding `FUTURE_REF`; the join keeps the borrowed data
         // alive while the task may still use it (see above).
         unsafe { Future::from_raw(handle) }
     }
