@@ -2,7 +2,11 @@
 //! block of 20,000 `add(a, b)` calls faults in no fresh pages for its tasks. Without the kept
 //! memory glibc gives the 1.6 MB of tasks back to the kernel at the end of each block and the next
 //! faults about 400 pages in again, which cost 1.5 ms of a 3.5 ms block on a 2-vCPU AMD VM
-//! (`executor-runtime/src/task/memory.rs`).
+//! (`executor-runtime/src/task/memory.rs`). Linux only (`RUSAGE_THREAD`); where the allocator keeps
+//! freed memory itself (another global allocator, a raised glibc trim threshold) it passes either
+//! way, and the runtime's own test of the kept bytes still pins the behaviour
+//! (`a_block_leaves_its_tasks_memory_to_the_next_block_on_the_submitting_thread`).
+#![cfg(target_os = "linux")]
 
 use concurrent_futures::pool;
 
@@ -45,12 +49,13 @@ fn a_second_block_of_tiny_tasks_faults_in_no_fresh_pages_for_its_tasks() {
         one_block(&mut futures, &mut sums);
         let faults = faults_of_this_thread() - before;
         assert_eq!(sums, (1..=TASKS).collect::<Vec<_>>());
-        // 20,000 tasks of 80 bytes are 390 pages (455 faults in all without the kept memory). What
-        // the pool needs new for each block is its queue's ring buffer, which grows with how far
-        // the submitter runs ahead of the workers: 16 bytes a queued task, 60-63 faults measured,
-        // at most 128 (32,768 slots) for 20,000 tasks, and a few pages of shared state.
+        // 20,000 tasks of 80 bytes (96 with glibc's header) are 469 pages; 455 faults in all were
+        // measured without the kept memory, 60-63 with it. What the pool needs new for each block
+        // is its queue's ring buffer, which doubles as the submitter runs ahead of the workers (16
+        // bytes a slot; the old buffers are freed later): at most 1 MiB, 256 pages, in all for
+        // 20,000 tasks if no worker ever kept up, and a few pages of shared state.
         assert!(
-            faults < 200,
+            faults < 300,
             "the second block faulted {faults} pages in on the submitting thread"
         );
     })

@@ -299,7 +299,8 @@ where
     let handle: *mut dyn Task<R> = task;
     let job = RemoteJobRef(NonNull::new(job).expect("task memory is never null"));
     let handle = NonNull::new(handle).expect("task memory is never null");
-    // SAFETY: `handle` is a call in task memory holding `FUTURE_REF`; it borrows nothing (`R: 'static`).
+    // SAFETY: `handle` is a call in task memory holding `FUTURE_REF`; it borrows nothing
+    // (`R: 'static`).
     let future = unsafe { Future::from_raw(handle) };
     (job, future, encode_error)
 }

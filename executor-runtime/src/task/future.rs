@@ -10,8 +10,9 @@ use crate::task::memory;
 
 /// What a [`Future`] needs from the task behind it, whichever backend runs it.
 ///
-/// A task lives in one allocation of task memory (`memory::allocate`) shared by two owners, the queue and the future, counted in its
-/// [`Completion`]; the last to let go frees it through its own `dyn` pointer.
+/// A task lives in one allocation of task memory (`memory::allocate`) shared by two owners, the
+/// queue and the future, counted in its [`Completion`]; the last to let go frees it
+/// (`memory::free`) through its own `dyn` pointer.
 pub(crate) trait Task<R>: Send + Sync {
     fn completion(&self) -> &Completion<R>;
 
@@ -71,7 +72,7 @@ unsafe impl<R: Send> Send for Future<R> {}
 unsafe impl<R: Send> Sync for Future<R> {}
 
 impl<R> Future<R> {
-    /// Wraps a task that was boxed with both references set.
+    /// Wraps a task, made by `memory::allocate`, with both references set.
     ///
     /// # Safety
     /// `task` must come from `memory::allocate` of a task whose completion holds `FUTURE_REF`, which

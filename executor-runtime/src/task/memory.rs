@@ -11,40 +11,42 @@
 //! that are already mapped.
 //!
 //! Bounds: a thread keeps at most [`KEEP_BYTES`] of freed tasks, in at most [`LAYOUTS`] layouts (the
-//! least recently freed layout gives way to a new one). Memory beyond that goes back to the
-//! allocator at once, and what a thread keeps goes back when the thread exits.
+//! layouts freed longest ago give way to a new one), and only a thread that makes tasks keeps any
+//! (a pool's worker that lets go of a task last gives its memory back). Memory beyond that goes
+//! back to the allocator at once, and what a thread keeps goes back when the thread exits.
+//! Process and Mpi calls are tasks too, and keep theirs the same way.
 
 use std::alloc::{self, Layout};
 use std::cell::RefCell;
 use std::ptr::{self, NonNull};
 
-/// The most freed task memory one thread keeps: 52,000 tasks of `add(a, b)` on Thread (80 bytes
-/// each), more than twice the report's blocks of 20,000, and a bounded cost for keeping it.
+/// The most freed task memory one thread keeps, counted in the tasks' own sizes: 52,000 tasks of
+/// `add(a, b)` on Thread (80 bytes each; 96 with glibc's header, so about 4.8 MiB of heap), more
+/// than twice the report's blocks of 20,000, and a bounded cost for keeping it.
 pub(crate) const KEEP_BYTES: usize = 4 << 20;
 
-/// How many task layouts one thread keeps memory for: a block usually submits one or two kinds
-/// of call (each `(function, result)` pair is a layout of its own).
+/// How many task layouts (size and alignment) one thread keeps memory for: a block usually submits
+/// one or two kinds of call, and calls whose tasks have the same size and alignment share one.
 pub(crate) const LAYOUTS: usize = 4;
 
 /// Moves `value` into task memory: memory this thread freed for a task of the same layout if it
 /// kept any, else a fresh allocation. Give it back with [`free`].
 pub(crate) fn allocate<T>(value: T) -> NonNull<T> {
+    // A task holds its completion, so it is never zero-sized (which `alloc` does not allow).
+    const { assert!(size_of::<T>() != 0) };
     let layout = Layout::new::<T>();
-    let memory = if layout.size() == 0 {
-        NonNull::<T>::dangling().cast::<u8>()
-    } else {
-        match KEPT.try_with(|kept| kept.borrow_mut().take(layout)) {
-            Ok(Some(memory)) => memory,
-            _ => {
-                // SAFETY: the layout's size is not zero (checked above).
-                let fresh = unsafe { alloc::alloc(layout) };
-                NonNull::new(fresh).unwrap_or_else(|| alloc::handle_alloc_error(layout))
-            }
+    let memory = match KEPT.try_with(|kept| kept.borrow_mut().take(layout)) {
+        Ok(Some(memory)) => memory,
+        _ => {
+            // SAFETY: the layout's size is not zero (asserted above, at compile time).
+            let fresh = unsafe { alloc::alloc(layout) };
+            NonNull::new(fresh).unwrap_or_else(|| alloc::handle_alloc_error(layout))
         }
     };
     let task = memory.cast::<T>();
-    // SAFETY: `memory` is valid for writes of `layout`, which is `T`'s, and not in use: either fresh
-    // or popped from this thread's kept memory, which nothing else reaches.
+    // SAFETY: `memory` is a block of exactly `T`'s layout (size and alignment), so it is valid and
+    // aligned for a write of `T`, and not in use: either fresh, or popped from this thread's kept
+    // memory of that layout (kept lists are keyed by the whole layout), which nothing else reaches.
     unsafe { task.as_ptr().write(value) };
     task
 }
@@ -65,14 +67,12 @@ pub(crate) unsafe fn free<T: ?Sized>(task: NonNull<T>) {
     impl Drop for LetGo {
         fn drop(&mut self) {
             let (memory, layout) = (self.0, self.1);
-            if layout.size() == 0 {
-                return;
-            }
             let kept = KEPT.try_with(|kept| kept.borrow_mut().put(memory, layout));
             if kept != Ok(true) {
-                // SAFETY: `memory` came from `alloc::alloc(layout)` in `allocate` (the layout read
-                // back from the value is the one it was allocated with: `Layout::new::<T>()` of the
-                // same concrete type), and the value in it has been dropped.
+                // SAFETY: `memory` came from `alloc::alloc` with a layout equal to `layout` (in
+                // `allocate`, maybe for another type of that layout, maybe on another thread: the
+                // allocator allows both), the layout read back from the value is `Layout::new` of
+                // its concrete type, and the value in it has been dropped.
                 unsafe { alloc::dealloc(memory.as_ptr(), layout) };
             }
         }
@@ -104,6 +104,10 @@ struct Kept {
     lists: [Option<FreeList>; LAYOUTS],
     bytes: usize,
     puts: u64,
+    /// Whether this thread has made a task: only such a thread keeps memory, since only it will
+    /// take it again (a pool's worker that lets go of a task whose future was dropped first makes
+    /// none, and what it kept would wait, unused, for its exit).
+    allocates: bool,
 }
 
 impl Kept {
@@ -112,34 +116,37 @@ impl Kept {
             lists: [const { None }; LAYOUTS],
             bytes: 0,
             puts: 0,
+            allocates: false,
         }
     }
 
     fn take(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        self.allocates = true;
         let list = self
             .lists
             .iter_mut()
             .flatten()
             .find(|l| l.layout == layout)?;
         let block = list.top?;
-        // SAFETY: a kept block is a block of `layout`, at least a `Link` in size and alignment
-        // (`put` keeps no other), written by `put` and reached by nothing else.
+        // SAFETY: a kept block of this list was put there by `put`, which wrote a `Link` at its
+        // start (it keeps only blocks at least a `Link` in size and alignment); nothing else
+        // reaches it.
         list.top = unsafe { block.as_ref().next };
         self.bytes -= layout.size();
         Some(block.cast())
     }
 
     /// Keeps `memory`, a block of `layout` whose value was dropped; `false` if it must go back to
-    /// the allocator instead.
+    /// the allocator instead. To stay within [`KEEP_BYTES`], the layouts freed longest ago give
+    /// way to this one.
     fn put(&mut self, memory: NonNull<u8>, layout: Layout) -> bool {
-        if layout.size() < size_of::<Link>()
+        if !self.allocates
+            || layout.size() < size_of::<Link>()
             || layout.align() < align_of::<Link>()
-            || self.bytes + layout.size() > KEEP_BYTES
+            || layout.size() > KEEP_BYTES
         {
             return false;
         }
-        self.puts += 1;
-        let puts = self.puts;
         let at = match self
             .lists
             .iter()
@@ -147,18 +154,24 @@ impl Kept {
         {
             Some(at) => at,
             None => {
-                let at = self.oldest_slot();
-                if let Some(old) = self.lists[at].take() {
-                    self.bytes -= release(old);
-                }
+                let at = self.oldest(None);
+                self.release(at);
                 self.lists[at] = Some(FreeList {
                     layout,
                     top: None,
-                    last_put: puts,
+                    last_put: 0,
                 });
                 at
             }
         };
+        while self.bytes + layout.size() > KEEP_BYTES {
+            let other = self.oldest(Some(at));
+            if other == at {
+                return false; // this layout alone fills the bound
+            }
+            self.release(other);
+        }
+        self.puts += 1;
         let list = self.lists[at]
             .as_mut()
             .expect("the slot was just found or filled");
@@ -167,32 +180,45 @@ impl Kept {
         // value that was in it has been dropped, so it may be overwritten.
         unsafe { block.as_ptr().write(Link { next: list.top }) };
         list.top = Some(block);
-        list.last_put = puts;
+        list.last_put = self.puts;
         self.bytes += layout.size();
         true
     }
 
-    /// An empty slot, or else the one whose layout was freed longest ago.
-    fn oldest_slot(&self) -> usize {
-        let mut oldest = 0;
-        for (at, list) in self.lists.iter().enumerate() {
-            match list {
-                None => return at,
-                Some(list) => {
-                    let best = self.lists[oldest].as_ref().map_or(0, |l| l.last_put);
-                    if list.last_put < best {
-                        oldest = at;
-                    }
-                }
+    /// An empty slot if there is one, else the slot whose layout was freed longest ago; with
+    /// `besides`, only a slot other than that one that keeps some memory (or `besides` itself if
+    /// there is none).
+    fn oldest(&self, besides: Option<usize>) -> usize {
+        if besides.is_none() {
+            if let Some(empty) = self.lists.iter().position(Option::is_none) {
+                return empty;
             }
         }
-        oldest
+        let candidates = self.lists.iter().enumerate().filter_map(|(at, list)| {
+            let list = list.as_ref()?;
+            let candidate = match besides {
+                None => true,
+                Some(besides) => at != besides && list.top.is_some(),
+            };
+            candidate.then_some((at, list.last_put))
+        });
+        candidates
+            .min_by_key(|&(_, last_put)| last_put)
+            .map_or(besides.unwrap_or(0), |(at, _)| at)
     }
 
-    #[cfg(test)]
-    fn bytes(&self) -> usize {
-        self.bytes
+    /// Gives the memory kept in slot `at` back to the allocator and empties the slot.
+    fn release(&mut self, at: usize) {
+        if let Some(list) = self.lists[at].take() {
+            self.bytes -= release(list);
+        }
     }
+}
+
+/// How many bytes of freed task memory the calling thread keeps.
+#[cfg(test)]
+pub(crate) fn kept_bytes() -> usize {
+    KEPT.with(|kept| kept.borrow().bytes)
 }
 
 /// Gives every block of `list` back to the allocator; returns how many bytes that was.
@@ -213,8 +239,8 @@ fn release(list: FreeList) -> usize {
 
 impl Drop for Kept {
     fn drop(&mut self) {
-        for list in self.lists.iter_mut().filter_map(Option::take) {
-            release(list);
+        for at in 0..LAYOUTS {
+            self.release(at);
         }
     }
 }
@@ -224,10 +250,6 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-
-    fn kept_bytes() -> usize {
-        KEPT.with(|kept| kept.borrow().bytes())
-    }
 
     #[test]
     fn a_freed_task_s_memory_holds_the_next_task_of_its_layout() {
@@ -284,23 +306,89 @@ mod tests {
     #[test]
     fn a_new_layout_takes_the_place_of_the_one_freed_longest_ago() {
         std::thread::spawn(|| {
-            // LAYOUTS + 1 layouts, one block each: the first gives way to the last.
+            // LAYOUTS + 1 layouts: 16, 24, 40, 56 and 88 bytes.
             let a = allocate([0u64; 2]);
+            let a2 = allocate([0u64; 2]);
             let b = allocate([0u64; 3]);
-            let c = allocate([0u64; 4]);
-            let d = allocate([0u64; 5]);
-            let e = allocate([0u64; 6]);
+            let c = allocate([0u64; 5]);
+            let d = allocate([0u64; 7]);
+            let e = allocate([0u64; 11]);
             // SAFETY: each from `allocate`, freed once.
             unsafe {
                 free(a);
                 free(b);
                 free(c);
                 free(d);
+                free(a2); // `a`'s layout is now the one freed last, `b`'s the one freed first
             }
-            assert_eq!(kept_bytes(), 8 * (2 + 3 + 4 + 5));
+            assert_eq!(kept_bytes(), 32 + 24 + 40 + 56);
             // SAFETY: from `allocate`, freed once.
             unsafe { free(e) };
-            assert_eq!(kept_bytes(), 8 * (3 + 4 + 5 + 6));
+            assert_eq!(kept_bytes(), 32 + 40 + 56 + 88, "b's layout gives way");
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_new_layout_is_kept_when_another_fills_the_bound() {
+        std::thread::spawn(|| {
+            let many: Vec<_> = (0..KEEP_BYTES / 64).map(|_| allocate([0u64; 8])).collect();
+            let other = allocate([0u64; 4]);
+            for task in many {
+                // SAFETY: from `allocate`, freed once.
+                unsafe { free(task) };
+            }
+            assert_eq!(kept_bytes(), KEEP_BYTES);
+            // SAFETY: from `allocate`, freed once.
+            unsafe { free(other) };
+            assert_eq!(
+                kept_bytes(),
+                32,
+                "the full layout, freed longest ago, gives way"
+            );
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Same size as `[u64; 4]`, a larger alignment.
+    #[repr(align(32))]
+    struct Aligned([u8; 32]);
+
+    #[test]
+    fn memory_of_one_alignment_is_not_handed_to_another_of_the_same_size() {
+        std::thread::spawn(|| {
+            let plain = allocate([0u64; 4]);
+            let address = plain.as_ptr() as usize;
+            // SAFETY: from `allocate`, freed once.
+            unsafe { free(plain) };
+            assert_eq!(kept_bytes(), 32);
+            let aligned = allocate(Aligned([1; 32]));
+            assert_eq!(aligned.as_ptr() as usize % 32, 0);
+            // SAFETY: `aligned` is alive and was written by `allocate`.
+            assert_eq!(unsafe { aligned.as_ref() }.0, [1; 32]);
+            assert_eq!(kept_bytes(), 32, "the 8-aligned block stays kept");
+            // SAFETY: from `allocate`, freed once.
+            unsafe { free(aligned) };
+            let again = allocate([0u64; 4]);
+            assert_eq!(again.as_ptr() as usize, address);
+            // SAFETY: from `allocate`, freed once.
+            unsafe { free(again) };
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_thread_that_makes_no_tasks_keeps_none_of_those_it_frees() {
+        let task = allocate([0u64; 4]);
+        let address = task.as_ptr() as usize;
+        std::thread::spawn(move || {
+            let task = NonNull::new(address as *mut [u64; 4]).unwrap();
+            // SAFETY: from `allocate` on the test's thread, handed over whole, freed once.
+            unsafe { free(task) };
+            assert_eq!(kept_bytes(), 0);
         })
         .join()
         .unwrap();
@@ -331,6 +419,11 @@ mod tests {
             }));
             assert!(unwound.is_err());
             assert_eq!(drops.load(Ordering::SeqCst), 2);
+            assert_eq!(
+                kept_bytes(),
+                size_of::<(Counted, u64)>(),
+                "kept, not deallocated"
+            );
             // The memory was kept all the same, and is the next task's.
             let next = allocate((Counted(drops.clone(), false), 1u64));
             assert_eq!(next.as_ptr() as usize, address);

@@ -322,8 +322,8 @@ impl<'scope> ThreadScope<'scope> {
             Shared::spawn_worker(shared);
         }
         self.shared.wake_for_queued();
-        // SAFETY: `handle` is a task in task memory holding `FUTURE_REF`; the join keeps the borrowed data
-        // alive while the task may still use it (see above).
+        // SAFETY: `handle` is a task in task memory holding `FUTURE_REF`; the join keeps the
+        // borrowed data alive while the task may still use it (see above).
         unsafe { Future::from_raw(handle) }
     }
 

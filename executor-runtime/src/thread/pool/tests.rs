@@ -1,4 +1,5 @@
-//! The pool's wake-ups (`sleep`), pinned by its counters rather than by timing.
+//! The pool's wake-ups (`sleep`), pinned by its counters rather than by timing, and the memory its
+//! tasks leave to the next block (`task::memory`).
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -6,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::ThreadScope;
 use crate::block::options::PoolOptions;
+use crate::task::memory;
 
 /// Polls `ready` for up to 10 s (a test never waits for ever).
 fn eventually(what: &str, ready: impl Fn() -> bool) {
@@ -102,4 +104,35 @@ fn every_wake_up_is_for_a_sleep() {
     );
     assert!(wakes > 0, "the workers slept between rounds and were woken");
     assert!(wakes <= sleeps, "{wakes} wake-ups for {sleeps} sleeps");
+}
+
+/// One block of 1,000 tasks whose results are read in order: the submitting thread frees every
+/// task (a worker lets go of its reference as it publishes the result) and keeps all of their
+/// memory, and a second block takes all of it and leaves it again.
+#[test]
+fn a_block_leaves_its_tasks_memory_to_the_next_block_on_the_submitting_thread() {
+    const TASKS: usize = 1000;
+    let one_block = || {
+        let mut options = PoolOptions::new();
+        options.max_workers(2);
+        // SAFETY: the guard is dropped at the end of this closure, before anything the tasks
+        // borrow (nothing) goes away, and it is not leaked.
+        let pool = unsafe { ThreadScope::new(options) };
+        let guard = pool.join_guard();
+        let futures: Vec<_> = (0..TASKS).map(|i| pool.submit(move || i + 1)).collect();
+        let sum: usize = futures.into_iter().map(|f| f.result().unwrap()).sum();
+        drop(guard);
+        assert_eq!(sum, TASKS * (TASKS + 1) / 2);
+    };
+    std::thread::spawn(move || {
+        assert_eq!(memory::kept_bytes(), 0);
+        one_block();
+        let kept = memory::kept_bytes();
+        assert!(kept > 0 && kept % TASKS == 0, "kept {kept} bytes");
+        assert!(kept / TASKS >= 48, "kept {} bytes a task", kept / TASKS);
+        one_block();
+        assert_eq!(memory::kept_bytes(), kept);
+    })
+    .join()
+    .unwrap();
 }
