@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 use concurrent_futures::pool;
 
+#[path = "report/huge_pages.rs"]
+mod huge_pages;
+use huge_pages::copy_into_huge_pages;
+
 const TASKS: u64 = 20_000;
 const MIB: usize = 1 << 20;
 
@@ -110,20 +114,6 @@ fn first_blocks(rounds: usize) {
     println!("pool!(Thread) back to back: {}", back_to_back.join(", "));
 }
 
-/// A copy of `bytes` in a fresh vector advised for transparent huge pages.
-fn copy_into_huge_pages(bytes: &[u8]) -> Vec<u8> {
-    let mut copy = Vec::with_capacity(bytes.len());
-    let start = copy.as_ptr() as usize & !4095;
-    let end = (copy.as_ptr() as usize + copy.capacity()).next_multiple_of(4096);
-    // SAFETY: the range is the vector's own allocation rounded out to its pages, all mapped;
-    // `MADV_HUGEPAGE` only says how the kernel backs them later and changes no byte.
-    unsafe {
-        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-    }
-    copy.extend_from_slice(bytes);
-    copy
-}
-
 fn fresh_copies(rounds: usize) {
     let source = vec![7u8; 64 * MIB];
     let mut target = vec![1u8; 64 * MIB]; // written, so its pages are in
@@ -138,13 +128,17 @@ fn fresh_copies(rounds: usize) {
             .collect();
         println!("{label}: {} ms", times.join(", "));
     };
-    for _ in 0..rounds {
+    for round in 0..rounds {
         let (ms, _, ()) = measured(|| {
             target.copy_from_slice(black_box(&source));
             black_box(&mut target);
         });
         println!("memcpy of 64 MiB into a reused buffer: {ms:.1} ms");
-        set("8 fresh copies, right after a free");
+        set(if round == 0 {
+            "8 fresh copies, the process's first"
+        } else {
+            "8 fresh copies, right after a free"
+        });
         set("8 fresh copies, right after a free");
         std::thread::sleep(Duration::from_secs(3));
         set("8 fresh copies, after 3 s of sleep");

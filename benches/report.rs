@@ -39,6 +39,8 @@ mod common;
 mod cpu_bound;
 #[path = "report/figures.rs"]
 mod figures;
+#[path = "report/huge_pages.rs"]
+mod huge_pages;
 #[path = "report/mapping.rs"]
 mod mapping;
 #[path = "report/markdown.rs"]

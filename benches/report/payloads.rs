@@ -7,6 +7,7 @@ use std::hint::black_box;
 use concurrent_futures::pool;
 
 use crate::figures::{Row, Table, Unit};
+use crate::huge_pages::copy_into_huge_pages;
 use crate::peers::{peer_rows, timed, PROCESS, THREAD};
 use crate::python::{python, PY_KEYS};
 use crate::settings::Settings;
@@ -246,24 +247,6 @@ pub fn payloads_run(
     drop((source, target));
 
     process_kinds_run(rows, (size, tasks), run);
-}
-
-/// A copy of `bytes` in a fresh vector advised for transparent huge pages, as the pool's process
-/// receives a large result (`remote::buffer`, which the bench cannot reach).
-fn copy_into_huge_pages(bytes: &[u8]) -> Vec<u8> {
-    let mut copy = Vec::with_capacity(bytes.len());
-    #[cfg(target_os = "linux")]
-    {
-        let start = copy.as_ptr() as usize & !4095;
-        let end = (copy.as_ptr() as usize + copy.capacity()).next_multiple_of(4096);
-        // SAFETY: the range is the vector's own allocation rounded out to its pages, all mapped;
-        // `MADV_HUGEPAGE` only says how the kernel backs them later and changes no byte.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-        }
-    }
-    copy.extend_from_slice(bytes);
-    copy
 }
 
 /// The other kinds of large payload through `pool!(Process)` (see [`KINDS`]), each copying the

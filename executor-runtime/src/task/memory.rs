@@ -95,8 +95,52 @@ struct Link {
 struct FreeList {
     layout: Layout,
     top: Option<NonNull<Link>>,
+    /// The blocks' sizes added up.
+    bytes: usize,
     /// When this list last got a block, in [`Kept::puts`]: the oldest gives way to a new layout.
     last_put: u64,
+}
+
+impl FreeList {
+    fn new(layout: Layout) -> Self {
+        FreeList {
+            layout,
+            top: None,
+            bytes: 0,
+            last_put: 0,
+        }
+    }
+
+    /// Keeps `memory`, a block of this list's layout that holds no value and is at least a `Link`
+    /// in size and alignment (`Kept::put` keeps no other).
+    fn push(&mut self, memory: NonNull<u8>) {
+        let block = memory.cast::<Link>();
+        // SAFETY: the block is at least a `Link` in size and alignment (the caller's check), and
+        // the value that was in it has been dropped, so it may be overwritten.
+        unsafe { block.as_ptr().write(Link { next: self.top }) };
+        self.top = Some(block);
+        self.bytes += self.layout.size();
+    }
+
+    fn pop(&mut self) -> Option<NonNull<u8>> {
+        let block = self.top?;
+        // SAFETY: a block on this list was put there by `push`, which wrote a `Link` at its start;
+        // nothing else reaches it.
+        self.top = unsafe { block.as_ref().next };
+        self.bytes -= self.layout.size();
+        Some(block.cast())
+    }
+
+    /// Gives one block back to the allocator; `false` if the list is empty.
+    fn release_one(&mut self) -> bool {
+        let Some(block) = self.pop() else {
+            return false;
+        };
+        // SAFETY: a kept block came from `alloc::alloc` with a layout equal to the list's, and
+        // holds no value, so it may be freed.
+        unsafe { alloc::dealloc(block.as_ptr(), self.layout) };
+        true
+    }
 }
 
 /// One thread's kept task memory.
@@ -127,18 +171,15 @@ impl Kept {
             .iter_mut()
             .flatten()
             .find(|l| l.layout == layout)?;
-        let block = list.top?;
-        // SAFETY: a kept block of this list was put there by `put`, which wrote a `Link` at its
-        // start (it keeps only blocks at least a `Link` in size and alignment); nothing else
-        // reaches it.
-        list.top = unsafe { block.as_ref().next };
+        let block = list.pop()?;
         self.bytes -= layout.size();
-        Some(block.cast())
+        Some(block)
     }
 
     /// Keeps `memory`, a block of `layout` whose value was dropped; `false` if it must go back to
     /// the allocator instead. To stay within [`KEEP_BYTES`], the layouts freed longest ago give
-    /// way to this one.
+    /// up blocks, one at a time, to this one (a new layout takes the slot of the one freed longest
+    /// ago); a layout that alone would pass the bound keeps no more, and takes nothing from others.
     fn put(&mut self, memory: NonNull<u8>, layout: Layout) -> bool {
         if !self.allocates
             || layout.size() < size_of::<Link>()
@@ -156,30 +197,32 @@ impl Kept {
             None => {
                 let at = self.oldest(None);
                 self.release(at);
-                self.lists[at] = Some(FreeList {
-                    layout,
-                    top: None,
-                    last_put: 0,
-                });
+                self.lists[at] = Some(FreeList::new(layout));
                 at
             }
         };
+        let own = self.lists[at].as_ref().map_or(0, |l| l.bytes);
+        if own + layout.size() > KEEP_BYTES {
+            return false;
+        }
+        // The other lists hold at least what is missing (all lists add up to `bytes`, and this
+        // one leaves room), so this ends having released only blocks of other layouts.
         while self.bytes + layout.size() > KEEP_BYTES {
             let other = self.oldest(Some(at));
-            if other == at {
-                return false; // this layout alone fills the bound
+            let Some(list) = self.lists[other].as_mut().filter(|_| other != at) else {
+                return false;
+            };
+            let size = list.layout.size();
+            if !list.release_one() {
+                return false;
             }
-            self.release(other);
+            self.bytes -= size;
         }
         self.puts += 1;
         let list = self.lists[at]
             .as_mut()
             .expect("the slot was just found or filled");
-        let block = memory.cast::<Link>();
-        // SAFETY: the block is at least a `Link` in size and alignment (checked above), and the
-        // value that was in it has been dropped, so it may be overwritten.
-        unsafe { block.as_ptr().write(Link { next: list.top }) };
-        list.top = Some(block);
+        list.push(memory);
         list.last_put = self.puts;
         self.bytes += layout.size();
         true
@@ -209,8 +252,9 @@ impl Kept {
 
     /// Gives the memory kept in slot `at` back to the allocator and empties the slot.
     fn release(&mut self, at: usize) {
-        if let Some(list) = self.lists[at].take() {
-            self.bytes -= release(list);
+        if let Some(mut list) = self.lists[at].take() {
+            self.bytes -= list.bytes;
+            while list.release_one() {}
         }
     }
 }
@@ -219,22 +263,6 @@ impl Kept {
 #[cfg(test)]
 pub(crate) fn kept_bytes() -> usize {
     KEPT.with(|kept| kept.borrow().bytes)
-}
-
-/// Gives every block of `list` back to the allocator; returns how many bytes that was.
-fn release(list: FreeList) -> usize {
-    let mut bytes = 0;
-    let mut next = list.top;
-    while let Some(block) = next {
-        // SAFETY: a kept block holds a `Link` written by `put`; it came from `alloc::alloc` with
-        // the list's layout and holds no value, so it may be freed.
-        unsafe {
-            next = block.as_ref().next;
-            alloc::dealloc(block.as_ptr().cast(), list.layout);
-        }
-        bytes += list.layout.size();
-    }
-    bytes
 }
 
 impl Drop for Kept {
@@ -344,8 +372,35 @@ mod tests {
             unsafe { free(other) };
             assert_eq!(
                 kept_bytes(),
-                32,
-                "the full layout, freed longest ago, gives way"
+                KEEP_BYTES - 64 + 32,
+                "the full layout, freed longest ago, gives up one block"
+            );
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_layout_that_alone_would_pass_the_bound_takes_nothing_from_the_others() {
+        std::thread::spawn(|| {
+            // 96-byte blocks up to the bound (43,690 of them: 4 MiB less 64 bytes), then one of 32.
+            let full = KEEP_BYTES / 96;
+            let many: Vec<_> = (0..=full).map(|_| allocate([0u64; 12])).collect();
+            let small = allocate([0u64; 4]);
+            let mut many = many.into_iter();
+            for task in many.by_ref().take(full) {
+                // SAFETY: from `allocate`, freed once.
+                unsafe { free(task) };
+            }
+            // SAFETY: from `allocate`, freed once.
+            unsafe { free(small) };
+            assert_eq!(kept_bytes(), full * 96 + 32);
+            // SAFETY: from `allocate`, freed once.
+            unsafe { free(many.next().unwrap()) };
+            assert_eq!(
+                kept_bytes(),
+                full * 96 + 32,
+                "neither kept nor made room for"
             );
         })
         .join()

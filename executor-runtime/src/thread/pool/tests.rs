@@ -106,9 +106,11 @@ fn every_wake_up_is_for_a_sleep() {
     assert!(wakes <= sleeps, "{wakes} wake-ups for {sleeps} sleeps");
 }
 
-/// One block of 1,000 tasks whose results are read in order: the submitting thread frees every
-/// task (a worker lets go of its reference as it publishes the result) and keeps all of their
-/// memory, and a second block takes all of it and leaves it again.
+/// One block of 1,000 tasks whose results are read once all are done: the submitting thread frees
+/// every task (a worker lets go of its reference as it publishes the result, when nobody waits on
+/// it) and keeps all of their memory, and a second block takes all of it and leaves it again. (A
+/// reader that had parked on a result is woken before the worker lets go, and the worker may then
+/// free that task: so the test does not wait in `result`.)
 #[test]
 fn a_block_leaves_its_tasks_memory_to_the_next_block_on_the_submitting_thread() {
     const TASKS: usize = 1000;
@@ -120,6 +122,7 @@ fn a_block_leaves_its_tasks_memory_to_the_next_block_on_the_submitting_thread() 
         let pool = unsafe { ThreadScope::new(options) };
         let guard = pool.join_guard();
         let futures: Vec<_> = (0..TASKS).map(|i| pool.submit(move || i + 1)).collect();
+        eventually("every task is done", || futures.iter().all(|f| f.done()));
         let sum: usize = futures.into_iter().map(|f| f.result().unwrap()).sum();
         drop(guard);
         assert_eq!(sum, TASKS * (TASKS + 1) / 2);
