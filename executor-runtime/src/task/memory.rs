@@ -146,7 +146,6 @@ impl FreeList {
 /// One thread's kept task memory.
 struct Kept {
     lists: [Option<FreeList>; LAYOUTS],
-    bytes: usize,
     puts: u64,
     /// Whether this thread has made a task: only such a thread keeps memory, since only it will
     /// take it again (a pool's worker that lets go of a task whose future was dropped first makes
@@ -158,7 +157,6 @@ impl Kept {
     const fn new() -> Self {
         Kept {
             lists: [const { None }; LAYOUTS],
-            bytes: 0,
             puts: 0,
             allocates: false,
         }
@@ -171,9 +169,12 @@ impl Kept {
             .iter_mut()
             .flatten()
             .find(|l| l.layout == layout)?;
-        let block = list.pop()?;
-        self.bytes -= layout.size();
-        Some(block)
+        list.pop()
+    }
+
+    /// The bytes kept, in all layouts.
+    fn bytes(&self) -> usize {
+        self.lists.iter().flatten().map(|l| l.bytes).sum()
     }
 
     /// Keeps `memory`, a block of `layout` whose value was dropped; `false` if it must go back to
@@ -205,9 +206,10 @@ impl Kept {
         if own + layout.size() > KEEP_BYTES {
             return false;
         }
-        // The other lists hold at least what is missing (all lists add up to `bytes`, and this
-        // one leaves room), so this ends having released only blocks of other layouts.
-        while self.bytes + layout.size() > KEEP_BYTES {
+        // The other lists hold at least what is missing (this one leaves room), so this ends
+        // having released only blocks of other layouts.
+        let mut bytes = self.bytes();
+        while bytes + layout.size() > KEEP_BYTES {
             let other = self.oldest(Some(at));
             let Some(list) = self.lists[other].as_mut().filter(|_| other != at) else {
                 return false;
@@ -216,7 +218,7 @@ impl Kept {
             if !list.release_one() {
                 return false;
             }
-            self.bytes -= size;
+            bytes -= size;
         }
         self.puts += 1;
         let list = self.lists[at]
@@ -224,7 +226,6 @@ impl Kept {
             .expect("the slot was just found or filled");
         list.push(memory);
         list.last_put = self.puts;
-        self.bytes += layout.size();
         true
     }
 
@@ -253,7 +254,6 @@ impl Kept {
     /// Gives the memory kept in slot `at` back to the allocator and empties the slot.
     fn release(&mut self, at: usize) {
         if let Some(mut list) = self.lists[at].take() {
-            self.bytes -= list.bytes;
             while list.release_one() {}
         }
     }
@@ -262,7 +262,7 @@ impl Kept {
 /// How many bytes of freed task memory the calling thread keeps.
 #[cfg(test)]
 pub(crate) fn kept_bytes() -> usize {
-    KEPT.with(|kept| kept.borrow().bytes)
+    KEPT.with(|kept| kept.borrow().bytes())
 }
 
 impl Drop for Kept {
