@@ -8,6 +8,8 @@
 //! (`a_block_leaves_its_tasks_memory_to_the_next_block_on_the_submitting_thread`).
 #![cfg(target_os = "linux")]
 
+use std::time::{Duration, Instant};
+
 use concurrent_futures::pool;
 
 const TASKS: u64 = 20_000;
@@ -27,11 +29,17 @@ fn faults_of_this_thread() -> i64 {
     usage.ru_minflt
 }
 
-/// One block of `TASKS` tiny calls, results read in submission order; the futures and the results
-/// go into vectors made before it (and touched), so that only the pool's own memory is new.
+/// One block of `TASKS` tiny calls, results read in submission order once all are done (a reader
+/// that parked on a result would let the worker free that task, and the worker keeps none); the
+/// futures and the results go into vectors made before it, so that only the pool's memory is new.
 fn one_block(futures: &mut Vec<concurrent_futures::Future<u64>>, sums: &mut Vec<u64>) {
     pool!(Thread(max_workers = 2) => {
         futures.extend((0..TASKS).map(|i| submit(add, i, 1)));
+        let started = Instant::now();
+        while !futures.iter().all(|f| f.done()) {
+            assert!(started.elapsed() < Duration::from_secs(60), "the tasks did not finish");
+            std::thread::yield_now();
+        }
         sums.extend(futures.drain(..).map(|f| f.result().unwrap()));
     });
 }
