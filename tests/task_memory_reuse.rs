@@ -2,13 +2,17 @@
 //! block of 20,000 `add(a, b)` calls faults in no fresh pages for its tasks. Without the kept
 //! memory glibc gives the 1.6 MB of tasks back to the kernel at the end of each block and the next
 //! faults about 400 pages in again, which cost 1.5 ms of a 3.5 ms block on a 2-vCPU AMD VM
-//! (`executor-runtime/src/task/memory.rs`). Linux only (`RUSAGE_THREAD`); where the allocator keeps
-//! freed memory itself (another global allocator, a raised glibc trim threshold) it passes either
-//! way, and the runtime's own test of the kept bytes still pins the behaviour
-//! (`a_block_leaves_its_tasks_memory_to_the_next_block_on_the_submitting_thread`).
+//! (`executor-runtime/src/task/memory.rs`).
+//!
+//! How many pages glibc gives back depends on its thresholds, which it raises after a large free
+//! (the pool's queue frees one when it grows far), and on what else lies above the tasks in its
+//! heap: without the kept memory this test measured 455 faults on a quiet machine, and 236–452
+//! while other tests kept it busy, so it fails without the kept memory in most runs, not all. The
+//! runtime's own test pins the behaviour itself, by the bytes kept
+//! (`a_block_leaves_its_tasks_memory_to_the_next_block_on_the_submitting_thread`); this one checks
+//! what it is for, the faults. Linux only (`RUSAGE_THREAD`); where the allocator keeps freed memory
+//! itself (another global allocator, a raised glibc trim threshold) it passes either way.
 #![cfg(target_os = "linux")]
-
-use std::time::{Duration, Instant};
 
 use concurrent_futures::pool;
 
@@ -29,17 +33,11 @@ fn faults_of_this_thread() -> i64 {
     usage.ru_minflt
 }
 
-/// One block of `TASKS` tiny calls, results read in submission order once all are done (a reader
-/// that parked on a result would let the worker free that task, and the worker keeps none); the
-/// futures and the results go into vectors made before it, so that only the pool's memory is new.
+/// One block of `TASKS` tiny calls, results read in submission order; the futures and the results
+/// go into vectors made before it (and touched), so that only the pool's own memory is new.
 fn one_block(futures: &mut Vec<concurrent_futures::Future<u64>>, sums: &mut Vec<u64>) {
     pool!(Thread(max_workers = 2) => {
         futures.extend((0..TASKS).map(|i| submit(add, i, 1)));
-        let started = Instant::now();
-        while !futures.iter().all(|f| f.done()) {
-            assert!(started.elapsed() < Duration::from_secs(60), "the tasks did not finish");
-            std::thread::yield_now();
-        }
         sums.extend(futures.drain(..).map(|f| f.result().unwrap()));
     });
 }
