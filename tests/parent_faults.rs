@@ -66,6 +66,11 @@ fn helper_interrupted_mid_block() {
     if !helper_enabled() {
         return;
     }
+    // As a terminal's foreground job has it: a test run started in the background by a shell
+    // without job control (`nohup ... &`) inherits SIGINT ignored, and this helper then slept out
+    // its 60 s instead of ending (seen once, 2026-12-02).
+    // SAFETY: restores the default action of SIGINT before any thread or worker exists.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
     pool!(Process(max_workers = 2) => {
         let work: Vec<_> = (0..2).map(|_| submit(report_pid_then_sleep, 60_000)).collect();
         for future in work {
