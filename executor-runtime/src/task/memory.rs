@@ -279,9 +279,14 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
+    /// Runs `test` on a new thread, whose kept memory starts empty and is the test's alone.
+    fn on_a_thread_of_its_own(test: impl FnOnce() + Send + 'static) {
+        std::thread::spawn(test).join().unwrap();
+    }
+
     #[test]
     fn a_freed_task_s_memory_holds_the_next_task_of_its_layout() {
-        std::thread::spawn(|| {
+        on_a_thread_of_its_own(|| {
             let first = allocate([1u64; 12]);
             let address = first.as_ptr() as usize;
             // SAFETY: from `allocate`, freed once.
@@ -294,14 +299,12 @@ mod tests {
             assert_eq!(kept_bytes(), 0);
             // SAFETY: from `allocate`, freed once.
             unsafe { free(second) };
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn memory_of_one_layout_is_not_handed_to_another() {
-        std::thread::spawn(|| {
+        on_a_thread_of_its_own(|| {
             let small = allocate([1u64; 4]);
             let address = small.as_ptr() as usize;
             // SAFETY: from `allocate`, freed once.
@@ -310,14 +313,12 @@ mod tests {
             assert_ne!(other.as_ptr() as usize, address);
             // SAFETY: from `allocate`, freed once.
             unsafe { free(other) };
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn a_thread_keeps_no_more_than_its_bound() {
-        std::thread::spawn(|| {
+        on_a_thread_of_its_own(|| {
             let tasks: Vec<_> = (0..KEEP_BYTES / 64 + 100)
                 .map(|_| allocate([0u64; 8]))
                 .collect();
@@ -326,14 +327,12 @@ mod tests {
                 unsafe { free(task) };
             }
             assert_eq!(kept_bytes(), KEEP_BYTES);
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn a_new_layout_takes_the_place_of_the_one_freed_longest_ago() {
-        std::thread::spawn(|| {
+        on_a_thread_of_its_own(|| {
             // LAYOUTS + 1 layouts: 16, 24, 40, 56 and 88 bytes.
             let a = allocate([0u64; 2]);
             let a2 = allocate([0u64; 2]);
@@ -353,14 +352,12 @@ mod tests {
             // SAFETY: from `allocate`, freed once.
             unsafe { free(e) };
             assert_eq!(kept_bytes(), 32 + 40 + 56 + 88, "b's layout gives way");
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn a_new_layout_is_kept_when_another_fills_the_bound() {
-        std::thread::spawn(|| {
+        on_a_thread_of_its_own(|| {
             let many: Vec<_> = (0..KEEP_BYTES / 64).map(|_| allocate([0u64; 8])).collect();
             let other = allocate([0u64; 4]);
             for task in many {
@@ -375,14 +372,12 @@ mod tests {
                 KEEP_BYTES - 64 + 32,
                 "the full layout, freed longest ago, gives up one block"
             );
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn a_layout_that_alone_would_pass_the_bound_takes_nothing_from_the_others() {
-        std::thread::spawn(|| {
+        on_a_thread_of_its_own(|| {
             // 96-byte blocks up to the bound (43,690 of them: 4 MiB less 64 bytes), then one of 32.
             let full = KEEP_BYTES / 96;
             let many: Vec<_> = (0..=full).map(|_| allocate([0u64; 12])).collect();
@@ -402,9 +397,7 @@ mod tests {
                 full * 96 + 32,
                 "neither kept nor made room for"
             );
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     /// Same size as `[u64; 4]`, a larger alignment.
@@ -413,7 +406,7 @@ mod tests {
 
     #[test]
     fn memory_of_one_alignment_is_not_handed_to_another_of_the_same_size() {
-        std::thread::spawn(|| {
+        on_a_thread_of_its_own(|| {
             let plain = allocate([0u64; 4]);
             let address = plain.as_ptr() as usize;
             // SAFETY: from `allocate`, freed once.
@@ -430,23 +423,19 @@ mod tests {
             assert_eq!(again.as_ptr() as usize, address);
             // SAFETY: from `allocate`, freed once.
             unsafe { free(again) };
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn a_thread_that_makes_no_tasks_keeps_none_of_those_it_frees() {
         let task = allocate([0u64; 4]);
         let address = task.as_ptr() as usize;
-        std::thread::spawn(move || {
+        on_a_thread_of_its_own(move || {
             let task = NonNull::new(address as *mut [u64; 4]).unwrap();
             // SAFETY: from `allocate` on the test's thread, handed over whole, freed once.
             unsafe { free(task) };
             assert_eq!(kept_bytes(), 0);
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     /// Counts its drops; panics in `drop` when told to.
@@ -460,7 +449,7 @@ mod tests {
 
     #[test]
     fn free_drops_the_value_once_through_a_dyn_pointer_and_keeps_its_memory_when_drop_panics() {
-        std::thread::spawn(|| {
+        on_a_thread_of_its_own(|| {
             let drops = Arc::new(AtomicUsize::new(0));
             let quiet: NonNull<dyn Send> = allocate((Counted(drops.clone(), false), 0u64));
             // SAFETY: from `allocate` (unsized to `dyn Send`), freed once.
@@ -484,8 +473,6 @@ mod tests {
             assert_eq!(next.as_ptr() as usize, address);
             // SAFETY: from `allocate`, freed once.
             unsafe { free(next) };
-        })
-        .join()
-        .unwrap();
+        });
     }
 }
