@@ -281,7 +281,7 @@ where
         Ok(bytes) => (bytes, None),
         Err(why) => (wire::Parts::default(), Some(why)),
     };
-    let task: *mut RemoteTask<R> = memory::allocate(RemoteTask::<R> {
+    let task = memory::allocate(RemoteTask::<R> {
         completion: Completion::new(),
         request: Mutex::new(Some(Arc::new(Request {
             function: call.function,
@@ -293,12 +293,9 @@ where
         stopper,
         retried: AtomicU32::new(0),
         stopping: AtomicBool::new(false),
-    })
-    .as_ptr();
-    let job: *mut dyn RemoteJob = task;
-    let handle: *mut dyn Task<R> = task;
-    let job = RemoteJobRef(NonNull::new(job).expect("task memory is never null"));
-    let handle = NonNull::new(handle).expect("task memory is never null");
+    });
+    let job = RemoteJobRef(task);
+    let handle: NonNull<dyn Task<R>> = task;
     // SAFETY: `handle` is a call in task memory holding `FUTURE_REF`; it borrows nothing
     // (`R: 'static`).
     let future = unsafe { Future::from_raw(handle) };

@@ -277,15 +277,14 @@ impl<'scope> ThreadScope<'scope> {
         F: FnOnce() -> R + Send + 'scope,
         R: Send + 'scope,
     {
-        let task: *mut ThreadTask<F, R> = memory::allocate(ThreadTask {
+        let task = memory::allocate(ThreadTask {
             completion: Completion::new(),
             func: UnsafeCell::new(Some(call)),
             pool_id: self.shared.id,
             stop: AtomicBool::new(false),
-        })
-        .as_ptr();
-        let job: *mut (dyn Job + 'scope) = task;
-        let handle: *mut (dyn Task<R> + 'scope) = task;
+        });
+        let job: NonNull<dyn Job + 'scope> = task;
+        let handle: NonNull<dyn Task<R> + 'scope> = task;
         // SAFETY: (lifetime erasure) these only erase `'scope` from the trait objects' types. The
         // closure (the only part that borrows `'scope` data) is reached through the queue entry by a
         // worker, and through the future only while the task is pending (`run_here_if_pending`).
@@ -297,14 +296,13 @@ impl<'scope> ThreadScope<'scope> {
         // task drops an empty closure slot, which touches no `'scope` data.
         let (job, handle) = unsafe {
             (
-                std::mem::transmute::<*mut (dyn Job + 'scope), *mut dyn Job>(job),
-                std::mem::transmute::<*mut (dyn Task<R> + 'scope), *mut dyn Task<R>>(handle),
+                std::mem::transmute::<NonNull<dyn Job + 'scope>, NonNull<dyn Job>>(job),
+                std::mem::transmute::<NonNull<dyn Task<R> + 'scope>, NonNull<dyn Task<R>>>(handle),
             )
         };
-        // Both pointers come from `memory::allocate`, so they are not null. The completion starts
-        // with both references set: the queue entry takes one, the future the other.
-        let job = JobRef(NonNull::new(job).expect("task memory is never null"));
-        let handle = NonNull::new(handle).expect("task memory is never null");
+        // The completion starts with both references set: the queue entry takes one, the future
+        // the other.
+        let job = JobRef(job);
 
         self.shared.submitted.fetch_add(1, Ordering::SeqCst);
         self.shared.queue.push(job);
