@@ -39,6 +39,7 @@ use crate::task::completion::Completion;
 use crate::task::error::{Panic, TaskError};
 use crate::task::future::{Future, Task};
 use crate::task::memory;
+use crate::thread::asymmetric_fence;
 use crate::thread::governor::Policy;
 use crate::thread::job::{Job, JobRef, ThreadTask};
 
@@ -81,8 +82,9 @@ struct Shared {
     threads: Mutex<Option<Vec<JoinHandle<()>>>>,
     /// `Some` on the Auto backend: its bounds and its workers' gauges, read by the governor.
     auto: Option<AutoSizing>,
-    /// Workers holding no task (spinning, yielding or asleep); see `sleep`.
-    idle: AtomicUsize,
+    /// Workers holding no task (spinning, yielding or asleep); see `sleep`. On a line of its own:
+    /// workers write it all the time, and the counts beside it are read on every submit.
+    idle: CachePadded<AtomicUsize>,
     /// Workers asleep on `wake`, or about to be, that no waker has yet granted a wake-up.
     sleepers: AtomicUsize,
     /// Wake-ups granted and not yet taken by a sleeper (see `sleep`); the lock also orders
@@ -95,8 +97,9 @@ struct Shared {
     sleeps: AtomicUsize,
     /// Set when the block is left and no task remains: workers exit.
     shutdown: AtomicBool,
-    /// Tasks pushed on the queue (written by submitters).
-    submitted: CachePadded<AtomicUsize>,
+    /// Whether the block's own submits may use the light side of the fence they share with
+    /// workers going to sleep (`asymmetric_fence`); `false` where the heavy side is missing.
+    light_submits: bool,
     /// Tasks taken off the queue and finished, one counter per worker so workers never contend.
     finished: Mutex<Vec<Arc<CachePadded<AtomicUsize>>>>,
     /// Tasks taken off the queue by an early exit of the block (cancelled, see `cancel_futures`).
@@ -124,7 +127,7 @@ impl Shared {
                 .sum::<usize>()
                 + self.taken_at_exit.load(Ordering::SeqCst)
         };
-        finished == self.submitted.load(Ordering::SeqCst)
+        finished == self.queue.pushed()
     }
 
     /// Runs a popped job (or drops a cancelled one) and keeps a panicked one for the report. In a
@@ -241,14 +244,14 @@ impl<'scope> ThreadScope<'scope> {
                 unpark: Condvar::new(),
                 threads: Mutex::new(Some(Vec::new())),
                 auto,
-                idle: AtomicUsize::new(0),
+                idle: CachePadded::new(AtomicUsize::new(0)),
                 sleepers: AtomicUsize::new(0),
                 sleep_lock: Mutex::new(0),
                 wake: Condvar::new(),
                 wakes: AtomicUsize::new(0),
                 sleeps: AtomicUsize::new(0),
                 shutdown: AtomicBool::new(false),
-                submitted: CachePadded::new(AtomicUsize::new(0)),
+                light_submits: asymmetric_fence::register(),
                 finished: Mutex::new(Vec::new()),
                 taken_at_exit: AtomicUsize::new(0),
                 initializer: options.thread_initializer.clone(),
@@ -304,8 +307,7 @@ impl<'scope> ThreadScope<'scope> {
         // the other.
         let job = JobRef(job);
 
-        self.shared.submitted.fetch_add(1, Ordering::SeqCst);
-        self.shared.queue.push(job);
+        let pusher = self.shared.queue.push(job);
         // Start a worker when no idle one is there for this task. On Auto, also when more tasks
         // are queued than idle workers: two submits right after each other both see the same
         // idle worker, and a first task that blocks until the second runs would wait for it (the
@@ -313,13 +315,18 @@ impl<'scope> ThreadScope<'scope> {
         // a large `max_workers`, tasks queue up for a moment while idle workers wake, and it
         // would start every worker it may for tasks as small as `a + b` (20,000 of them: 2.5 ms
         // on 2 workers, 10 ms with 128 started); Auto's target bounds what it starts.
+        // Once Thread has started all its workers, the submit reads nothing the workers write
+        // unless one sleeps: `idle` changes whenever a worker runs out of tasks, which in a block
+        // of tiny tasks is all the time.
         let shared = &self.shared;
-        let idle = shared.idle.load(Ordering::SeqCst);
-        let below_limit = || shared.taking() < shared.limit.load(Ordering::Relaxed);
-        if idle == 0 || (shared.auto.is_some() && below_limit() && shared.queue.len() > idle) {
-            Shared::spawn_worker(shared);
+        if shared.auto.is_some() || shared.spawned.load(Ordering::Relaxed) < shared.max_workers {
+            let idle = shared.idle.load(Ordering::SeqCst);
+            let below_limit = || shared.taking() < shared.limit.load(Ordering::Relaxed);
+            if idle == 0 || (shared.auto.is_some() && below_limit() && shared.queue.len() > idle) {
+                Shared::spawn_worker(shared);
+            }
         }
-        self.shared.wake_for_queued();
+        self.shared.wake_for_queued(pusher);
         // SAFETY: `handle` is a task in task memory holding `FUTURE_REF`; the join keeps the
         // borrowed data alive while the task may still use it (see above).
         unsafe { Future::from_raw(handle) }

@@ -1,7 +1,7 @@
 //! The Auto backend's side of the pool: what it keeps for the governor, how a surplus worker
 //! parks, and the pool as the governor sees it ([`Governed`]).
 
-use std::sync::atomic::{self, AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::Shared;
@@ -74,9 +74,10 @@ impl Shared {
         // waits while idle workers sleep (they too are over the limit, and park in turn, until
         // one is within it and takes the task). The fence pairs with the one in
         // `wake_for_queued`: a submitter that counted this worker as awake and idle, and so woke
-        // no one, pushed its task before that count, and this look sees it.
-        atomic::fence(Ordering::SeqCst);
-        if !self.queue.is_empty() {
+        // no one, pushed its task before that count, and this look sees it. Should the fence
+        // fail (see `sleep`), the look cannot be sure, and the wake-up is passed on anyway.
+        let fenced = self.fence_against_submits();
+        if !fenced || !self.queue.is_empty() {
             self.grant_wake(&mut lock);
         }
         // The block may be waiting for the task this worker just finished: no idle worker will

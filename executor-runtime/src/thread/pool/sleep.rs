@@ -17,11 +17,23 @@
 //!
 //! A worker counts as idle only while it holds no task: it leaves the idle count before it pops,
 //! so a submitter never counts on a worker that is about to run something else.
+//!
+//! A submit and a worker going to sleep must not miss each other (the task would wait with every
+//! worker asleep): each side fences between its store and its load. The block's own submits, one
+//! per task, take the light side of an asymmetric fence and the sleeper the heavy one
+//! (`asymmetric_fence`); a submit from another thread (a task submitting more) keeps a full fence.
 
 use std::sync::atomic::{self, Ordering};
 use std::thread;
+use std::time::Duration;
 
 use super::Shared;
+use crate::thread::asymmetric_fence;
+use crate::thread::job_queue::Pusher;
+
+/// How long a sleeper waits before it looks at the queue again, where the heavy side of the fence
+/// failed (it never has on Linux since 4.14): no submit is then sure to see it.
+const RECHECK_WITHOUT_FENCE: Duration = Duration::from_millis(1);
 
 /// The spin steps of an idle worker's round: step `k` spins `2^min(k, 6)` hints between two looks
 /// at the queue, so a round spins 8 + 16 + 32 + 4 × 64 = 312 hints: 10 µs on AMD EPYC (family
@@ -39,10 +51,15 @@ const YIELDS_PER_ROUND: u32 = 2;
 impl Shared {
     /// After a `submit` pushed a task: wakes a sleeper unless an idle worker that is awake will take
     /// it (rule 2).
-    pub(super) fn wake_for_queued(&self) {
-        // Pairs with the fence in `sleep`: either this submitter sees the worker counted
-        // as a sleeper, or the worker, counted, sees the task in the queue and does not sleep.
-        atomic::fence(Ordering::SeqCst);
+    pub(super) fn wake_for_queued(&self, pusher: Pusher) {
+        // Pairs with the fence in `sleep` (and in `park_while_over_limit`): either this submitter
+        // sees the worker counted as a sleeper, or the worker, counted, sees the task in the queue
+        // and does not sleep.
+        if pusher == Pusher::Owner && self.light_submits {
+            asymmetric_fence::light();
+        } else {
+            atomic::fence(Ordering::SeqCst);
+        }
         let sleepers = self.sleepers.load(Ordering::SeqCst);
         if sleepers == 0 {
             return;
@@ -70,7 +87,7 @@ impl Shared {
 
     /// Waits until the queue may have work (`false`) or the pool shuts down (`true`).
     pub(super) fn wait_for_work(&self) -> bool {
-        let mut seen = self.submitted.load(Ordering::SeqCst);
+        let mut seen = self.queue.pushed();
         loop {
             for step in SPIN_STEPS {
                 if !self.queue.is_empty() {
@@ -86,7 +103,7 @@ impl Shared {
                 }
                 thread::yield_now();
             }
-            let now = self.submitted.load(Ordering::SeqCst);
+            let now = self.queue.pushed();
             if now == seen || self.shutdown.load(Ordering::SeqCst) {
                 break;
             }
@@ -95,13 +112,24 @@ impl Shared {
         self.sleep()
     }
 
+    /// The sleeper's side of the fence it shares with submits (the heavy side where they take the
+    /// light one); returns `false` if a submit that did not see this worker counted may still have
+    /// a task this worker does not see.
+    pub(super) fn fence_against_submits(&self) -> bool {
+        if !self.light_submits {
+            atomic::fence(Ordering::SeqCst);
+            return true;
+        }
+        asymmetric_fence::heavy()
+    }
+
     /// Sleeps until granted a wake-up, or the queue has work, or the pool shuts down (`true`).
     fn sleep(&self) -> bool {
         let mut granted = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
         // Everyone in the loop below is either counted in `sleepers` or holds one of `granted`;
         // one leaving takes a grant if there is one, so `sleepers` never counts a worker twice.
         self.sleepers.fetch_add(1, Ordering::SeqCst);
-        atomic::fence(Ordering::SeqCst);
+        let fenced = self.fence_against_submits();
         self.sleeps.fetch_add(1, Ordering::Relaxed);
         loop {
             if *granted > 0 {
@@ -112,7 +140,12 @@ impl Shared {
                 self.sleepers.fetch_sub(1, Ordering::SeqCst);
                 break;
             }
-            granted = self.wake.wait(granted).unwrap_or_else(|e| e.into_inner());
+            granted = if fenced {
+                self.wake.wait(granted).unwrap_or_else(|e| e.into_inner())
+            } else {
+                let waited = self.wake.wait_timeout(granted, RECHECK_WITHOUT_FENCE);
+                waited.unwrap_or_else(|e| e.into_inner()).0
+            };
         }
         self.queue.is_empty() && self.shutdown.load(Ordering::SeqCst)
     }
