@@ -26,11 +26,15 @@ pub const THREAD_CALLS: &str = "`pool!(Thread)`: `futex` + `sched_yield` calls";
 const RAYON_CALLS: &str = "rayon: `futex` + `sched_yield` calls";
 const THREAD_SWITCHES: &str = "`pool!(Thread)`: context switches";
 const RAYON_SWITCHES: &str = "rayon: context switches";
+/// The heavy side of the fence between the block's submits and a worker going to sleep
+/// (`asymmetric_fence` in the runtime): one call each time a worker goes to sleep.
+const THREAD_MEMBARRIER: &str = "`pool!(Thread)`: `membarrier` calls";
 
 /// What one child process made.
 struct Counts {
     futex: f64,
     sched_yield: f64,
+    membarrier: f64,
     switches: Option<f64>,
 }
 
@@ -46,7 +50,7 @@ pub fn syscalls(settings: &Settings) -> Table {
             "Counts per task, not times: one block (or rayon scope) of {} calls of `add(i, 1)` \
              on {WORKERS} workers, results read in submission order, in a fresh child process, \
              counted with `perf stat -e syscalls:sys_enter_futex,syscalls:sys_enter_sched_yield,\
-             context-switches` over the whole child (its start-up, rayon's pool and the \
+             syscalls:sys_enter_membarrier,context-switches` over the whole child (its start-up, rayon's pool and the \
              block's workers included; where perf is missing, `strace -f -c`, which slows the \
              child and counts more, and no context switches). A count depends on how the threads race, not on how \
              fast the machine is, so it holds on any machine; each call where the kernel wakes \
@@ -54,7 +58,13 @@ pub fn syscalls(settings: &Settings) -> Table {
             sig(items)
         ),
         unit: Unit::PerItem(1.0, "calls/task"),
-        rows: [THREAD_CALLS, RAYON_CALLS, THREAD_SWITCHES, RAYON_SWITCHES]
+        rows: [
+            THREAD_CALLS,
+            RAYON_CALLS,
+            THREAD_SWITCHES,
+            RAYON_SWITCHES,
+            THREAD_MEMBARRIER,
+        ]
             .map(|label| Row::new(label, runs, items))
             .into(),
         refs: vec![],
@@ -68,6 +78,9 @@ pub fn syscalls_run(table: &mut Table, run: usize) {
         // `Row::seconds` holds the figure a row's cost is made of; here, a count.
         table.rows[calls].seconds[run] = Some(counts.futex + counts.sched_yield);
         table.rows[switches].seconds[run] = counts.switches;
+        if peer == "thread" {
+            table.rows[4].seconds[run] = Some(counts.membarrier);
+        }
     }
 }
 
@@ -102,7 +115,8 @@ fn count(peer: &str) -> Option<Counts> {
             "stat",
             "-x,",
             "-e",
-            "syscalls:sys_enter_futex,syscalls:sys_enter_sched_yield,context-switches",
+            "syscalls:sys_enter_futex,syscalls:sys_enter_sched_yield,\
+             syscalls:sys_enter_membarrier,context-switches",
             "--",
         ])
         .arg(&me)
@@ -125,6 +139,7 @@ fn count(peer: &str) -> Option<Counts> {
             return Some(Counts {
                 futex,
                 sched_yield,
+                membarrier: event("syscalls:sys_enter_membarrier").unwrap_or(0.0),
                 switches: event("context-switches"),
             });
         }
@@ -132,10 +147,11 @@ fn count(peer: &str) -> Option<Counts> {
     strace(&me, peer)
 }
 
-/// `strace -f -c`'s summary: the `calls` column of the `futex` and `sched_yield` lines.
+/// `strace -f -c`'s summary: the `calls` column of the `futex`, `sched_yield` and `membarrier`
+/// lines.
 fn strace(me: &std::path::Path, peer: &str) -> Option<Counts> {
     let out = Command::new("strace")
-        .args(["-f", "-c", "-e", "trace=futex,sched_yield", "--"])
+        .args(["-f", "-c", "-e", "trace=futex,sched_yield,membarrier", "--"])
         .arg(me)
         .args([ONE_BLOCK, peer])
         .output()
@@ -155,6 +171,7 @@ fn strace(me: &std::path::Path, peer: &str) -> Option<Counts> {
     Some(Counts {
         futex: calls("futex"),
         sched_yield: calls("sched_yield"),
+        membarrier: calls("membarrier"),
         switches: None,
     })
 }
