@@ -20,6 +20,10 @@
 /// Readies the heavy side for this process; returns whether [`heavy`] can be used. A pool calls
 /// it once when it opens, and uses [`light`] on its submit side only if it returned `true`.
 pub(crate) fn register() -> bool {
+    #[cfg(test)]
+    if tests::REFUSED.load(std::sync::atomic::Ordering::SeqCst) {
+        return false;
+    }
     imp::register()
 }
 
@@ -102,8 +106,13 @@ mod imp {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Makes [`register`] say `membarrier` is refused, as a sandbox may: pools opened meanwhile
+    /// fence both sides fully (always correct, so other tests running meanwhile are unharmed).
+    pub(crate) static REFUSED: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
 
     #[cfg(target_os = "linux")]
     #[test]

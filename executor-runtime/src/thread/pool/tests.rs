@@ -140,11 +140,32 @@ fn a_block_leaves_its_tasks_memory_to_the_next_block_on_the_submitting_thread() 
     .unwrap();
 }
 
+/// Submits `rounds` tasks one at a time, each after a pause spread over the worker's
+/// spin-and-yield round, so that many land while it goes to sleep; panics if one is left queued
+/// with its worker asleep.
+fn submit_as_the_worker_falls_asleep(pool: &ThreadScope<'_>, rounds: u64) {
+    let mut pause = Duration::ZERO;
+    for i in 0..rounds {
+        let started = Instant::now();
+        while started.elapsed() < pause {
+            std::hint::spin_loop();
+        }
+        if let Err(left) = pool.submit(move || i).result_timeout(Duration::from_secs(5)) {
+            // Another submit wakes the worker (it sees the sleeper, now long counted), so that
+            // the join does not wait for ever on the task left in the queue.
+            drop(pool.submit(|| 0));
+            assert_eq!(left.result(), Ok(i));
+            panic!("task {i} was left queued with its worker asleep");
+        }
+        // 0 to 40 µs, in steps of 37 ns: a worker's round spins about 10 µs, then yields twice.
+        pause = Duration::from_nanos((i * 37) % 40_000);
+    }
+    assert!(pool.shared.sleeps.load(Ordering::SeqCst) > 100);
+}
+
 /// The block's own submits take the light side of the fence they share with a worker going to
 /// sleep, the worker the heavy side (`asymmetric_fence`): a submit that lands just as the worker
-/// falls asleep must still reach it. The submits come after pauses spread over the worker's
-/// spin-and-yield round, so that many land while it goes to sleep; a task left queued with its
-/// worker asleep fails `result_timeout`. With the heavy side made a plain fence it failed in 8 of
+/// falls asleep must still reach it. With the heavy side made a plain fence this failed in 8 of
 /// 10 optimised runs on AMD EPYC (none of 2 unoptimised ones, which reorder less); as is, none of
 /// 15 failed.
 #[test]
@@ -155,25 +176,26 @@ fn a_task_submitted_as_its_worker_falls_asleep_still_runs() {
     // borrow (nothing) goes away, and it is not leaked.
     let pool = unsafe { ThreadScope::new(options) };
     let guard = pool.join_guard();
-    let mut pause = Duration::ZERO;
-    for i in 0..40_000u64 {
-        let started = Instant::now();
-        while started.elapsed() < pause {
-            std::hint::spin_loop();
-        }
-        if let Err(left) = pool
-            .submit(move || i)
-            .result_timeout(Duration::from_secs(5))
-        {
-            // Another submit wakes the worker (it sees the sleeper, now long counted), so that
-            // the join does not wait for ever on the task left in the queue.
-            drop(pool.submit(|| 0));
-            assert_eq!(left.result(), Ok(i));
-            panic!("task {i} was left queued with its worker asleep");
-        }
-        // 0 to 40 µs, in steps of 37 ns: a worker's round spins about 10 µs, then yields twice.
-        pause = Duration::from_nanos((i * 37) % 40_000);
+    if cfg!(target_os = "linux") {
+        assert!(pool.shared.light_submits, "membarrier is refused here");
     }
+    submit_as_the_worker_falls_asleep(&pool, 40_000);
     drop(guard);
-    assert!(pool.shared.sleeps.load(Ordering::SeqCst) > 100);
+}
+
+/// Where `membarrier` is refused, a pool fences both sides fully, and no submit is missed either.
+#[test]
+fn without_membarrier_a_pool_fences_both_sides_and_misses_no_submit() {
+    use crate::thread::asymmetric_fence::tests::REFUSED;
+
+    REFUSED.store(true, Ordering::SeqCst);
+    let mut options = PoolOptions::new();
+    options.max_workers(1);
+    // SAFETY: as above.
+    let pool = unsafe { ThreadScope::new(options) };
+    REFUSED.store(false, Ordering::SeqCst);
+    let guard = pool.join_guard();
+    assert!(!pool.shared.light_submits);
+    submit_as_the_worker_falls_asleep(&pool, 10_000);
+    drop(guard);
 }
