@@ -27,14 +27,16 @@ const RAYON_CALLS: &str = "rayon: `futex` + `sched_yield` calls";
 const THREAD_SWITCHES: &str = "`pool!(Thread)`: context switches";
 const RAYON_SWITCHES: &str = "rayon: context switches";
 /// The heavy side of the fence between the block's submits and a worker going to sleep
-/// (`asymmetric_fence` in the runtime): one call each time a worker goes to sleep.
+/// (`asymmetric_fence` in the runtime): one call each time a worker goes to sleep, and two when
+/// the process starts (to register).
 const THREAD_MEMBARRIER: &str = "`pool!(Thread)`: `membarrier` calls";
+const THREAD_MEMBARRIER_ROW: usize = 4;
 
 /// What one child process made.
 struct Counts {
     futex: f64,
     sched_yield: f64,
-    membarrier: f64,
+    membarrier: Option<f64>,
     switches: Option<f64>,
 }
 
@@ -79,7 +81,7 @@ pub fn syscalls_run(table: &mut Table, run: usize) {
         table.rows[calls].seconds[run] = Some(counts.futex + counts.sched_yield);
         table.rows[switches].seconds[run] = counts.switches;
         if peer == "thread" {
-            table.rows[4].seconds[run] = Some(counts.membarrier);
+            table.rows[THREAD_MEMBARRIER_ROW].seconds[run] = counts.membarrier;
         }
     }
 }
@@ -107,23 +109,22 @@ pub fn one_block(peer: &str) {
     assert_eq!(out, (1..=n).collect::<Vec<_>>());
 }
 
-/// Runs one block of `peer` in a child and counts its calls, with perf or else strace.
+/// Runs one block of `peer` in a child and counts its calls, with perf or else strace. perf is
+/// asked for `membarrier` too, and asked again without it where that tracepoint is missing.
 fn count(peer: &str) -> Option<Counts> {
     let me = std::env::current_exe().ok()?;
-    let perf = Command::new("perf")
-        .args([
-            "stat",
-            "-x,",
-            "-e",
-            "syscalls:sys_enter_futex,syscalls:sys_enter_sched_yield,\
-             syscalls:sys_enter_membarrier,context-switches",
-            "--",
-        ])
-        .arg(&me)
-        .args([ONE_BLOCK, peer])
-        .output();
-    if let Some(out) = perf.ok().filter(|o| o.status.success()) {
-        // CSV lines: `count,unit,event,...`.
+    const EVENTS: &str = "syscalls:sys_enter_futex,syscalls:sys_enter_sched_yield,context-switches";
+    const MEMBARRIER: &str = "syscalls:sys_enter_membarrier";
+    for events in [format!("{EVENTS},{MEMBARRIER}"), EVENTS.to_string()] {
+        let perf = Command::new("perf")
+            .args(["stat", "-x,", "-e", &events, "--"])
+            .arg(&me)
+            .args([ONE_BLOCK, peer])
+            .output();
+        let Some(out) = perf.ok().filter(|o| o.status.success()) else {
+            continue;
+        };
+        // CSV lines: `count,unit,event,...` (the count is `<not counted>` where it was not).
         let stderr = String::from_utf8_lossy(&out.stderr);
         let event = |name: &str| {
             stderr
@@ -139,7 +140,7 @@ fn count(peer: &str) -> Option<Counts> {
             return Some(Counts {
                 futex,
                 sched_yield,
-                membarrier: event("syscalls:sys_enter_membarrier").unwrap_or(0.0),
+                membarrier: event(MEMBARRIER),
                 switches: event("context-switches"),
             });
         }
@@ -171,7 +172,7 @@ fn strace(me: &std::path::Path, peer: &str) -> Option<Counts> {
     Some(Counts {
         futex: calls("futex"),
         sched_yield: calls("sched_yield"),
-        membarrier: calls("membarrier"),
+        membarrier: Some(calls("membarrier")),
         switches: None,
     })
 }

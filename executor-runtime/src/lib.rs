@@ -91,7 +91,8 @@ pub mod __private {
 /// `.init_array` first): each remote backend in turn may find that this process was started as one
 /// of its workers, and then serves calls and exits, so `main` never runs in a worker; otherwise
 /// each returns at once. Process goes first: a Process worker started from a rank of an MPI job
-/// inherits the launcher's variables, and must not take itself for a rank.
+/// inherits the launcher's variables, and must not take itself for a rank. Then it readies the
+/// Thread pool's fence (`thread::asymmetric_fence`), two system calls.
 #[used]
 #[cfg_attr(target_os = "linux", link_section = ".init_array")]
 static ENTER_WORKER_BEFORE_MAIN: extern "C" fn() = enter_worker_if_asked;
@@ -100,4 +101,6 @@ extern "C" fn enter_worker_if_asked() {
     process::worker::enter_if_asked();
     #[cfg(feature = "mpi")]
     mpi::worker::enter_if_asked();
+    // Here the process still has one thread, which makes registering cheap (see the module).
+    thread::asymmetric_fence::register_before_main();
 }

@@ -92,8 +92,10 @@ thread_local! {
 /// the block to find the next, so each take waits for the last one's cache miss (the blocks of a
 /// block of 20,000 tasks are 1.6 MB, past the L2 cache). On the 2-vCPU AMD EPYC VM that chain
 /// took 13% of the block's thread in a block of tiny tasks (`perf record`, 2026-12-02). The array
-/// costs 8 bytes a kept block: at most a third of [`KEEP_BYTES`] more, for the smallest task (24
-/// bytes), a tenth for `add(a, b)`'s 80.
+/// costs 8 bytes a slot, and its capacity doubles as it grows and stays while its blocks are taken
+/// (the next block puts them back): at most half of [`KEEP_BYTES`] more for the smallest task (24
+/// bytes), an eighth for `add(a, b)`'s 80; a list that gives up all its blocks to other layouts
+/// gives its array back too.
 struct FreeList {
     layout: Layout,
     blocks: Vec<NonNull<u8>>,
@@ -115,16 +117,22 @@ impl FreeList {
         self.blocks.len() * self.layout.size()
     }
 
-    /// Keeps `memory`, a block of this list's layout that holds no value.
-    fn push(&mut self, memory: NonNull<u8>) {
+    /// Keeps `memory`, a block of this list's layout that holds no value; `false` (and nothing
+    /// kept) if the array could not grow.
+    fn push(&mut self, memory: NonNull<u8>) -> bool {
+        if self.blocks.try_reserve(1).is_err() {
+            return false;
+        }
         self.blocks.push(memory);
+        true
     }
 
     fn pop(&mut self) -> Option<NonNull<u8>> {
         self.blocks.pop()
     }
 
-    /// Gives one block back to the allocator; `false` if the list is empty.
+    /// Gives one block back to the allocator (and the array, with the last); `false` if the list
+    /// is empty.
     fn release_one(&mut self) -> bool {
         let Some(block) = self.pop() else {
             return false;
@@ -132,6 +140,9 @@ impl FreeList {
         // SAFETY: a kept block came from `alloc::alloc` with a layout equal to the list's, and
         // holds no value, so it may be freed.
         unsafe { alloc::dealloc(block.as_ptr(), self.layout) };
+        if self.blocks.is_empty() {
+            self.blocks = Vec::new();
+        }
         true
     }
 }
@@ -213,9 +224,8 @@ impl Kept {
         let list = self.lists[at]
             .as_mut()
             .expect("the slot was just found or filled");
-        list.push(memory);
         list.last_put = self.puts;
-        true
+        list.push(memory)
     }
 
     /// An empty slot if there is one, else the slot whose layout was freed longest ago; with

@@ -72,8 +72,9 @@ impl<T> JobQueue<T> {
         }
     }
 
-    /// Jobs pushed so far. The owner's own pushes are all counted; another thread's, once its
-    /// push has returned and the caller has synchronised with it.
+    /// Jobs pushed so far, as the caller can know them: the owner sees all of its own pushes;
+    /// another thread sees a push once it has synchronised with the pusher after it returned
+    /// (a worker's look may be a little behind, which only its idle rounds read).
     pub(crate) fn pushed(&self) -> usize {
         self.pushed_by_owner.load(Ordering::Acquire) + self.pushed_by_others.load(Ordering::SeqCst)
     }

@@ -315,9 +315,9 @@ impl<'scope> ThreadScope<'scope> {
         // a large `max_workers`, tasks queue up for a moment while idle workers wake, and it
         // would start every worker it may for tasks as small as `a + b` (20,000 of them: 2.5 ms
         // on 2 workers, 10 ms with 128 started); Auto's target bounds what it starts.
-        // Once Thread has started all its workers, the submit reads nothing the workers write
-        // unless one sleeps: `idle` changes whenever a worker runs out of tasks, which in a block
-        // of tiny tasks is all the time.
+        // Once Thread has started all its workers, the submit reads no count the workers write
+        // (the deque still reads its front, which steals move) unless one sleeps: `idle` changes
+        // whenever a worker runs out of tasks, which in a block of tiny tasks is all the time.
         let shared = &self.shared;
         if shared.auto.is_some() || shared.spawned.load(Ordering::Relaxed) < shared.max_workers {
             let idle = shared.idle.load(Ordering::SeqCst);

@@ -4,8 +4,8 @@
 //! After rayon-core's `sleep/` (its "sleepy" state and jobs event counter), in three rules:
 //!
 //! - An idle worker spins on the queue (spin hints, no system call), yields twice, and goes round
-//!   again as long as tasks were submitted during the round (the `submitted` count moved, even if
-//!   another worker took them): it sleeps only after a whole round with no submission. So a
+//!   again as long as tasks were submitted during the round (the queue's count of pushes moved,
+//!   even if another worker took them): it sleeps only after a whole round with no submission. So a
 //!   worker stays up while the block's thread is submitting, and a worker that sleeps is one the
 //!   work does not need.
 //! - A `submit` wakes a sleeper only when the tasks queued outnumber the idle workers that are

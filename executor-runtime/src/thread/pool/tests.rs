@@ -143,14 +143,17 @@ fn a_block_leaves_its_tasks_memory_to_the_next_block_on_the_submitting_thread() 
 /// Submits `rounds` tasks one at a time, each after a pause spread over the worker's
 /// spin-and-yield round, so that many land while it goes to sleep; panics if one is left queued
 /// with its worker asleep.
-fn submit_as_the_worker_falls_asleep(pool: &ThreadScope<'_>, rounds: u64) {
+fn submit_as_the_worker_falls_asleep<'scope>(pool: &'scope ThreadScope<'scope>, rounds: u64) {
     let mut pause = Duration::ZERO;
     for i in 0..rounds {
         let started = Instant::now();
         while started.elapsed() < pause {
             std::hint::spin_loop();
         }
-        if let Err(left) = pool.submit(move || i).result_timeout(Duration::from_secs(5)) {
+        if let Err(left) = pool
+            .submit(move || i)
+            .result_timeout(Duration::from_secs(5))
+        {
             // Another submit wakes the worker (it sees the sleeper, now long counted), so that
             // the join does not wait for ever on the task left in the queue.
             drop(pool.submit(|| 0));
@@ -188,12 +191,12 @@ fn a_task_submitted_as_its_worker_falls_asleep_still_runs() {
 fn without_membarrier_a_pool_fences_both_sides_and_misses_no_submit() {
     use crate::thread::asymmetric_fence::tests::REFUSED;
 
-    REFUSED.store(true, Ordering::SeqCst);
+    REFUSED.set(true);
     let mut options = PoolOptions::new();
     options.max_workers(1);
     // SAFETY: as above.
     let pool = unsafe { ThreadScope::new(options) };
-    REFUSED.store(false, Ordering::SeqCst);
+    REFUSED.set(false);
     let guard = pool.join_guard();
     assert!(!pool.shared.light_submits);
     submit_as_the_worker_falls_asleep(&pool, 10_000);
