@@ -3,7 +3,7 @@
 //! layout rather than return it to the global allocator.
 //!
 //! Why: the caller of a block of 20,000 tiny tasks holds their 20,000 futures at once, so their
-//! tasks (80 bytes each for `add(a, b)`) take 1.6 MB together. When the block ends glibc's `free`
+//! tasks (80 bytes each for `add(a, b)` then, 72 now) took 1.6 MB together. When the block ends glibc's `free`
 //! gives that memory back to the kernel (it trims the top of its heap beyond 128 KiB), and the next
 //! block faults it in again a page at a time: 370–570 page faults a block, about 1.5 ms of a 3.5 ms
 //! block on the 2-vCPU AMD EPYC VM of 2026-12-02 (where a fault cost about 3 µs), which made a first
@@ -20,8 +20,8 @@ use std::alloc::{self, Layout};
 use std::cell::RefCell;
 use std::ptr::{self, NonNull};
 
-/// The most freed task memory one thread keeps, counted in the tasks' own sizes: 52,000 tasks of
-/// `add(a, b)` on Thread (80 bytes each; 96 with glibc's header, so about 4.8 MiB of heap), more
+/// The most freed task memory one thread keeps, counted in the tasks' own sizes: 58,000 tasks of
+/// `add(a, b)` on Thread (72 bytes each; 80 with glibc's header, so about 4.4 MiB of heap), more
 /// than twice the report's blocks of 20,000, and a bounded cost for keeping it.
 pub(crate) const KEEP_BYTES: usize = 4 << 20;
 
@@ -94,7 +94,7 @@ thread_local! {
 /// took 13% of the block's thread in a block of tiny tasks (`perf record`, 2026-12-02). The array
 /// costs 8 bytes a slot, and its capacity doubles as it grows and stays while its blocks are taken
 /// (the next block puts them back): at most half of [`KEEP_BYTES`] more for the smallest task (24
-/// bytes), an eighth for `add(a, b)`'s 80; a list that gives up all its blocks to other layouts
+/// bytes), an eighth for `add(a, b)`'s 72; a list that gives up all its blocks to other layouts
 /// gives its array back too.
 struct FreeList {
     layout: Layout,

@@ -6,7 +6,7 @@
 use std::cell::UnsafeCell;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::block::identity;
 use crate::task::completion::{Completion, CANCELLED, QUEUE_REF};
@@ -109,8 +109,6 @@ pub(crate) struct ThreadTask<F, R> {
     /// `Some` until taken by the one thread that runs the task, or that drops it after a cancel.
     pub(crate) func: UnsafeCell<Option<F>>,
     pub(crate) pool_id: u64,
-    /// Raised by `Future::stop`; the task reads it with `stop_requested()` while it runs.
-    pub(crate) stop: AtomicBool,
 }
 
 // SAFETY: `func` is touched by exactly one thread: the one that wins `Completion::try_start` (to run
@@ -130,8 +128,8 @@ where
         // SAFETY: the caller won `try_start`, so this thread alone touches `func`.
         let func =
             unsafe { (*self.func.get()).take() }.expect("a claimed task still has its closure");
-        let outcome =
-            with_stop_flag(&self.stop, || task_panic::catch(func)).map_err(TaskError::Panicked);
+        let outcome = with_stop_flag(self.completion.stop_flag(), || task_panic::catch(func))
+            .map_err(TaskError::Panicked);
         let panicked = outcome.is_err();
         // A worker keeps the reference of a task that panicked, to report it if nobody reads it.
         let release = holds_queue_ref && !panicked;
@@ -218,7 +216,7 @@ where
     /// A thread cannot be killed on its own: raises the flag `stop_requested()` reads, and leaves
     /// the task to return when it sees it.
     fn stop_started(&self) -> bool {
-        self.stop.store(true, Ordering::Release);
+        self.completion.stop_flag().store(true, Ordering::Release);
         false
     }
 }

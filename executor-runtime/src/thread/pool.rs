@@ -284,7 +284,6 @@ impl<'scope> ThreadScope<'scope> {
             completion: Completion::new(),
             func: UnsafeCell::new(Some(call)),
             pool_id: self.shared.id,
-            stop: AtomicBool::new(false),
         });
         let job: NonNull<dyn Job + 'scope> = task;
         let handle: NonNull<dyn Task<R> + 'scope> = task;

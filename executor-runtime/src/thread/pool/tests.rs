@@ -142,10 +142,18 @@ fn a_block_leaves_its_tasks_memory_to_the_next_block_on_the_submitting_thread() 
 
 /// Submits `rounds` tasks one at a time, each after a pause spread over the worker's
 /// spin-and-yield round, so that many land while it goes to sleep; panics if one is left queued
-/// with its worker asleep.
+/// with its worker asleep. Goes on, with longer pauses, until the worker has gone to sleep 100
+/// times (a busy machine stretches its round past the pauses).
 fn submit_as_the_worker_falls_asleep<'scope>(pool: &'scope ThreadScope<'scope>, rounds: u64) {
+    let sleeps = || pool.shared.sleeps.load(Ordering::SeqCst);
     let mut pause = Duration::ZERO;
-    for i in 0..rounds {
+    let mut i = 0;
+    while i < rounds || sleeps() < 100 {
+        assert!(
+            i < 10 * rounds,
+            "the worker went to sleep {} times",
+            sleeps()
+        );
         let started = Instant::now();
         while started.elapsed() < pause {
             std::hint::spin_loop();
@@ -160,10 +168,12 @@ fn submit_as_the_worker_falls_asleep<'scope>(pool: &'scope ThreadScope<'scope>, 
             assert_eq!(left.result(), Ok(i));
             panic!("task {i} was left queued with its worker asleep");
         }
-        // 0 to 40 µs, in steps of 37 ns: a worker's round spins about 10 µs, then yields twice.
-        pause = Duration::from_nanos((i * 37) % 40_000);
+        // 0 to 40 µs, in steps of 37 ns: a worker's round spins about 10 µs, then yields twice;
+        // after `rounds`, 0 to 200 µs.
+        let span = if i < rounds { 40_000 } else { 200_000 };
+        pause = Duration::from_nanos((i * 37) % span);
+        i += 1;
     }
-    assert!(pool.shared.sleeps.load(Ordering::SeqCst) > 100);
 }
 
 /// The block's own submits take the light side of the fence they share with a worker going to
