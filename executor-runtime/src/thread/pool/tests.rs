@@ -176,6 +176,24 @@ fn submit_as_the_worker_falls_asleep<'scope>(pool: &'scope ThreadScope<'scope>, 
     }
 }
 
+/// Opens a pool of one worker (with `membarrier` refused, if `refused`), submits to it as it falls
+/// asleep (above), and returns whether its submits took the light side of the fence.
+fn one_worker_falling_asleep(refused: bool, rounds: u64) -> bool {
+    use crate::thread::asymmetric_fence::tests::REFUSED;
+
+    let mut options = PoolOptions::new();
+    options.max_workers(1);
+    REFUSED.set(refused);
+    // SAFETY: the guard is dropped at the end of this function, before anything the tasks
+    // borrow (nothing) goes away, and it is not leaked.
+    let pool = unsafe { ThreadScope::new(options) };
+    REFUSED.set(false);
+    let guard = pool.join_guard();
+    submit_as_the_worker_falls_asleep(&pool, rounds);
+    drop(guard);
+    pool.shared.light_submits
+}
+
 /// The block's own submits take the light side of the fence they share with a worker going to
 /// sleep, the worker the heavy side (`asymmetric_fence`): a submit that lands just as the worker
 /// falls asleep must still reach it. With the heavy side made a plain fence this failed in 8 of
@@ -183,32 +201,14 @@ fn submit_as_the_worker_falls_asleep<'scope>(pool: &'scope ThreadScope<'scope>, 
 /// 15 failed.
 #[test]
 fn a_task_submitted_as_its_worker_falls_asleep_still_runs() {
-    let mut options = PoolOptions::new();
-    options.max_workers(1);
-    // SAFETY: the guard is dropped at the end of this function, before anything the tasks
-    // borrow (nothing) goes away, and it is not leaked.
-    let pool = unsafe { ThreadScope::new(options) };
-    let guard = pool.join_guard();
+    let light = one_worker_falling_asleep(false, 40_000);
     if cfg!(target_os = "linux") {
-        assert!(pool.shared.light_submits, "membarrier is refused here");
+        assert!(light, "membarrier is refused here");
     }
-    submit_as_the_worker_falls_asleep(&pool, 40_000);
-    drop(guard);
 }
 
 /// Where `membarrier` is refused, a pool fences both sides fully, and no submit is missed either.
 #[test]
 fn without_membarrier_a_pool_fences_both_sides_and_misses_no_submit() {
-    use crate::thread::asymmetric_fence::tests::REFUSED;
-
-    REFUSED.set(true);
-    let mut options = PoolOptions::new();
-    options.max_workers(1);
-    // SAFETY: as above.
-    let pool = unsafe { ThreadScope::new(options) };
-    REFUSED.set(false);
-    let guard = pool.join_guard();
-    assert!(!pool.shared.light_submits);
-    submit_as_the_worker_falls_asleep(&pool, 10_000);
-    drop(guard);
+    assert!(!one_worker_falling_asleep(true, 10_000));
 }
