@@ -30,8 +30,9 @@
 //! function in the executable's `.init_array` (this crate puts it there, so every program linked
 //! with it has it) runs before `main`: when the variable names an inherited
 //! socket, it removes the variable, reads the parent's hello, serves calls until the socket closes
-//! and exits, so `main` (or the test harness) never runs in a worker. Otherwise it does nothing.
-//! There is nothing to call, register or annotate.
+//! and exits, so `main` (or the test harness) never runs in a worker. Otherwise it readies the
+//! Thread pool's fence (`thread::asymmetric_fence`: two `membarrier` calls) and returns. There is
+//! nothing to call, register or annotate.
 //!
 //! *How a worker finds the function.* `submit(f, args...)` coerces `f` to a function pointer and
 //! takes the address of a generic *trampoline* instantiated for the call's argument and result
