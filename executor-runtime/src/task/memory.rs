@@ -3,11 +3,11 @@
 //! layout rather than return it to the global allocator.
 //!
 //! Why: the caller of a block of 20,000 tiny tasks holds their 20,000 futures at once, so their
-//! tasks (80 bytes each for `add(a, b)` then, 72 now) took 1.6 MB together. When the block ends glibc's `free`
-//! gives that memory back to the kernel (it trims the top of its heap beyond 128 KiB), and the next
-//! block faults it in again a page at a time: 370–570 page faults a block, about 1.5 ms of a 3.5 ms
-//! block on the 2-vCPU AMD EPYC VM of 2026-12-02 (where a fault cost about 3 µs), which made a first
-//! block 1.4–2.3× the time of rayon's first scope. Kept here, the next block's tasks land on pages
+//! tasks (80 bytes each for `add(a, b)` then, 72 now) took 1.6 MB together. When the block ends
+//! glibc's `free` gives that memory back to the kernel (it trims the top of its heap beyond 128
+//! KiB), and the next block faults it in again a page at a time: 370–570 page faults a block, about
+//! 1.5 ms of a 3.5 ms block on the 2-vCPU AMD EPYC VM of 2026-12-02 (where a fault cost about 3 µs),
+//! which made a first block 1.4–2.3× the time of rayon's first scope. Kept here, the next block's tasks land on pages
 //! that are already mapped.
 //!
 //! Bounds: a thread keeps at most [`KEEP_BYTES`] of freed tasks, in at most [`LAYOUTS`] layouts (the
@@ -86,19 +86,20 @@ thread_local! {
     static KEPT: RefCell<Kept> = const { RefCell::new(Kept::new()) };
 }
 
-/// The kept blocks of one layout, the one freed last on top.
-///
-/// An array of pointers, not a list linked through the blocks: taking from a linked list reads
-/// the block to find the next, so each take waits for the last one's cache miss (the blocks of a
-/// block of 20,000 tasks are 1.6 MB, past the L2 cache). On the 2-vCPU AMD EPYC VM that chain
-/// took 13% of the block's thread in a block of tiny tasks (`perf record`, 2026-12-02). The array
-/// costs 8 bytes a slot, and its capacity doubles as it grows and stays while its blocks are taken
-/// (the next block puts them back): at most half of [`KEEP_BYTES`] more for the smallest task (24
-/// bytes), an eighth for `add(a, b)`'s 72; a list that gives up all its blocks to other layouts
-/// gives its array back too.
+/// The first word of a kept block: the next kept block of the same layout.
+struct Link {
+    next: Option<NonNull<Link>>,
+}
+
+/// The kept blocks of one layout, a stack linked through the blocks themselves. (An array of
+/// pointers was tried, so that a take need not read the block for the next one: the first store
+/// into the task needs that cache line anyway, and the array was no faster: 1.49–1.60 ms a block of
+/// 20,000 tiny tasks against 1.45–1.66, `perf annotate` putting the time on that store both ways.)
 struct FreeList {
     layout: Layout,
-    blocks: Vec<NonNull<u8>>,
+    top: Option<NonNull<Link>>,
+    /// The blocks' sizes added up.
+    bytes: usize,
     /// When this list last got a block, in [`Kept::puts`]: the oldest gives way to a new layout.
     last_put: u64,
 }
@@ -107,32 +108,33 @@ impl FreeList {
     fn new(layout: Layout) -> Self {
         FreeList {
             layout,
-            blocks: Vec::new(),
+            top: None,
+            bytes: 0,
             last_put: 0,
         }
     }
 
-    /// The blocks' sizes added up.
-    fn bytes(&self) -> usize {
-        self.blocks.len() * self.layout.size()
-    }
-
-    /// Keeps `memory`, a block of this list's layout that holds no value; `false` (and nothing
-    /// kept) if the array could not grow.
-    fn push(&mut self, memory: NonNull<u8>) -> bool {
-        if self.blocks.try_reserve(1).is_err() {
-            return false;
-        }
-        self.blocks.push(memory);
-        true
+    /// Keeps `memory`, a block of this list's layout that holds no value and is at least a `Link`
+    /// in size and alignment (`Kept::put` keeps no other).
+    fn push(&mut self, memory: NonNull<u8>) {
+        let block = memory.cast::<Link>();
+        // SAFETY: the block is at least a `Link` in size and alignment (the caller's check), and
+        // the value that was in it has been dropped, so it may be overwritten.
+        unsafe { block.as_ptr().write(Link { next: self.top }) };
+        self.top = Some(block);
+        self.bytes += self.layout.size();
     }
 
     fn pop(&mut self) -> Option<NonNull<u8>> {
-        self.blocks.pop()
+        let block = self.top?;
+        // SAFETY: a block on this list was put there by `push`, which wrote a `Link` at its start;
+        // nothing else reaches it.
+        self.top = unsafe { block.as_ref().next };
+        self.bytes -= self.layout.size();
+        Some(block.cast())
     }
 
-    /// Gives one block back to the allocator (and the array, with the last); `false` if the list
-    /// is empty.
+    /// Gives one block back to the allocator; `false` if the list is empty.
     fn release_one(&mut self) -> bool {
         let Some(block) = self.pop() else {
             return false;
@@ -140,9 +142,6 @@ impl FreeList {
         // SAFETY: a kept block came from `alloc::alloc` with a layout equal to the list's, and
         // holds no value, so it may be freed.
         unsafe { alloc::dealloc(block.as_ptr(), self.layout) };
-        if self.blocks.is_empty() {
-            self.blocks = Vec::new();
-        }
         true
     }
 }
@@ -178,7 +177,7 @@ impl Kept {
 
     /// The bytes kept, in all layouts.
     fn bytes(&self) -> usize {
-        self.lists.iter().flatten().map(FreeList::bytes).sum()
+        self.lists.iter().flatten().map(|l| l.bytes).sum()
     }
 
     /// Keeps `memory`, a block of `layout` whose value was dropped; `false` if it must go back to
@@ -186,7 +185,11 @@ impl Kept {
     /// up blocks, one at a time, to this one (a new layout takes the slot of the one freed longest
     /// ago); a layout that alone would pass the bound keeps no more, and takes nothing from others.
     fn put(&mut self, memory: NonNull<u8>, layout: Layout) -> bool {
-        if !self.allocates || layout.size() > KEEP_BYTES {
+        if !self.allocates
+            || layout.size() < size_of::<Link>()
+            || layout.align() < align_of::<Link>()
+            || layout.size() > KEEP_BYTES
+        {
             return false;
         }
         let at = match self
@@ -202,7 +205,7 @@ impl Kept {
                 at
             }
         };
-        let own = self.lists[at].as_ref().map_or(0, FreeList::bytes);
+        let own = self.lists[at].as_ref().map_or(0, |l| l.bytes);
         if own + layout.size() > KEEP_BYTES {
             return false;
         }
@@ -224,8 +227,9 @@ impl Kept {
         let list = self.lists[at]
             .as_mut()
             .expect("the slot was just found or filled");
+        list.push(memory);
         list.last_put = self.puts;
-        list.push(memory)
+        true
     }
 
     /// An empty slot if there is one, else the slot whose layout was freed longest ago; with
@@ -241,7 +245,7 @@ impl Kept {
             let list = list.as_ref()?;
             let candidate = match besides {
                 None => true,
-                Some(besides) => at != besides && !list.blocks.is_empty(),
+                Some(besides) => at != besides && list.top.is_some(),
             };
             candidate.then_some((at, list.last_put))
         });
