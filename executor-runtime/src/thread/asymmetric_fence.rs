@@ -20,9 +20,12 @@
 //! Registering costs little in a process with one thread (about 3 µs here) and an RCU grace period
 //! in one with more (13 ms on the 2-vCPU AMD EPYC VM, with 4 threads), so the crate registers
 //! before `main`, from its `.init_array` entry (`lib.rs`), while the process has one thread; a pool
-//! that opens later finds it done. Only where that entry did not run (off Linux it does nothing) or
-//! in a forked child (which registers anew: registration belongs to an address space) does the
-//! first pool pay it.
+//! that opens later reads the answer, with no system call. Only where that entry did not run (off
+//! Linux it does nothing) does the first pool pay it. A forked child inherits the answer, and the
+//! registration with the address space it copies (on Linux 6.18 here, a child's `membarrier` with
+//! its parent's registration succeeded; an `exec` clears it, and the new program, if linked with
+//! this crate, registers before its `main`). Should a `membarrier` be refused anyway (`EPERM`),
+//! [`heavy`] registers and tries again, on the sleeping worker, not on the block's thread.
 
 /// Readies the heavy side for this process, once; returns whether [`heavy`] can be used. A pool
 /// calls it when it opens, and uses [`light`] on its submit side only if it returned `true`.
@@ -58,17 +61,18 @@ pub(crate) fn heavy() -> bool {
 
 #[cfg(target_os = "linux")]
 mod imp {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicU8, Ordering};
 
     // From `linux/membarrier.h`.
     const QUERY: libc::c_int = 0;
     const PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
     const REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
 
-    /// What the last registration found, and in which process: its pid shifted left by one, plus 1
-    /// if the heavy side can be used (0: never asked). A forked child has a pid of its own, so it
-    /// asks anew; should it reuse a pid its ancestor registered under, `heavy` registers again.
-    pub(super) static REGISTERED: AtomicU64 = AtomicU64::new(0);
+    /// What registering found: not asked yet, or whether the heavy side can be used.
+    pub(super) const NOT_ASKED: u8 = 0;
+    pub(super) const NOT_USABLE: u8 = 1;
+    pub(super) const USABLE: u8 = 2;
+    pub(super) static REGISTERED: AtomicU8 = AtomicU8::new(NOT_ASKED);
 
     fn membarrier(command: libc::c_int) -> libc::c_long {
         // SAFETY: `membarrier(cmd, flags, cpu_id)` takes integers only and touches no user memory;
@@ -84,26 +88,24 @@ mod imp {
     }
 
     pub(super) fn register() -> bool {
-        let pid = u64::from(std::process::id());
-        let known = REGISTERED.load(Ordering::Relaxed);
-        if known >> 1 == pid {
-            return known & 1 == 1;
+        match REGISTERED.load(Ordering::Relaxed) {
+            NOT_ASKED => register_now(),
+            known => known == USABLE,
         }
+    }
+
+    fn register_now() -> bool {
         let commands = membarrier(QUERY);
         let usable = commands >= 0
             && commands & libc::c_long::from(PRIVATE_EXPEDITED) != 0
             && membarrier(REGISTER_PRIVATE_EXPEDITED) == 0;
-        REGISTERED.store(pid << 1 | u64::from(usable), Ordering::Relaxed);
+        REGISTERED.store(if usable { USABLE } else { NOT_USABLE }, Ordering::Relaxed);
         usable
     }
 
     pub(super) fn heavy() -> bool {
-        if membarrier(PRIVATE_EXPEDITED) == 0 {
-            return true;
-        }
-        // `EPERM`: not registered in this process after all (a reused pid, see above).
-        REGISTERED.store(0, Ordering::Relaxed);
-        register() && membarrier(PRIVATE_EXPEDITED) == 0
+        // `EPERM`: not registered in this address space (see the module).
+        membarrier(PRIVATE_EXPEDITED) == 0 || (register_now() && membarrier(PRIVATE_EXPEDITED) == 0)
     }
 }
 
@@ -149,7 +151,7 @@ pub(crate) mod tests {
     fn the_process_registered_before_main() {
         assert!(REGISTERED_BEFORE_MAIN.load(std::sync::atomic::Ordering::SeqCst));
         let known = imp::REGISTERED.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(known, u64::from(std::process::id()) << 1 | 1);
+        assert_eq!(known, imp::USABLE);
     }
 
     /// The store-buffer litmus test, run `rounds` times: each side stores its flag, fences, and
