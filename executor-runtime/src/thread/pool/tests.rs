@@ -140,18 +140,28 @@ fn a_block_leaves_its_tasks_memory_to_the_next_block_on_the_submitting_thread() 
     .unwrap();
 }
 
-/// Submits `rounds` tasks one at a time, each after a pause spread over the worker's
-/// spin-and-yield round, so that many land while it goes to sleep; panics if one is left queued
-/// with its worker asleep. Goes on, with longer pauses, until the worker has gone to sleep 100
-/// times (a busy machine stretches its round past the pauses).
+/// Submits `rounds` tasks one at a time (fewer if that takes 20 s: on an overloaded machine each
+/// round trip waits for the scheduler), each after a pause spread over the worker's spin-and-yield
+/// round, so that many land while it goes to sleep; panics if one is left queued with its worker
+/// asleep. Goes on until the worker has gone to sleep 100 times, the pauses doubling every 1,000
+/// submits without a new sleep, up to 20 ms: a busy machine stretches the round (in CI,
+/// unoptimised and beside the other tests, 100,000 pauses of up to 200 µs saw only 30 sleeps).
+/// A minute without them fails the test, since it then tested nothing.
 fn submit_as_the_worker_falls_asleep<'scope>(pool: &'scope ThreadScope<'scope>, rounds: u64) {
+    const SLEEPS: usize = 100;
     let sleeps = || pool.shared.sleeps.load(Ordering::SeqCst);
+    let began = Instant::now();
+    let mut rounds = rounds;
     let mut pause = Duration::ZERO;
+    // The span the pauses are spread over: 40 µs for the first `rounds` (a worker's round spins
+    // about 10 µs, then yields twice), then from 200 µs, doubling while the worker stays awake.
+    let mut span_ns: u64 = 40_000;
+    let (mut since_sleep, mut last_sleeps) = (0, 0);
     let mut i = 0;
-    while i < rounds || sleeps() < 100 {
+    while i < rounds || sleeps() < SLEEPS {
         assert!(
-            i < 10 * rounds,
-            "the worker went to sleep {} times",
+            began.elapsed() < Duration::from_secs(60),
+            "the worker went to sleep only {} times in {i} submits",
             sleeps()
         );
         let started = Instant::now();
@@ -168,11 +178,28 @@ fn submit_as_the_worker_falls_asleep<'scope>(pool: &'scope ThreadScope<'scope>, 
             assert_eq!(left.result(), Ok(i));
             panic!("task {i} was left queued with its worker asleep");
         }
-        // 0 to 40 µs, in steps of 37 ns: a worker's round spins about 10 µs, then yields twice;
-        // after `rounds`, 0 to 200 µs.
-        let span = if i < rounds { 40_000 } else { 200_000 };
-        pause = Duration::from_nanos((i * 37) % span);
         i += 1;
+        if i < rounds && began.elapsed() > Duration::from_secs(20) {
+            rounds = i;
+        }
+        if i == rounds {
+            span_ns = 200_000;
+        } else if i > rounds {
+            since_sleep += 1;
+            if sleeps() > last_sleeps {
+                (since_sleep, last_sleeps) = (0, sleeps());
+            } else if since_sleep == 1000 && span_ns < 20_000_000 {
+                (since_sleep, span_ns) = (0, span_ns * 2);
+            }
+        }
+        // First in steps of 37 ns, so the pauses sweep the round; then scattered by a
+        // multiplicative hash, as the steps would take 540,000 submits to sweep 20 ms.
+        let step = if i < rounds {
+            i * 37
+        } else {
+            i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 24
+        };
+        pause = Duration::from_nanos(step % span_ns);
     }
 }
 
@@ -197,8 +224,8 @@ fn one_worker_falling_asleep(refused: bool, rounds: u64) -> bool {
 /// The block's own submits take the light side of the fence they share with a worker going to
 /// sleep, the worker the heavy side (`asymmetric_fence`): a submit that lands just as the worker
 /// falls asleep must still reach it. With the heavy side made a plain fence this failed in 8 of
-/// 10 optimised runs on AMD EPYC (none of 2 unoptimised ones, which reorder less); as is, none of
-/// 15 failed.
+/// 10 optimised runs on AMD EPYC (none of 2 unoptimised ones, which reorder less) and in 5 of 5 on
+/// Intel Xeon; as is, none of 15 failed.
 #[test]
 fn a_task_submitted_as_its_worker_falls_asleep_still_runs() {
     let light = one_worker_falling_asleep(false, 40_000);
