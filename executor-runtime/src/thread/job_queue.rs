@@ -10,6 +10,17 @@
 //! machine that contention cost about 40% of the per-task time of 20,000 tiny tasks. The ring
 //! buffer reuses its slots, so the submitting thread is the only one that allocates or frees.
 //!
+//! Workers take the owner's jobs in batches: a worker that finds its own batch empty takes about
+//! half of the owner's ring (at most 32 jobs) in one step, runs the first and moves the rest into a
+//! deque of its own, from which it takes them without touching the shared ring. Stealing each job from
+//! the ring on its own made the two workers and the submitting thread contend for the ring's ends
+//! on every job: 20,000 tiny tasks back to back cost 0.093–0.097 µs a task with single steals and
+//! 0.044–0.058 with batches, and half the CPU time (2-vCPU Intel Xeon VM, the two builds
+//! alternating, medians of 100 blocks, four pairs). A
+//! worker's batch stays in reach of the others: one with nothing of its own, in the ring or in the
+//! injector takes half of another's batch, so a batch never waits behind a long task while a
+//! worker is idle, and the queue counts as empty only when every batch is.
+//!
 //! The queue counts the jobs pushed, for the pool's join and its idle workers. The owner's count
 //! is written by the owner alone, with a plain store: a locked add on every push was a full
 //! fence, which on the 2-vCPU AMD EPYC VM made the submitting thread wait for its earlier stores
@@ -17,15 +28,23 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
 
-/// A multi-producer, multi-consumer FIFO queue with a fast path for one owning producer.
+/// A multi-producer, multi-consumer queue with a fast path for one owning producer: FIFO from each
+/// producer, except that a job in a worker's batch may run after newer ones from the ring (another
+/// worker takes from a batch only once the rings are empty).
 pub(crate) struct JobQueue<T> {
     owner: OwnerOnly<Worker<T>>,
     from_owner: Stealer<T>,
     from_others: Injector<T>,
+    /// Each batching worker's own deque, as the others see it: one slot per worker index, set
+    /// when the worker starts.
+    batches: Box<[OnceLock<Stealer<T>>]>,
+    /// Steals from a worker's batch that took at least one job (read by tests).
+    taken_from_batches: AtomicUsize,
     /// Jobs the owner pushed; written only by the owner.
     pushed_by_owner: CachePadded<AtomicUsize>,
     /// Jobs the other threads pushed.
@@ -40,14 +59,17 @@ pub(crate) enum Pusher {
 }
 
 impl<T> JobQueue<T> {
-    /// A queue owned by the calling thread.
-    pub(crate) fn new() -> Self {
+    /// A queue owned by the calling thread, whose workers of index below `batching` take jobs in
+    /// batches (see [`JobQueue::batch_for`]).
+    pub(crate) fn new(batching: usize) -> Self {
         let owner = Worker::new_fifo();
         let from_owner = owner.stealer();
         JobQueue {
             owner: OwnerOnly::new(owner),
             from_owner,
             from_others: Injector::new(),
+            batches: (0..batching).map(|_| OnceLock::new()).collect(),
+            taken_from_batches: AtomicUsize::new(0),
             pushed_by_owner: CachePadded::new(AtomicUsize::new(0)),
             pushed_by_others: CachePadded::new(AtomicUsize::new(0)),
         }
@@ -79,7 +101,43 @@ impl<T> JobQueue<T> {
         self.pushed_by_owner.load(Ordering::Acquire) + self.pushed_by_others.load(Ordering::SeqCst)
     }
 
-    /// Takes the oldest job of the owner's, or else of the others'.
+    /// The deque of the worker of index `index` for the batches it takes, registered so that the
+    /// others can take from it; `None` if that worker does not batch (an index past the queue's
+    /// `batching`, or one already given out).
+    pub(crate) fn batch_for(&self, index: usize) -> Option<Worker<T>> {
+        let batch = Worker::new_fifo();
+        self.batches.get(index)?.set(batch.stealer()).ok()?;
+        Some(batch)
+    }
+
+    /// Takes a job for a worker that batches: from its own `batch`, else a batch of the owner's
+    /// oldest (returning the first), else one of the others', else half of another worker's
+    /// batch. Also says whether it moved jobs into `batch`, which an idle worker could take.
+    pub(crate) fn pop_for(&self, batch: &Worker<T>) -> (Option<T>, bool) {
+        if let Some(job) = batch.pop() {
+            return (Some(job), false);
+        }
+        loop {
+            let from_owner = self.from_owner.steal_batch_and_pop(batch);
+            if let Steal::Success(job) = from_owner {
+                return (Some(job), !batch.is_empty());
+            }
+            let from_others = self.from_others.steal();
+            if let Steal::Success(job) = from_others {
+                return (Some(job), false);
+            }
+            let from_batches = self.steal_from_batches(Some(batch));
+            if let Steal::Success(job) = from_batches {
+                return (Some(job), !batch.is_empty());
+            }
+            if from_owner.is_empty() && from_others.is_empty() && from_batches.is_empty() {
+                return (None, false);
+            }
+        }
+    }
+
+    /// Takes the oldest job of the owner's, or else of the others', or else one from a worker's
+    /// batch (for a worker that does not batch, and for the block cancelling what is queued).
     pub(crate) fn pop(&self) -> Option<T> {
         loop {
             let from_owner = self.from_owner.steal();
@@ -90,19 +148,67 @@ impl<T> JobQueue<T> {
             if let Steal::Success(job) = from_others {
                 return Some(job);
             }
-            if from_owner.is_empty() && from_others.is_empty() {
+            let from_batches = self.steal_from_batches(None);
+            if let Steal::Success(job) = from_batches {
+                return Some(job);
+            }
+            if from_owner.is_empty() && from_others.is_empty() && from_batches.is_empty() {
                 return None;
             }
         }
     }
 
-    /// How many jobs are queued (a snapshot).
-    pub(crate) fn len(&self) -> usize {
-        self.from_owner.len() + self.from_others.len()
+    /// One job from the workers' batches (half of a batch into `into`, if given); `Retry` if a
+    /// batch was being taken from at the same time.
+    fn steal_from_batches(&self, into: Option<&Worker<T>>) -> Steal<T> {
+        let mut retry = false;
+        for stealer in self.batches.iter().filter_map(OnceLock::get) {
+            let stolen = match into {
+                Some(into) => stealer.steal_batch_and_pop(into),
+                None => stealer.steal(),
+            };
+            match stolen {
+                Steal::Success(job) => {
+                    self.taken_from_batches.fetch_add(1, Ordering::Relaxed);
+                    return Steal::Success(job);
+                }
+                Steal::Retry => retry = true,
+                Steal::Empty => {}
+            }
+        }
+        if retry {
+            Steal::Retry
+        } else {
+            Steal::Empty
+        }
     }
 
+    /// How many times a job was taken from a worker's batch by another thread.
+    #[cfg(test)]
+    pub(crate) fn taken_from_batches(&self) -> usize {
+        self.taken_from_batches.load(Ordering::Relaxed)
+    }
+
+    /// How many jobs are queued, in the rings and in the workers' batches (a snapshot).
+    pub(crate) fn len(&self) -> usize {
+        let batched: usize = self
+            .batches
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(Stealer::len)
+            .sum();
+        self.from_owner.len() + self.from_others.len() + batched
+    }
+
+    /// Whether no job is queued, in the rings or in any worker's batch (a snapshot).
     pub(crate) fn is_empty(&self) -> bool {
-        self.from_owner.is_empty() && self.from_others.is_empty()
+        self.from_owner.is_empty()
+            && self.from_others.is_empty()
+            && self
+                .batches
+                .iter()
+                .filter_map(OnceLock::get)
+                .all(Stealer::is_empty)
     }
 }
 
@@ -153,7 +259,7 @@ mod tests {
 
     #[test]
     fn owner_pushes_come_out_in_order() {
-        let queue = JobQueue::new();
+        let queue = JobQueue::new(0);
         for i in 0..1000 {
             queue.push(i);
         }
@@ -165,7 +271,7 @@ mod tests {
 
     #[test]
     fn pushes_from_other_threads_are_not_lost() {
-        let queue = JobQueue::new();
+        let queue = JobQueue::new(0);
         assert_eq!(queue.push(0), Pusher::Owner);
         std::thread::scope(|s| {
             for t in 1..=4 {

@@ -56,6 +56,11 @@ use auto::AutoSizing;
 /// The default cap of an `Auto` pool: generous, because the governor, not the cap, sizes it.
 const DEFAULT_AUTO_MAX_WORKERS: usize = 256;
 
+/// Workers that take the block's tasks in batches (`job_queue`): the first 64 of a Thread pool;
+/// any more take them one at a time (each batch is a deque that every idle worker looks at).
+/// Auto's workers take them one at a time too: a worker parked by the governor must hold none.
+const BATCHING_WORKERS: usize = 64;
+
 /// Pool ids start at 1; 0 means "not a worker".
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -234,7 +239,11 @@ impl<'scope> ThreadScope<'scope> {
         let scope = ThreadScope {
             shared: Arc::new(Shared {
                 id,
-                queue: JobQueue::new(),
+                queue: JobQueue::new(if auto.is_some() {
+                    0
+                } else {
+                    max_workers.min(BATCHING_WORKERS)
+                }),
                 max_workers,
                 name_prefix,
                 spawned: AtomicUsize::new(0),

@@ -22,6 +22,8 @@
 //! worker asleep): each side fences between its store and its load. The block's own submits, one
 //! per task, take the light side of an asymmetric fence and the sleeper the heavy one
 //! (`asymmetric_fence`); a submit from another thread (a task submitting more) keeps a full fence.
+//! A worker that moves a batch of jobs into its own deque (`job_queue`) is a submitter of those
+//! jobs to the others, with a full fence, once per batch.
 
 use std::sync::atomic::{self, Ordering};
 use std::thread;
@@ -66,6 +68,25 @@ impl Shared {
         }
         let awake_idle = self.idle.load(Ordering::SeqCst).saturating_sub(sleepers);
         if awake_idle >= self.queue.len() {
+            return;
+        }
+        let mut granted = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.grant_wake(&mut granted);
+    }
+
+    /// After a worker moved a batch of jobs into its own deque: wakes a sleeper, if there is one,
+    /// to take half of it (a sleeper would otherwise stay asleep while the batch waits behind the
+    /// worker's task).
+    pub(super) fn wake_for_batch(&self) {
+        // Pairs with the fence in `sleep`: either this worker sees the sleeper counted, or the
+        // sleeper, counted, sees the batch (the queue is empty only when every batch is).
+        atomic::fence(Ordering::SeqCst);
+        let sleepers = self.sleepers.load(Ordering::SeqCst);
+        if sleepers == 0 {
+            return;
+        }
+        // An idle worker that is awake looks at every batch in its spin (no system call).
+        if self.idle.load(Ordering::SeqCst) > sleepers {
             return;
         }
         let mut granted = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());

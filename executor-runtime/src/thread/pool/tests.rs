@@ -239,3 +239,49 @@ fn a_task_submitted_as_its_worker_falls_asleep_still_runs() {
 fn without_membarrier_a_pool_fences_both_sides_and_misses_no_submit() {
     assert!(!one_worker_falling_asleep(true, 10_000));
 }
+
+/// Workers take the block's tasks in batches (`job_queue`). A worker blocked in a task must not
+/// hold the tasks of its batch from an idle worker: here the first task waits until the 200 after
+/// it have all run, which, whenever its worker took some of them in its batch, only the other
+/// worker can do. Repeated until that happened (the batch's size depends on how far the block got
+/// before the worker's first look), and checked by the queue's count of such steals.
+#[test]
+fn a_workers_batch_runs_on_another_worker_while_that_worker_is_blocked() {
+    use std::sync::atomic::AtomicUsize;
+    const SHORT: usize = 200;
+    for attempt in 0.. {
+        assert!(attempt < 50, "no worker ever took from another's batch");
+        let mut options = PoolOptions::new();
+        options.max_workers(2);
+        // SAFETY: the guard is dropped at the end of this iteration, before `done`, which the
+        // tasks borrow, goes away, and it is not leaked.
+        let pool = unsafe { ThreadScope::new(options) };
+        let guard = pool.join_guard();
+        let done = AtomicUsize::new(0);
+        let done = &done;
+        let blocked = pool.submit(move || {
+            let started = Instant::now();
+            while done.load(Ordering::SeqCst) < SHORT {
+                if started.elapsed() > Duration::from_secs(10) {
+                    return false;
+                }
+                std::hint::spin_loop();
+            }
+            true
+        });
+        let shorts: Vec<_> = (0..SHORT)
+            .map(|_| pool.submit(move || done.fetch_add(1, Ordering::SeqCst)))
+            .collect();
+        assert_eq!(
+            blocked.result(),
+            Ok(true),
+            "the tasks after a blocked one waited for it"
+        );
+        assert!(shorts.into_iter().all(|f| f.result().is_ok()));
+        let taken = pool.shared.queue.taken_from_batches();
+        drop(guard);
+        if taken > 0 {
+            break;
+        }
+    }
+}

@@ -115,6 +115,7 @@ fn worker_loop(
             let _ = shared.broken.set(message);
         }
     }
+    let batch = shared.queue.batch_for(index);
     let mut idle = false;
     loop {
         if let Some(gauge) = &gauge {
@@ -139,7 +140,17 @@ fn worker_loop(
                 gauge.end_idle();
             }
         }
-        if let Some(job) = shared.pop() {
+        let job = match &batch {
+            Some(batch) => {
+                let (job, batched) = shared.queue.pop_for(batch);
+                if batched {
+                    shared.wake_for_batch();
+                }
+                job
+            }
+            None => shared.pop(),
+        };
+        if let Some(job) = job {
             shared.run(job);
             finished.fetch_add(1, Ordering::SeqCst);
             continue;
