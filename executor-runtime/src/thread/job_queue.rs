@@ -12,14 +12,14 @@
 //!
 //! Workers take the owner's jobs in batches: a worker that finds its own batch empty takes about
 //! half of the owner's ring (at most 32 jobs) in one step, runs the first and moves the rest into a
-//! deque of its own, from which it takes them without touching the shared ring. Stealing each job from
-//! the ring on its own made the two workers and the submitting thread contend for the ring's ends
-//! on every job: 20,000 tiny tasks back to back cost 0.093–0.097 µs a task with single steals and
-//! 0.044–0.058 with batches, and half the CPU time (2-vCPU Intel Xeon VM, the two builds
-//! alternating, medians of 100 blocks, four pairs). A
-//! worker's batch stays in reach of the others: one with nothing of its own, in the ring or in the
-//! injector takes half of another's batch, so a batch never waits behind a long task while a
-//! worker is idle, and the queue counts as empty only when every batch is.
+//! deque of its own, from which it takes them without touching the shared ring. Stealing each job
+//! from the ring on its own made the two workers and the submitting thread contend for the ring's
+//! ends on every job: 20,000 tiny tasks back to back cost 0.093–0.097 µs a task with single steals
+//! and 0.044–0.058 with batches, and half the CPU time (2-vCPU Intel Xeon VM, the two builds
+//! alternating, medians of 100 blocks, four pairs). A worker's batch stays in reach of the others:
+//! one with nothing of its own, in the ring or in the injector takes half of another's batch, so a
+//! batch never waits behind a long task while a worker is idle, and the queue counts as empty only
+//! when every batch is.
 //!
 //! The queue counts the jobs pushed, for the pool's join and its idle workers. The owner's count
 //! is written by the owner alone, with a plain store: a locked add on every push was a full
@@ -105,8 +105,9 @@ impl<T> JobQueue<T> {
     /// others can take from it; `None` if that worker does not batch (an index past the queue's
     /// `batching`, or one already given out).
     pub(crate) fn batch_for(&self, index: usize) -> Option<Worker<T>> {
+        let slot = self.batches.get(index)?;
         let batch = Worker::new_fifo();
-        self.batches.get(index)?.set(batch.stealer()).ok()?;
+        slot.set(batch.stealer()).ok()?;
         Some(batch)
     }
 
@@ -117,18 +118,31 @@ impl<T> JobQueue<T> {
         if let Some(job) = batch.pop() {
             return (Some(job), false);
         }
+        self.take(Some(batch))
+    }
+
+    /// Takes the oldest job of the owner's, or else of the others', or else one from a worker's
+    /// batch (for a worker that does not batch, and for the block cancelling what is queued).
+    pub(crate) fn pop(&self) -> Option<T> {
+        self.take(None).0
+    }
+
+    /// `pop` and `pop_for`: with `into`, a steal from the owner's ring or another worker's batch
+    /// moves about half of it into `into`, and the second value says whether `into` kept any.
+    fn take(&self, into: Option<&Worker<T>>) -> (Option<T>, bool) {
+        let kept = || into.is_some_and(|into| !into.is_empty());
         loop {
-            let from_owner = self.from_owner.steal_batch_and_pop(batch);
+            let from_owner = steal(&self.from_owner, into);
             if let Steal::Success(job) = from_owner {
-                return (Some(job), !batch.is_empty());
+                return (Some(job), kept());
             }
             let from_others = self.from_others.steal();
             if let Steal::Success(job) = from_others {
                 return (Some(job), false);
             }
-            let from_batches = self.steal_from_batches(Some(batch));
+            let from_batches = self.steal_from_batches(into);
             if let Steal::Success(job) = from_batches {
-                return (Some(job), !batch.is_empty());
+                return (Some(job), kept());
             }
             if from_owner.is_empty() && from_others.is_empty() && from_batches.is_empty() {
                 return (None, false);
@@ -136,38 +150,12 @@ impl<T> JobQueue<T> {
         }
     }
 
-    /// Takes the oldest job of the owner's, or else of the others', or else one from a worker's
-    /// batch (for a worker that does not batch, and for the block cancelling what is queued).
-    pub(crate) fn pop(&self) -> Option<T> {
-        loop {
-            let from_owner = self.from_owner.steal();
-            if let Steal::Success(job) = from_owner {
-                return Some(job);
-            }
-            let from_others = self.from_others.steal();
-            if let Steal::Success(job) = from_others {
-                return Some(job);
-            }
-            let from_batches = self.steal_from_batches(None);
-            if let Steal::Success(job) = from_batches {
-                return Some(job);
-            }
-            if from_owner.is_empty() && from_others.is_empty() && from_batches.is_empty() {
-                return None;
-            }
-        }
-    }
-
-    /// One job from the workers' batches (half of a batch into `into`, if given); `Retry` if a
+    /// One job from the workers' batches (with `into`, half of a batch moved there); `Retry` if a
     /// batch was being taken from at the same time.
     fn steal_from_batches(&self, into: Option<&Worker<T>>) -> Steal<T> {
         let mut retry = false;
         for stealer in self.batches.iter().filter_map(OnceLock::get) {
-            let stolen = match into {
-                Some(into) => stealer.steal_batch_and_pop(into),
-                None => stealer.steal(),
-            };
-            match stolen {
+            match steal(stealer, into) {
                 Steal::Success(job) => {
                     self.taken_from_batches.fetch_add(1, Ordering::Relaxed);
                     return Steal::Success(job);
@@ -209,6 +197,15 @@ impl<T> JobQueue<T> {
                 .iter()
                 .filter_map(OnceLock::get)
                 .all(Stealer::is_empty)
+    }
+}
+
+/// One job from `from`; with `into`, about half of `from`'s jobs taken at once, the rest moved
+/// into `into`.
+fn steal<T>(from: &Stealer<T>, into: Option<&Worker<T>>) -> Steal<T> {
+    match into {
+        Some(into) => from.steal_batch_and_pop(into),
+        None => from.steal(),
     }
 }
 
