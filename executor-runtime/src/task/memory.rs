@@ -7,8 +7,8 @@
 //! glibc's `free` gives that memory back to the kernel (it trims the top of its heap beyond 128
 //! KiB), and the next block faults it in again a page at a time: 370–570 page faults a block, about
 //! 1.5 ms of a 3.5 ms block on the 2-vCPU AMD EPYC VM of 2026-12-02 (where a fault cost about 3 µs),
-//! which made a first block 1.4–2.3× the time of rayon's first scope. Kept here, the next block's tasks land on pages
-//! that are already mapped.
+//! which made a first block 1.4–2.3× the time of rayon's first scope. Kept here, the next block's
+//! tasks land on pages that are already mapped.
 //!
 //! Bounds: a thread keeps at most [`KEEP_BYTES`] of freed tasks, in at most [`LAYOUTS`] layouts (the
 //! layouts freed longest ago give way to a new one), and only a thread that makes tasks keeps any

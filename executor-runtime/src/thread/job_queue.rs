@@ -43,7 +43,8 @@ pub(crate) struct JobQueue<T> {
     /// Each batching worker's own deque, as the others see it: one slot per worker index, set
     /// when the worker starts.
     batches: Box<[OnceLock<Stealer<T>>]>,
-    /// Steals from a worker's batch that took at least one job (read by tests).
+    /// Steals from a worker's batch that took at least one job.
+    #[cfg(test)]
     taken_from_batches: AtomicUsize,
     /// Jobs the owner pushed; written only by the owner.
     pushed_by_owner: CachePadded<AtomicUsize>,
@@ -69,6 +70,7 @@ impl<T> JobQueue<T> {
             from_owner,
             from_others: Injector::new(),
             batches: (0..batching).map(|_| OnceLock::new()).collect(),
+            #[cfg(test)]
             taken_from_batches: AtomicUsize::new(0),
             pushed_by_owner: CachePadded::new(AtomicUsize::new(0)),
             pushed_by_others: CachePadded::new(AtomicUsize::new(0)),
@@ -157,6 +159,7 @@ impl<T> JobQueue<T> {
         for stealer in self.batches.iter().filter_map(OnceLock::get) {
             match steal(stealer, into) {
                 Steal::Success(job) => {
+                    #[cfg(test)]
                     self.taken_from_batches.fetch_add(1, Ordering::Relaxed);
                     return Steal::Success(job);
                 }

@@ -62,16 +62,7 @@ impl Shared {
         } else {
             atomic::fence(Ordering::SeqCst);
         }
-        let sleepers = self.sleepers.load(Ordering::SeqCst);
-        if sleepers == 0 {
-            return;
-        }
-        let awake_idle = self.idle.load(Ordering::SeqCst).saturating_sub(sleepers);
-        if awake_idle >= self.queue.len() {
-            return;
-        }
-        let mut granted = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.grant_wake(&mut granted);
+        self.wake_unless_awake_idle(|| self.queue.len());
     }
 
     /// After a worker moved a batch of jobs into its own deque: wakes a sleeper, if there is one,
@@ -81,12 +72,19 @@ impl Shared {
         // Pairs with the fence in `sleep`: either this worker sees the sleeper counted, or the
         // sleeper, counted, sees the batch (the queue is empty only when every batch is).
         atomic::fence(Ordering::SeqCst);
+        // One idle worker that is awake looks at every batch in its spin (no system call).
+        self.wake_unless_awake_idle(|| 1);
+    }
+
+    /// The rest of `wake_for_queued` and `wake_for_batch`, after the caller's fence: wakes a
+    /// sleeper, if there is one, unless the idle workers that are awake number at least `wanted`.
+    fn wake_unless_awake_idle(&self, wanted: impl FnOnce() -> usize) {
         let sleepers = self.sleepers.load(Ordering::SeqCst);
         if sleepers == 0 {
             return;
         }
-        // An idle worker that is awake looks at every batch in its spin (no system call).
-        if self.idle.load(Ordering::SeqCst) > sleepers {
+        let awake_idle = self.idle.load(Ordering::SeqCst).saturating_sub(sleepers);
+        if awake_idle >= wanted() {
             return;
         }
         let mut granted = self.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
