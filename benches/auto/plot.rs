@@ -12,7 +12,7 @@ const ZERO: f64 = 0.8;
 
 /// One panel: its title, the trace, the label of its batch switch (`"I/O → CPU"`), and where
 /// the time axis ends if not at the end of the trace (a block that hung).
-pub struct Panel<'a> {
+pub(crate) struct Panel<'a> {
     pub title: String,
     pub trace: &'a Trace,
     pub switch: &'a str,
@@ -20,7 +20,7 @@ pub struct Panel<'a> {
 }
 
 /// Draws the panels one above the other into `path`, with `cores` for the `2 × cores` line.
-pub fn write_workers_svg(
+pub(crate) fn write_workers_svg(
     panels: &[Panel],
     cores: usize,
     path: &Path,

@@ -15,7 +15,7 @@ use crate::{Setting, Workload, CPU_TASKS, IO_TASKS, SLOW, TINY_TASKS};
 mod workers;
 
 /// The bench's part of `BENCHMARKS.md`, at its end.
-pub const SECTION: Section = Section {
+pub(crate) const SECTION: Section = Section {
     begin: "<!-- auto:begin -->",
     end: "<!-- auto:end -->",
     blank_line_before_end: true,
@@ -31,7 +31,7 @@ const NAMES: [(Workload, &str); 5] = [
     (Workload::Tiny, "tiny tasks"),
 ];
 
-pub struct Report<'a> {
+pub(crate) struct Report<'a> {
     pub results: &'a Results,
     pub settings: &'a Settings,
     pub cores: usize,
@@ -131,7 +131,7 @@ impl Report<'_> {
         }
     }
 
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let mut md = String::new();
         let command = self.settings.command();
         let date = first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);

@@ -13,7 +13,7 @@ use crate::{CPU_TASKS, CPU_TASK_SECONDS, IO_TASKS, PYTHON_TINY_BLOCKS, TINY_TASK
 
 /// Every figure of a benchmark run.
 #[derive(Default)]
-pub struct Results {
+pub(crate) struct Results {
     /// Wall seconds of each block, in the order timed.
     pub times: BTreeMap<(Workload, Setting), Vec<f64>>,
     /// One trace per `Auto` block of the workloads timed once per run.
@@ -29,7 +29,7 @@ pub struct Results {
 impl Results {
     /// Whether to time `setting` on `workload` in `run`: always in the first, later only if its
     /// first run was fast (or no run has finished yet: it hung).
-    pub fn wanted(&self, workload: Workload, setting: Setting, run: usize) -> bool {
+    pub(crate) fn wanted(&self, workload: Workload, setting: Setting, run: usize) -> bool {
         run == 0
             || self
                 .times
@@ -38,7 +38,7 @@ impl Results {
                 .is_none_or(|&first| first < SLOW)
     }
 
-    pub fn record(&mut self, workload: Workload, setting: Setting, timed: Timed) {
+    pub(crate) fn record(&mut self, workload: Workload, setting: Setting, timed: Timed) {
         match timed.seconds {
             Some(seconds) => {
                 self.times
@@ -54,7 +54,7 @@ impl Results {
     }
 
     /// One run of `benches/python/auto.py`: every workload Python is still wanted on.
-    pub fn run_python(&mut self, settings: &Settings, port: u16, run: usize) {
+    pub(crate) fn run_python(&mut self, settings: &Settings, port: u16, run: usize) {
         if self.python_error.is_some() {
             return;
         }

@@ -7,12 +7,12 @@ use std::thread;
 use std::time::Duration;
 
 /// How long the server waits before it answers each request.
-pub const DELAY: Duration = Duration::from_millis(50);
+pub(crate) const DELAY: Duration = Duration::from_millis(50);
 
 /// Starts the server on `127.0.0.1` and gives its port. A thread accepts connections and starts a
 /// thread per connection at once, so every client is served after [`DELAY`], however many connect
 /// together. It runs until the process ends.
-pub fn start() -> u16 {
+pub(crate) fn start() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a local port to listen on");
     // std listens with a backlog of 128: 256 clients connecting at once would overflow it, and the
     // kernel would drop SYNs that the clients resend only after a second. Linux takes a second
@@ -70,7 +70,7 @@ fn serve(mut stream: TcpStream) {
 
 /// The I/O task: a new connection to the local server, `GET /i`, the whole answer read; gives its
 /// length in bytes (as Python's `urllib` would, one connection per fetch).
-pub fn fetch(port: u16, i: u32) -> usize {
+pub(crate) fn fetch(port: u16, i: u32) -> usize {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the local server accepts");
     write!(stream, "GET /{i} HTTP/1.0\r\n\r\n").expect("the request is sent");
     let mut page = Vec::with_capacity(256);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::common::settings::{count, switch};
 use crate::{Setting, Workload, SWEEP, TINY_BLOCKS};
 
-pub struct Settings {
+pub(crate) struct Settings {
     pub runs: usize,
     pub quick: bool,
     /// `AUTO_ONLY`: the workloads to run (all when `None`).
@@ -18,7 +18,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let quick = switch("AUTO_QUICK");
         let runs = count("AUTO_RUNS").unwrap_or(if quick { 1 } else { 3 });
@@ -57,7 +57,7 @@ impl Settings {
         }
     }
 
-    pub fn command(&self) -> String {
+    pub(crate) fn command(&self) -> String {
         let mut command = String::new();
         if self.quick {
             command.push_str("AUTO_QUICK=1 ");
@@ -72,14 +72,14 @@ impl Settings {
     }
 
     /// Whether `AUTO_ONLY` lets the workload called `name` run.
-    pub fn runs_workload(&self, name: &str) -> bool {
+    pub(crate) fn runs_workload(&self, name: &str) -> bool {
         self.only
             .as_ref()
             .is_none_or(|only| only.iter().any(|w| w == name))
     }
 
     /// The fixed sizes swept for `workload` (quick mode skips the 20 s and 10 s I/O ones).
-    pub fn sweep(&self, workload: Workload) -> Vec<usize> {
+    pub(crate) fn sweep(&self, workload: Workload) -> Vec<usize> {
         SWEEP
             .into_iter()
             .filter(|&n| !(self.quick && workload.has_io() && n <= 2))
@@ -87,7 +87,7 @@ impl Settings {
     }
 
     /// Every `pool!` setting timed on `workload`, in the order they run within a run.
-    pub fn pools(&self, workload: Workload) -> Vec<Setting> {
+    pub(crate) fn pools(&self, workload: Workload) -> Vec<Setting> {
         let mut pools = vec![Setting::Auto];
         pools.extend(self.sweep(workload).into_iter().map(Setting::Fixed));
         pools.push(Setting::ThreadDefault);

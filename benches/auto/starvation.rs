@@ -33,7 +33,7 @@ fn open_gate(gate: &Gate) {
 }
 
 /// `cores` tasks that wait for a gate which only a task submitted after them opens.
-pub struct Starvation {
+pub(crate) struct Starvation {
     pub cores: usize,
     /// `Auto`: seconds and waiters that saw the gate open (`None`: it hung).
     pub auto: Option<(f64, usize)>,
@@ -44,7 +44,7 @@ pub struct Starvation {
 }
 
 impl Starvation {
-    pub fn run(cores: usize) -> Starvation {
+    pub(crate) fn run(cores: usize) -> Starvation {
         eprintln!("auto: starvation");
         let tracer = Tracer::start();
         let auto = guarded("starvation under Auto".into(), move || {

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 /// The `thread_name_prefix` of every `Auto` block in this benchmark: its workers are `auto-0`,
 /// `auto-1`, ... (a thread's `comm` keeps 15 bytes, enough for the prefix).
-pub const PREFIX: &str = "auto";
+pub(crate) const PREFIX: &str = "auto";
 /// How often the sampler counts the workers.
-pub const PERIOD: Duration = Duration::from_millis(2);
+pub(crate) const PERIOD: Duration = Duration::from_millis(2);
 
 /// One decision the governor logged: `pool {id}: target {target} workers, {active} active of
 /// {started} started ({reason})`.
 #[derive(Clone, Debug)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// Milliseconds since the block started.
     pub ms: f64,
     pub target: usize,
@@ -28,7 +28,7 @@ pub struct Decision {
 
 /// What one traced block did.
 #[derive(Clone, Debug, Default)]
-pub struct Trace {
+pub(crate) struct Trace {
     /// (milliseconds since the block started, worker threads alive).
     pub samples: Vec<(f64, usize)>,
     pub decisions: Vec<Decision>,
@@ -42,7 +42,7 @@ pub struct Trace {
 
 impl Trace {
     /// The most workers alive in any sample between `from` and `to` milliseconds.
-    pub fn max_alive_between(&self, from: f64, to: f64) -> usize {
+    pub(crate) fn max_alive_between(&self, from: f64, to: f64) -> usize {
         self.samples
             .iter()
             .filter(|&&(t, _)| t >= from && t <= to)
@@ -51,11 +51,11 @@ impl Trace {
             .unwrap_or(0)
     }
 
-    pub fn max_alive(&self) -> usize {
+    pub(crate) fn max_alive(&self) -> usize {
         self.max_alive_between(f64::NEG_INFINITY, f64::INFINITY)
     }
 
-    pub fn max_target(&self) -> Option<usize> {
+    pub(crate) fn max_target(&self) -> Option<usize> {
         self.decisions.iter().map(|d| d.target).max()
     }
 }
@@ -141,7 +141,7 @@ fn parse_decision(text: &str) -> Option<(usize, usize, usize, String)> {
 
 /// Installs the governor's log as this process's logger (once, before any block runs); with
 /// `echo`, it also prints each record to stderr.
-pub fn install_logger(echo: bool) {
+pub(crate) fn install_logger(echo: bool) {
     LOG.echo.store(echo, Ordering::Relaxed);
     if log::set_logger(&LOG).is_err() {
         eprintln!("auto: a logger was already installed; the governor's decisions are not kept");
@@ -151,7 +151,7 @@ pub fn install_logger(echo: bool) {
 
 /// For a block that seems hung: the workers alive now, and the last decisions of the block
 /// being traced.
-pub fn dump_state() {
+pub(crate) fn dump_state() {
     eprintln!(
         "auto: {} worker threads alive now (with those of blocks left behind before)",
         Names::default().count_workers()
@@ -179,7 +179,7 @@ pub fn dump_state() {
 // The sampler
 
 /// A running trace: call [`Tracer::finish`] after the block.
-pub struct Tracer {
+pub(crate) struct Tracer {
     origin: Instant,
     stop: Arc<AtomicBool>,
     sampler: thread::JoinHandle<Vec<(f64, usize)>>,
@@ -188,7 +188,7 @@ pub struct Tracer {
 impl Tracer {
     /// Starts the sampler and the log recording; the block should start right after. Workers
     /// alive already (those of a block left behind hung) are not counted.
-    pub fn start() -> Tracer {
+    pub(crate) fn start() -> Tracer {
         let stop = Arc::new(AtomicBool::new(false));
         let mut names = Names::default();
         names.count_workers();
@@ -222,7 +222,7 @@ impl Tracer {
 
     /// Stops the trace of a block that ended at `ended` and switched batches at `switched` (if it
     /// did).
-    pub fn finish(self, ended: Instant, switched: Option<Instant>) -> Trace {
+    pub(crate) fn finish(self, ended: Instant, switched: Option<Instant>) -> Trace {
         log::set_max_level(log::LevelFilter::Off);
         let recording = LOG
             .recording

@@ -254,7 +254,7 @@ impl Report<'_> {
         md.push('\n');
     }
 
-    pub fn write_svg(&self, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    pub(crate) fn write_svg(&self, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
         let mut panels = Vec::new();
         for (workload, order, switch) in [
             (Workload::IoCpu, "I/O batch, then CPU batch", "I/O → CPU"),

@@ -15,7 +15,7 @@ use crate::trace::{self, Trace, Tracer};
 use crate::{Setting, Workload, CPU_TASKS, HUNG, IO_TASKS, TINY_TASKS};
 
 /// What every block needs.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub port: u16,
     /// `spin`'s argument for about 20 ms.
     pub spin_n: u64,
@@ -31,13 +31,18 @@ fn add(a: u64, b: u64) -> u64 {
 }
 
 /// One block's figures: its wall time (`None`: it hung), and its trace.
-pub struct Timed {
+pub(crate) struct Timed {
     pub seconds: Option<f64>,
     pub trace: Option<Trace>,
 }
 
 /// Runs one block of `workload` under `setting`, timed; an `Auto` block is traced when `traced`.
-pub fn timed_block(workload: Workload, setting: Setting, ctx: &'static Ctx, traced: bool) -> Timed {
+pub(crate) fn timed_block(
+    workload: Workload,
+    setting: Setting,
+    ctx: &'static Ctx,
+    traced: bool,
+) -> Timed {
     let tracer = (traced && setting == Setting::Auto).then(Tracer::start);
     let ran = guarded(format!("{workload:?} under {setting:?}"), move || {
         let start = Instant::now();
@@ -62,7 +67,7 @@ pub fn timed_block(workload: Workload, setting: Setting, ctx: &'static Ctx, trac
 /// same thread (one guarded thread for the whole section): a fresh thread per block of 2 ms moved
 /// the times by more than the settings differ (its start, and the malloc arena it is given after
 /// the I/O blocks' hundreds of threads).
-pub fn tiny_rounds(settings: &Settings, ctx: &'static Ctx, results: &mut Results) {
+pub(crate) fn tiny_rounds(settings: &Settings, ctx: &'static Ctx, results: &mut Results) {
     let pools = settings.pools(Workload::Tiny);
     let rounds = settings.tiny_blocks_per_run;
     let timed = guarded("the tiny-task rounds".into(), move || {
@@ -102,7 +107,7 @@ pub fn tiny_rounds(settings: &Settings, ctx: &'static Ctx, results: &mut Results
 /// Runs `f` on a thread of its own and gives its value, or `None` if it runs longer than
 /// [`HUNG`]: then the thread is left behind, blocked for good (the pool's workers with it), and
 /// the bench goes on. A panic in `f` is passed on.
-pub fn guarded<T: Send + 'static>(
+pub(crate) fn guarded<T: Send + 'static>(
     what: String,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Option<T> {

@@ -6,7 +6,7 @@ use std::time::Instant;
 /// About `n` serially dependent multiply-adds: CPU-bound, no memory traffic. Never inlined, so
 /// that the loop is the same code wherever it is called from.
 #[inline(never)]
-pub fn spin(n: u64) -> u64 {
+pub(crate) fn spin(n: u64) -> u64 {
     let mut x = 0u64;
     for i in 0..n {
         x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i);
@@ -16,7 +16,7 @@ pub fn spin(n: u64) -> u64 {
 
 /// Iterations of [`spin`] that take about `seconds` on one thread here (the fastest of a few
 /// tries).
-pub fn calibrate(seconds: f64) -> u64 {
+pub(crate) fn calibrate(seconds: f64) -> u64 {
     let probe = 1u64 << 20;
     let fastest = (0..5)
         .map(|_| {

@@ -41,7 +41,7 @@ fn own_cpu_seconds() -> f64 {
 }
 
 /// `/proc/loadavg`'s 1, 5 and 15 minute figures.
-pub fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -49,7 +49,7 @@ pub fn load_average() -> String {
 }
 
 /// The first line a command prints (stdout, else stderr).
-pub fn first_line(command: &str, args: &[&str]) -> String {
+pub(crate) fn first_line(command: &str, args: &[&str]) -> String {
     Command::new(command)
         .args(args)
         .output()
@@ -82,7 +82,7 @@ fn cpu_model() -> (String, bool) {
 }
 
 /// The CPUs as both reports open their machine line: `2 vCPUs (model), a virtual machine`.
-pub fn cpus(cores: usize) -> String {
+pub(crate) fn cpus(cores: usize) -> String {
     let (model, virtualised) = cpu_model();
     format!(
         "{cores} {} ({model}){}",
@@ -99,14 +99,14 @@ pub fn cpus(cores: usize) -> String {
 /// machine spent busy (`/proc/stat`) less this process's and its waited-for children's
 /// (`/proc/self/stat`), both in clock ticks of 10 ms, over the wall time measured.
 #[derive(Default, Clone, Copy)]
-pub struct Meter {
+pub(crate) struct Meter {
     wall: f64,
     others: f64,
 }
 
 impl Meter {
     /// Runs `f`, and adds its wall time and what other processes took meanwhile.
-    pub fn measure<R>(&mut self, f: impl FnOnce() -> R) -> R {
+    pub(crate) fn measure<R>(&mut self, f: impl FnOnce() -> R) -> R {
         let (busy, own, started) = (machine_busy_seconds(), own_cpu_seconds(), Instant::now());
         let value = f();
         self.wall += started.elapsed().as_secs_f64();
@@ -115,7 +115,7 @@ impl Meter {
     }
 
     /// The average number of cores the rest of the machine kept busy while measured.
-    pub fn cores(&self) -> f64 {
+    pub(crate) fn cores(&self) -> f64 {
         if self.wall > 0.0 {
             self.others / self.wall
         } else {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 /// A generated section: its markers, and how it is laid out.
-pub struct Section {
+pub(crate) struct Section {
     pub begin: &'static str,
     pub end: &'static str,
     /// Whether a blank line separates the generated text from `end` (`auto`'s section has one,
@@ -18,7 +18,7 @@ pub struct Section {
 
 /// Replaces what lies between the section's markers in `path` with `generated`, or adds the
 /// markers with it (see [`Section::heading`]).
-pub fn splice_into(path: &Path, section: &Section, generated: &str) {
+pub(crate) fn splice_into(path: &Path, section: &Section, generated: &str) {
     let Section { begin, end, .. } = *section;
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let gap = if section.blank_line_before_end {

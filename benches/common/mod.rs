@@ -3,8 +3,8 @@
 //! of a generated section into `BENCHMARKS.md`. Each bench includes it whole, so everything here
 //! is used by both (a helper only one uses stays in that bench).
 
-pub mod cpu_task;
-pub mod machine;
-pub mod markdown;
-pub mod settings;
-pub mod stats;
+pub(crate) mod cpu_task;
+pub(crate) mod machine;
+pub(crate) mod markdown;
+pub(crate) mod settings;
+pub(crate) mod stats;

@@ -2,12 +2,12 @@
 //! `AUTO_LOG`) and counts (`REPORT_RUNS`, `AUTO_RUNS`).
 
 /// Whether the variable `name` is set, to anything but `0`.
-pub fn switch(name: &str) -> bool {
+pub(crate) fn switch(name: &str) -> bool {
     std::env::var_os(name).is_some_and(|v| v != "0")
 }
 
 /// The variable `name` as a whole number above zero, if it is set to one.
-pub fn count(name: &str) -> Option<usize> {
+pub(crate) fn count(name: &str) -> Option<usize> {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())

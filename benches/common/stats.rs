@@ -3,7 +3,7 @@
 
 /// The median, min and max of some figures.
 #[derive(Clone, Copy)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub median: f64,
     pub min: f64,
     pub max: f64,
@@ -11,7 +11,9 @@ pub struct Summary {
 
 /// The summary of the figures that are there: `report` passes `Option<f64>`s (`None`: that run
 /// could not run the peer), `auto` plain `f64`s. `None` when there are none.
-pub fn summarise<V: Into<Option<f64>>>(values: impl IntoIterator<Item = V>) -> Option<Summary> {
+pub(crate) fn summarise<V: Into<Option<f64>>>(
+    values: impl IntoIterator<Item = V>,
+) -> Option<Summary> {
     let mut v: Vec<f64> = values.into_iter().filter_map(Into::into).collect();
     if v.is_empty() {
         return None;

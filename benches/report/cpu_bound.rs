@@ -13,14 +13,14 @@ use crate::python::{python, python_peer_rows, PY_KEYS};
 use crate::settings::Settings;
 use crate::{CPU_TASKS, CPU_TASK_SECONDS, WORKERS};
 
-pub fn spin_all(n: u64, tasks: usize) -> u64 {
+pub(crate) fn spin_all(n: u64, tasks: usize) -> u64 {
     (0..tasks)
         .map(|_| spin(black_box(n)))
         .fold(0, u64::wrapping_add)
 }
 
 /// One CPU-bound workload on `workers` workers: each peer's seconds.
-pub fn cpu_thread(n: u64, tasks: usize, workers: usize) -> f64 {
+pub(crate) fn cpu_thread(n: u64, tasks: usize, workers: usize) -> f64 {
     let (t, sum) = timed(|| {
         pool!(Thread(max_workers = workers) => {
             let futures: Vec<_> = (0..tasks).map(|_| submit(spin, n)).collect();
@@ -31,7 +31,7 @@ pub fn cpu_thread(n: u64, tasks: usize, workers: usize) -> f64 {
     t
 }
 
-pub fn cpu_process(n: u64, tasks: usize, workers: usize) -> f64 {
+pub(crate) fn cpu_process(n: u64, tasks: usize, workers: usize) -> f64 {
     let (t, sum) = timed(|| {
         pool!(Process(max_workers = workers) => {
             let futures: Vec<_> = (0..tasks).map(|_| submit(spin, n)).collect();
@@ -42,7 +42,7 @@ pub fn cpu_process(n: u64, tasks: usize, workers: usize) -> f64 {
     t
 }
 
-pub fn cpu_rayon(pool: &rayon::ThreadPool, n: u64, tasks: usize) -> f64 {
+pub(crate) fn cpu_rayon(pool: &rayon::ThreadPool, n: u64, tasks: usize) -> f64 {
     let (t, sum) = timed(|| {
         pool.install(|| {
             (0..tasks)
@@ -56,7 +56,7 @@ pub fn cpu_rayon(pool: &rayon::ThreadPool, n: u64, tasks: usize) -> f64 {
 }
 
 /// The expected sum, from one call (every call returns the same).
-pub fn sum_check(n: u64, tasks: usize) -> u64 {
+pub(crate) fn sum_check(n: u64, tasks: usize) -> u64 {
     use std::sync::Mutex;
     static MEMO: Mutex<Option<(u64, u64)>> = Mutex::new(None);
     let mut memo = MEMO.lock().unwrap();
@@ -73,7 +73,7 @@ pub fn sum_check(n: u64, tasks: usize) -> u64 {
 
 /// CPU-bound work at one worker count: the wall times of every peer, and each language's plain
 /// loop over the same calls (the speedup's baseline).
-pub struct CpuTable {
+pub(crate) struct CpuTable {
     pub about: String,
     pub sequential: Row,
     pub rows: Vec<Row>,
@@ -82,7 +82,7 @@ pub struct CpuTable {
     pub others: f64,
 }
 
-pub fn cpu_bound(settings: &Settings, n: u64) -> CpuTable {
+pub(crate) fn cpu_bound(settings: &Settings, n: u64) -> CpuTable {
     let runs = settings.runs;
     let tasks = CPU_TASKS;
     let sequential = Row::new("plain loop (Rust)", runs, 1.0);
@@ -108,7 +108,7 @@ pub fn cpu_bound(settings: &Settings, n: u64) -> CpuTable {
     }
 }
 
-pub fn cpu_bound_run(table: &mut CpuTable, rayon: &rayon::ThreadPool, n: u64, run: usize) {
+pub(crate) fn cpu_bound_run(table: &mut CpuTable, rayon: &rayon::ThreadPool, n: u64, run: usize) {
     let tasks = CPU_TASKS;
     let CpuTable {
         sequential,

@@ -5,7 +5,7 @@ use crate::common::stats::Summary;
 
 /// One peer on one workload: what it is, the wall time of the whole workload in each run (`None`
 /// where it could not run), and how many units of work that time covers (tasks, bytes, ...).
-pub struct Row {
+pub(crate) struct Row {
     pub label: String,
     pub seconds: Vec<Option<f64>>,
     pub units: f64,
@@ -13,7 +13,7 @@ pub struct Row {
 
 /// How a table shows a row's cost per unit.
 #[derive(Clone, Copy)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// Seconds per item, shown scaled (1e6: µs) with a name.
     PerItem(f64, &'static str),
     /// Bytes per second, shown in GB/s.
@@ -23,7 +23,7 @@ pub enum Unit {
 }
 
 impl Unit {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Unit::PerItem(_, name) => name,
             Unit::Rate => "GB/s",
@@ -32,7 +32,7 @@ impl Unit {
     }
 
     /// What a cost (seconds per unit) shows as.
-    pub fn show(self, cost: f64) -> f64 {
+    pub(crate) fn show(self, cost: f64) -> f64 {
         match self {
             Unit::PerItem(scale, _) => cost * scale,
             Unit::Rate => 1.0 / cost / 1e9,
@@ -41,7 +41,7 @@ impl Unit {
     }
 }
 
-pub struct Table {
+pub(crate) struct Table {
     pub title: String,
     pub about: String,
     pub unit: Unit,
@@ -53,13 +53,13 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn row(&self, label: &str) -> Option<&Row> {
+    pub(crate) fn row(&self, label: &str) -> Option<&Row> {
         self.rows.iter().find(|r| r.label == label)
     }
 }
 
 impl Row {
-    pub fn new(label: &str, runs: usize, units: f64) -> Self {
+    pub(crate) fn new(label: &str, runs: usize, units: f64) -> Self {
         Row {
             label: label.to_string(),
             seconds: vec![None; runs],
@@ -68,7 +68,7 @@ impl Row {
     }
 
     /// Seconds per unit, in each run.
-    pub fn costs(&self) -> Vec<Option<f64>> {
+    pub(crate) fn costs(&self) -> Vec<Option<f64>> {
         self.seconds
             .iter()
             .map(|s| s.map(|s| s / self.units))
@@ -77,12 +77,12 @@ impl Row {
 }
 
 /// Per run, `a / b` where both ran.
-pub fn ratios(a: &[Option<f64>], b: &[Option<f64>]) -> Vec<Option<f64>> {
+pub(crate) fn ratios(a: &[Option<f64>], b: &[Option<f64>]) -> Vec<Option<f64>> {
     a.iter().zip(b).map(|(a, b)| Some((*a)? / (*b)?)).collect()
 }
 
 /// A number with about three significant digits.
-pub fn sig(x: f64) -> String {
+pub(crate) fn sig(x: f64) -> String {
     let a = x.abs();
     if a >= 1000.0 {
         let whole = format!("{x:.0}");
@@ -112,12 +112,12 @@ pub fn sig(x: f64) -> String {
 }
 
 /// `median (min–max)`, in the order the unit shows them (a rate's best is its largest).
-pub fn show_summary(s: Summary, unit: Unit) -> String {
+pub(crate) fn show_summary(s: Summary, unit: Unit) -> String {
     let (a, b, c) = (unit.show(s.median), unit.show(s.min), unit.show(s.max));
     let (lo, hi) = if b <= c { (b, c) } else { (c, b) };
     format!("{} ({}–{})", sig(a), sig(lo), sig(hi))
 }
 
-pub fn show_ratio(s: Summary) -> String {
+pub(crate) fn show_ratio(s: Summary) -> String {
     format!("{}× ({}–{})", sig(s.median), sig(s.min), sig(s.max))
 }

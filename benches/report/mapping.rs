@@ -17,7 +17,7 @@ fn square_all(xs: Vec<u64>) -> Vec<u64> {
     xs.into_iter().map(square).collect()
 }
 
-pub fn mapping(settings: &Settings) -> Table {
+pub(crate) fn mapping(settings: &Settings) -> Table {
     let runs = settings.runs;
     let n = settings.map_items;
     let items = n as f64;
@@ -47,7 +47,7 @@ pub fn mapping(settings: &Settings) -> Table {
     }
 }
 
-pub fn mapping_run(table: &mut Table, rayon: &rayon::ThreadPool, n: usize, run: usize) {
+pub(crate) fn mapping_run(table: &mut Table, rayon: &rayon::ThreadPool, n: usize, run: usize) {
     let chunk = MAP_CHUNKSIZE;
     let rows = &mut table.rows;
     let expected: u64 = (0..n as u64).map(square).fold(0, u64::wrapping_add);

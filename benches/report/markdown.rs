@@ -12,7 +12,7 @@ use crate::settings::Settings;
 use crate::{CPU_TASKS, CPU_TASK_SECONDS, SCALING_WORKERS, WORKERS};
 
 /// Every table of a run, and the run's own figures: what the Markdown is made of.
-pub struct Report {
+pub(crate) struct Report {
     /// Tiny tasks, 1 MiB, 64 MiB, start-up, map, system calls: in that order.
     pub tables: Vec<Table>,
     pub cpu: CpuTable,
@@ -25,11 +25,11 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn table(&self, index: usize) -> &Table {
+    pub(crate) fn table(&self, index: usize) -> &Table {
         &self.tables[index]
     }
 
-    pub fn markdown(&self, settings: &Settings) -> String {
+    pub(crate) fn markdown(&self, settings: &Settings) -> String {
         let mut md = String::new();
         let date = first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
         let _ = writeln!(

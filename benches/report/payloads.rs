@@ -38,13 +38,13 @@ fn text_of(len: usize) -> String {
 }
 
 /// The floor's label in a table of payloads of `size` bytes.
-pub fn floor_label(size: usize) -> String {
+pub(crate) fn floor_label(size: usize) -> String {
     format!("floor: `memcpy` of {} MiB", size / MIB)
 }
 
 /// What making a payload costs: a clone into a fresh buffer (page faults, then the copy), which
 /// every row that copies the payload once in its timing pays.
-pub const FRESH_FLOOR: &str = "floor: clone into a fresh buffer";
+pub(crate) const FRESH_FLOOR: &str = "floor: clone into a fresh buffer";
 
 /// The least a large result costs the pool's process: it copies each result into a fresh vector,
 /// which the user then owns, advised for huge pages (`remote::buffer`). The kernel zeroes those
@@ -55,19 +55,23 @@ pub const FRESH_FLOOR: &str = "floor: clone into a fresh buffer";
 ///
 /// Only in tables whose payloads are [`ADVISED_FROM`] or more: the pool advises no smaller buffer, so
 /// below that this row would be the clone's above.
-pub const FRESH_HUGE_FLOOR: &str =
+pub(crate) const FRESH_HUGE_FLOOR: &str =
     "floor: copy into a fresh buffer advised for huge pages (what each result costs the pool's process)";
 
 /// The smallest receive buffer the pool advises for huge pages (`remote::buffer`: two huge pages).
 const ADVISED_FROM: usize = 4 * MIB;
 
 /// The Process rows of the other kinds of payload, each copying the payload once in the timing.
-pub const PROCESS_VEC_CLONED: &str = "`pool!(Process)`, `Vec<u8>` argument cloned into `submit`";
-pub const PROCESS_VEC_RESULT: &str = "`pool!(Process)`, `Vec<u8>` result, built in the worker";
-pub const PROCESS_STRING_CLONED: &str = "`pool!(Process)`, `String` argument cloned into `submit`";
-pub const PROCESS_STRING_RESULT: &str = "`pool!(Process)`, `String` result, built in the worker";
-pub const PROCESS_SLICE: &str = "`pool!(Process)`, `&[u8]` argument (`submit` copies it)";
-pub const PROCESS_STR: &str = "`pool!(Process)`, `&str` argument (`submit` copies it)";
+pub(crate) const PROCESS_VEC_CLONED: &str =
+    "`pool!(Process)`, `Vec<u8>` argument cloned into `submit`";
+pub(crate) const PROCESS_VEC_RESULT: &str =
+    "`pool!(Process)`, `Vec<u8>` result, built in the worker";
+pub(crate) const PROCESS_STRING_CLONED: &str =
+    "`pool!(Process)`, `String` argument cloned into `submit`";
+pub(crate) const PROCESS_STRING_RESULT: &str =
+    "`pool!(Process)`, `String` result, built in the worker";
+pub(crate) const PROCESS_SLICE: &str = "`pool!(Process)`, `&[u8]` argument (`submit` copies it)";
+pub(crate) const PROCESS_STR: &str = "`pool!(Process)`, `&str` argument (`submit` copies it)";
 const KINDS: [&str; 6] = [
     PROCESS_VEC_CLONED,
     PROCESS_VEC_RESULT,
@@ -77,7 +81,7 @@ const KINDS: [&str; 6] = [
     PROCESS_STR,
 ];
 
-pub fn payloads(settings: &Settings, size: usize, tasks: usize) -> Table {
+pub(crate) fn payloads(settings: &Settings, size: usize, tasks: usize) -> Table {
     let runs = settings.runs;
     let bytes = (size * tasks) as f64;
     let mut rows = peer_rows(runs, bytes);
@@ -125,7 +129,7 @@ pub fn payloads(settings: &Settings, size: usize, tasks: usize) -> Table {
     }
 }
 
-pub fn payloads_run(
+pub(crate) fn payloads_run(
     table: &mut Table,
     rayon: &rayon::ThreadPool,
     (size, tasks): (usize, usize),

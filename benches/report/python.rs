@@ -5,21 +5,21 @@ use std::process::{Command, Stdio};
 
 use crate::figures::Row;
 
-pub const PY_THREAD: &str = "Python `ThreadPoolExecutor`";
-pub const PY_FORK: &str = "Python `ProcessPoolExecutor` (fork)";
-pub const PY_SPAWN: &str = "Python `ProcessPoolExecutor` (spawn)";
+pub(crate) const PY_THREAD: &str = "Python `ThreadPoolExecutor`";
+pub(crate) const PY_FORK: &str = "Python `ProcessPoolExecutor` (fork)";
+pub(crate) const PY_SPAWN: &str = "Python `ProcessPoolExecutor` (spawn)";
 /// How `executors.py --report` names `PY_THREAD`, `PY_FORK` and `PY_SPAWN`, in that order.
-pub const PY_KEYS: [&str; 3] = ["thread", "fork", "spawn"];
+pub(crate) const PY_KEYS: [&str; 3] = ["thread", "fork", "spawn"];
 
 /// A row for each of Python's peers, in [`PY_KEYS`] order.
-pub fn python_peer_rows(runs: usize, units: f64) -> Vec<Row> {
+pub(crate) fn python_peer_rows(runs: usize, units: f64) -> Vec<Row> {
     [PY_THREAD, PY_FORK, PY_SPAWN]
         .map(|label| Row::new(label, runs, units))
         .into()
 }
 
 /// Runs one workload of `benches/python/executors.py` and returns each peer's seconds.
-pub fn python(workload: &str, args: &[String]) -> BTreeMap<String, f64> {
+pub(crate) fn python(workload: &str, args: &[String]) -> BTreeMap<String, f64> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python/executors.py");
     let output = Command::new("python3")
         .arg(script)

@@ -8,7 +8,7 @@ use crate::settings::Settings;
 use crate::{SCALING_TASKS, SCALING_WORKERS};
 
 /// Speedup over a plain loop at each worker count, for each backend (in `SCALING_WORKERS` order).
-pub struct Scaling {
+pub(crate) struct Scaling {
     pub tasks: usize,
     /// The plain loop's time per call, in each measurement.
     pub task_ms: Vec<Option<f64>>,
@@ -20,12 +20,12 @@ pub struct Scaling {
 }
 
 impl Scaling {
-    pub fn task_ms(&self) -> f64 {
+    pub(crate) fn task_ms(&self) -> f64 {
         summarise(self.task_ms.iter().copied()).map_or(0.0, |s| s.median)
     }
 }
 
-pub fn scaling(settings: &Settings) -> Scaling {
+pub(crate) fn scaling(settings: &Settings) -> Scaling {
     let runs = settings.runs;
     let cols = SCALING_WORKERS.len();
     Scaling {
@@ -45,9 +45,9 @@ pub fn scaling(settings: &Settings) -> Scaling {
 /// and then the three backends, in an order that turns by sample, so that each backend takes each
 /// place once. 3 is the fewest for a median that one disturbed sample cannot move; the whole
 /// report took 6.1 min before, 7.0 and 7.7 after, on 2 cores.
-pub const SAMPLES: usize = 3;
+pub(crate) const SAMPLES: usize = 3;
 
-pub fn scaling_run(scaling: &mut Scaling, pools: &[rayon::ThreadPool], n: u64, run: usize) {
+pub(crate) fn scaling_run(scaling: &mut Scaling, pools: &[rayon::ThreadPool], n: u64, run: usize) {
     let tasks = scaling.tasks;
     let cores = scaling.cores;
     for (i, &workers) in SCALING_WORKERS.iter().enumerate() {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::common::settings::{count, switch};
 use crate::{SECTION, STARTUP_PER_RUN};
 
-pub struct Settings {
+pub(crate) struct Settings {
     pub runs: usize,
     pub startup_runs: usize,
     pub map_items: usize,
@@ -17,7 +17,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let quick = switch("REPORT_QUICK");
         let runs = count("REPORT_RUNS").unwrap_or(if quick { 1 } else { 5 });
@@ -49,7 +49,7 @@ impl Settings {
         }
     }
 
-    pub fn command(&self) -> String {
+    pub(crate) fn command(&self) -> String {
         let mut command = String::new();
         if self.quick {
             command.push_str("REPORT_QUICK=1 ");

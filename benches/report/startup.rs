@@ -9,7 +9,7 @@ use crate::settings::Settings;
 use crate::tiny_tasks::{add, add_pair};
 use crate::{STARTUP_PER_RUN, WORKERS};
 
-pub fn startup(settings: &Settings) -> Table {
+pub(crate) fn startup(settings: &Settings) -> Table {
     let runs = settings.startup_runs;
     let rows = peer_rows(runs, 1.0);
     Table {
@@ -31,7 +31,7 @@ pub fn startup(settings: &Settings) -> Table {
     }
 }
 
-pub fn startup_run(table: &mut Table, run: usize) {
+pub(crate) fn startup_run(table: &mut Table, run: usize) {
     let rows = &mut table.rows;
     for run in run * STARTUP_PER_RUN..(run + 1) * STARTUP_PER_RUN {
         let (t, sum) = timed(|| {

@@ -6,7 +6,10 @@ use crate::common::stats::{summarise, Summary};
 use crate::scaling::Scaling;
 use crate::SCALING_WORKERS;
 
-pub fn write_scaling_svg(scaling: &Scaling, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn write_scaling_svg(
+    scaling: &Scaling,
+    path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
 
     let cores = scaling.cores as f64;

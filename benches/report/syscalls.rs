@@ -19,10 +19,10 @@ use crate::tiny_tasks::add;
 use crate::{TINY_TASKS, WORKERS};
 
 /// The argument that makes this binary run one block and exit: `--one-block thread|rayon`.
-pub const ONE_BLOCK: &str = "--one-block";
+pub(crate) const ONE_BLOCK: &str = "--one-block";
 
 /// The rows: futex + `sched_yield` calls, then context switches, for each of the two peers.
-pub const THREAD_CALLS: &str = "`pool!(Thread)`: `futex` + `sched_yield` calls";
+pub(crate) const THREAD_CALLS: &str = "`pool!(Thread)`: `futex` + `sched_yield` calls";
 const RAYON_CALLS: &str = "rayon: `futex` + `sched_yield` calls";
 const THREAD_SWITCHES: &str = "`pool!(Thread)`: context switches";
 const RAYON_SWITCHES: &str = "rayon: context switches";
@@ -40,7 +40,7 @@ struct Counts {
     switches: Option<f64>,
 }
 
-pub fn syscalls(settings: &Settings) -> Table {
+pub(crate) fn syscalls(settings: &Settings) -> Table {
     let runs = settings.runs;
     let items = TINY_TASKS as f64;
     Table {
@@ -74,7 +74,7 @@ pub fn syscalls(settings: &Settings) -> Table {
     }
 }
 
-pub fn syscalls_run(table: &mut Table, run: usize) {
+pub(crate) fn syscalls_run(table: &mut Table, run: usize) {
     for (peer, calls, switches) in [("thread", 0, 2), ("rayon", 1, 3)] {
         let Some(counts) = count(peer) else { continue };
         // `Row::seconds` holds the figure a row's cost is made of; here, a count.
@@ -87,7 +87,7 @@ pub fn syscalls_run(table: &mut Table, run: usize) {
 }
 
 /// In the child: one block of the peer, results read in order.
-pub fn one_block(peer: &str) {
+pub(crate) fn one_block(peer: &str) {
     let n = TINY_TASKS as u64;
     let out: Vec<u64> = match peer {
         "thread" => pool!(Thread(max_workers = WORKERS) => {

@@ -13,14 +13,14 @@ use crate::syscalls::THREAD_CALLS;
 use crate::{MIB, SCALING_WORKERS};
 
 /// One target of the issue: what, the figure, and whether it is met.
-pub struct Target {
+pub(crate) struct Target {
     pub what: &'static str,
     pub figure: String,
     pub met: Option<bool>,
 }
 
 impl Report {
-    pub fn targets(&self) -> Vec<Target> {
+    pub(crate) fn targets(&self) -> Vec<Target> {
         let tiny = self.table(0);
         let one_mib = self.table(1);
         let big = self.table(2);

@@ -17,15 +17,15 @@ use crate::{BACK_TO_BACK, PIPE_ROUND_TRIPS, PROCSPAWN_BATCH, TINY_TASKS, WORKERS
 const FIRST_SAMPLES: usize = 3;
 const IDLE_MS: u64 = 200;
 
-pub fn add(a: u64, b: u64) -> u64 {
+pub(crate) fn add(a: u64, b: u64) -> u64 {
     a + b
 }
 
-pub fn add_pair((a, b): (u64, u64)) -> u64 {
+pub(crate) fn add_pair((a, b): (u64, u64)) -> u64 {
     a + b
 }
 
-pub fn tiny_tasks(settings: &Settings) -> Table {
+pub(crate) fn tiny_tasks(settings: &Settings) -> Table {
     let runs = settings.runs;
     let n = TINY_TASKS;
     let items = n as f64;
@@ -63,7 +63,7 @@ pub fn tiny_tasks(settings: &Settings) -> Table {
     }
 }
 
-pub fn tiny_tasks_run(table: &mut Table, rayon: &rayon::ThreadPool, run: usize) {
+pub(crate) fn tiny_tasks_run(table: &mut Table, rayon: &rayon::ThreadPool, run: usize) {
     let n = TINY_TASKS;
     let rows = &mut table.rows;
     let expected: u64 = (0..n as u64).map(|i| i + 1).sum();
